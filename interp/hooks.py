@@ -1,0 +1,95 @@
+"""Hook names: the one place that turns ``layer=14, site="resid_post"`` into a hook name.
+
+TransformerLens names every capture point; the residual stream of block ``L`` is read at
+``blocks.L.hook_resid_pre`` (input of the block, = Hugging Face ``hidden_states[L]``),
+``blocks.L.hook_resid_mid`` (after attention) and ``blocks.L.hook_resid_post`` (output of
+the block, = ``hidden_states[L+1]``, except after the last block, where Hugging Face also
+applies the final norm). Each tensor there has shape ``[batch, pos, d_model]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal, get_args
+
+Site = Literal["resid_pre", "resid_mid", "resid_post"]
+SITES: tuple[str, ...] = get_args(Site)
+
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)$")
+
+
+class HookError(ValueError):
+    """A layer, site or hook name that the model does not have."""
+
+
+def check_site(site: str) -> Site:
+    if site not in SITES:
+        raise HookError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+    return site  # type: ignore[return-value]
+
+
+def check_layer(layer: int, n_layers: int) -> int:
+    """Return ``layer`` if the model has it, else raise an error naming the valid range."""
+    if not 0 <= layer < n_layers:
+        raise HookError(
+            f"layer {layer} is out of range: this model has {n_layers} blocks, "
+            f"so use a layer from 0 to {n_layers - 1}"
+        )
+    return layer
+
+
+def hook_name(layer: int, site: str = "resid_post") -> str:
+    """``hook_name(14)`` -> ``"blocks.14.hook_resid_post"``."""
+    check_site(site)
+    if layer < 0:
+        raise HookError(f"layer must be >= 0, got {layer}")
+    return f"blocks.{layer}.hook_{site}"
+
+
+def parse_hook_name(name: str) -> tuple[int, Site]:
+    """Inverse of :func:`hook_name`; raises for anything that is not a residual hook."""
+    match = _HOOK_RE.match(name)
+    if match is None:
+        raise HookError(
+            f"unknown hook {name!r}: expected 'blocks.<layer>.hook_<site>' with site one of "
+            f"{', '.join(SITES)} (build names with interp.hooks.hook_name)"
+        )
+    return int(match.group(1)), match.group(2)  # type: ignore[return-value]
+
+
+def stop_layer(hooks: Iterable[str], n_layers: int) -> int | None:
+    """The ``stop_at_layer`` that still computes every hook in ``hooks``.
+
+    Every residual hook of block L needs the pass to reach block L; the bridge's early stop
+    fires *before* block L's own hooks, so ``resid_pre`` of L too needs ``stop_at_layer=L+1``
+    (measured on transformer-lens 3.9: stopping at L caches nothing there). Returns None when
+    the whole model must run.
+    """
+    needed = 0
+    for name in hooks:
+        layer, _ = parse_hook_name(name)
+        check_layer(layer, n_layers)
+        needed = max(needed, layer + 1)
+    return None if needed >= n_layers else needed
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """Parse ``"14"``, ``"0-29"`` or ``"0,7,14"`` (ranges inclusive) into sorted layers."""
+    layers: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                layers.update(range(lo, hi + 1))
+            else:
+                layers.add(int(part))
+        except ValueError:
+            raise HookError(
+                f"cannot read layers {text!r}: write one layer (14), a range (0-29) "
+                "or a comma-separated list (0,7,14)"
+            ) from None
+    return tuple(sorted(layers))

