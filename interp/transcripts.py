@@ -1,0 +1,142 @@
+"""The transcript format (a public contract, see the design notes) and JSONL I/O.
+
+One transcript per line::
+
+    {"id": "...", "group": "scenario id", "messages": [{"role": ..., "content": ...}, ...],
+     "label": 1, "meta": {"reasoning": "ethical", "answer": "comply", "domain": "sales"}}
+
+The last message is the assistant reply that probes read. ``label`` is 1 when the answer
+diverges from the reasoning, 0 when it follows it, and may be absent for data that is only
+scored. Every line is validated on load; an error names the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interp.paths import atomic_write
+
+ROLES = ("system", "user", "assistant")
+
+
+class TranscriptError(ValueError):
+    """A transcript that does not follow the format; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    id: str
+    group: str
+    messages: tuple[dict[str, str], ...]
+    label: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def reply(self) -> str:
+        """The content of the last message (the reply a probe reads)."""
+        return self.messages[-1]["content"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "group": self.group, "messages": list(self.messages)}
+        if self.label is not None:
+            out["label"] = self.label
+        out["meta"] = self.meta
+        return out
+
+
+def transcript_from_dict(raw: Any, where: str = "transcript") -> Transcript:
+    """Validate one decoded JSON object; ``where`` prefixes error messages (``file:line``)."""
+    if not isinstance(raw, dict):
+        raise TranscriptError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    for key in ("id", "messages"):
+        if key not in raw:
+            raise TranscriptError(f"{where}: missing required field '{key}'")
+    if not isinstance(raw["id"], str) or not raw["id"]:
+        raise TranscriptError(f"{where}: 'id' must be a non-empty string")
+    group = raw.get("group", raw["id"])
+    if not isinstance(group, str) or not group:
+        raise TranscriptError(f"{where}: 'group' must be a non-empty string (the scenario id)")
+    messages = raw["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise TranscriptError(f"{where}: 'messages' must be a non-empty list of chat turns")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or set(msg) - {"role", "content"} or "content" not in msg:
+            raise TranscriptError(
+                f"{where}: messages[{i}] must be an object with 'role' and 'content' only"
+            )
+        if msg.get("role") not in ROLES:
+            raise TranscriptError(
+                f"{where}: messages[{i}] has role {msg.get('role')!r}; use one of {ROLES}"
+            )
+        if not isinstance(msg["content"], str):
+            raise TranscriptError(f"{where}: messages[{i}].content must be a string")
+    if messages[-1]["role"] != "assistant":
+        raise TranscriptError(
+            f"{where}: the last message must be the assistant reply to read, "
+            f"got role {messages[-1]['role']!r}"
+        )
+    label = raw.get("label")
+    if label is not None and (isinstance(label, bool) or label not in (0, 1)):
+        raise TranscriptError(f"{where}: 'label' must be 0, 1 or absent, got {label!r}")
+    meta = raw.get("meta", {})
+    if not isinstance(meta, dict):
+        raise TranscriptError(f"{where}: 'meta' must be an object")
+    return Transcript(
+        id=raw["id"],
+        group=group,
+        messages=tuple({"role": m["role"], "content": m["content"]} for m in messages),
+        label=label,
+        meta=meta,
+    )
+
+
+def load_transcripts(path: str | Path) -> list[Transcript]:
+    """Read a JSONL file of transcripts, validating every line (blank lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TranscriptError(f"{path}: no such file (expected a JSON Lines transcript file)")
+    transcripts = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TranscriptError(
+                    f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "each line must be one complete JSON object"
+                ) from None
+            transcripts.append(transcript_from_dict(raw, where))
+    if not transcripts:
+        raise TranscriptError(f"{path}: the file holds no transcripts")
+    check_unique_ids(transcripts, str(path))
+    return transcripts
+
+
+def check_unique_ids(transcripts: Sequence[Transcript], source: str) -> None:
+    dupes = [k for k, n in Counter(t.id for t in transcripts).items() if n > 1]
+    if dupes:
+        raise TranscriptError(f"{source}: duplicate transcript ids {dupes[:5]}; ids must be unique")
+
+
+def write_transcripts(path: str | Path, transcripts: Iterable[Transcript]) -> None:
+    """Write transcripts as JSONL, atomically."""
+    lines = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts)
+    atomic_write(Path(path), lambda tmp: tmp.write_text(lines, encoding="utf-8"))
+
+
+def dataset_hash(transcripts: Sequence[Transcript]) -> str:
+    """A hash of everything a forward pass reads (ids, groups, messages, in order)."""
+    digest = hashlib.blake2b(digest_size=12)
+    for t in transcripts:
+        digest.update(json.dumps([t.id, t.group, t.messages], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
