@@ -3,9 +3,10 @@
 ``consistency``: for every pressure scenario, every reasoning passage (ethical or
 unethical) is paired with every answer (complying, polite refusal, explicit rebuttal). Label 1
 when the answer diverges from the reasoning (ethical reasoning then compliance, or unethical
-reasoning then a refusal), 0 otherwise. Because each text appears on both sides of the label,
-no single text, and so no bag of token embeddings, predicts it: the label is the XOR of the
-two stances, which ``meta`` records so stance controls can be computed.
+reasoning then a refusal), 0 otherwise: label = (reasoning is ethical) == (answer complies),
+an XOR of the two stances up to a flip. Each text appears on both sides of the label, so no
+single text, and no bag of token embeddings, predicts it. ``meta`` records both stances, so
+the stance controls can be computed.
 
 ``benign``: ordinary requests answered helpfully (label 0): a control set of ordinary chat for
 choosing a detector's threshold.
@@ -39,38 +40,68 @@ def _chat(scenario: Scenario, reply: str) -> tuple[dict[str, str], ...]:
     )
 
 
-def build_consistency(bank: Sequence[Scenario] | None = None) -> list[Transcript]:
-    """The 2x2 (reasoning stance x answer stance) dataset from every pressure scenario."""
+def _cell(n_reasonings: int, n_answers: int, per_cell: int | None) -> list[tuple[int, int]]:
+    """(reasoning, answer) index pairs for one (reasoning stance, answer stance) cell.
+
+    ``per_cell=None`` pairs everything. Otherwise the k-th pair is (k mod R, k mod A), moved
+    to the next unused answer on a clash: every text is used and texts appear equally often
+    (up to one). The reasoning pattern depends only on k, so it is the same in both cells
+    that share a reasoning stance, and the same holds for answers.
+    """
+    if per_cell is None:
+        return [(i, j) for i in range(n_reasonings) for j in range(n_answers)]
+    chosen: list[tuple[int, int]] = []
+    for k in range(min(per_cell, n_reasonings * n_answers)):
+        i, j = k % n_reasonings, k % n_answers
+        while (i, j) in chosen:
+            j = (j + 1) % n_answers
+        chosen.append((i, j))
+    return chosen
+
+
+def build_consistency(
+    bank: Sequence[Scenario] | None = None, per_cell: int | None = 4
+) -> list[Transcript]:
+    """The 2x2 (reasoning stance x answer stance) dataset from every pressure scenario.
+
+    Each scenario gives ``per_cell`` transcripts per cell (4 by default: 16 per scenario, so
+    the default model caches the whole set in a few minutes on a laptop CPU), or every
+    reasoning x answer pair with ``per_cell=None``. Refusals alternate polite refusals and
+    explicit rebuttals. The pairing is the same in both cells of a stance, so each text is
+    as often in a divergent transcript as in a consistent one.
+    """
     bank = load_bank() if bank is None else bank
     out = []
     for s in bank:
         if s.kind != "pressure":
             continue
-        reasonings = [("ethical", i, r) for i, r in enumerate(s.reasoning_ethical)] + [
-            ("unethical", i, r) for i, r in enumerate(s.reasoning_unethical)
-        ]
-        answers = (
-            [("comply", "comply", i, a) for i, a in enumerate(s.answers_comply)]
-            + [("refuse", "refusal", i, a) for i, a in enumerate(s.answers_refuse)]
-            + [("refuse", "rebuttal", i, a) for i, a in enumerate(s.answers_rebut)]
-        )
-        for stance, ri, reasoning in reasonings:
-            for answer_stance, strategy, ai, answer in answers:
-                divergent = (stance == "ethical") == (answer_stance == "comply")
-                out.append(
-                    Transcript(
-                        id=f"{s.id}-{stance[:4]}{ri}-{strategy}{ai}",
-                        group=s.id,
-                        messages=_chat(s, format_reply(reasoning, answer)),
-                        label=int(divergent),
-                        meta={
-                            "reasoning": stance,
-                            "answer": answer_stance,
-                            "strategy": strategy,
-                            "domain": s.domain,
-                        },
+        refusals = [("refusal", i, a) for i, a in enumerate(s.answers_refuse)]
+        rebuttals = [("rebuttal", i, a) for i, a in enumerate(s.answers_rebut)]
+        interleaved = [x for pair in zip(refusals, rebuttals, strict=False) for x in pair]
+        interleaved += refusals[len(rebuttals) :] + rebuttals[len(refusals) :]
+        answers = {
+            "comply": [("comply", i, a) for i, a in enumerate(s.answers_comply)],
+            "refuse": interleaved,
+        }
+        reasonings = {"ethical": s.reasoning_ethical, "unethical": s.reasoning_unethical}
+        for stance, texts in reasonings.items():
+            for answer_stance, options in answers.items():
+                for ri, ai in _cell(len(texts), len(options), per_cell):
+                    strategy, index, answer = options[ai]
+                    out.append(
+                        Transcript(
+                            id=f"{s.id}-{stance[:4]}{ri}-{strategy}{index}",
+                            group=s.id,
+                            messages=_chat(s, format_reply(texts[ri], answer)),
+                            label=int((stance == "ethical") == (answer_stance == "comply")),
+                            meta={
+                                "reasoning": stance,
+                                "answer": answer_stance,
+                                "strategy": strategy,
+                                "domain": s.domain,
+                            },
+                        )
                     )
-                )
     return out
 
 
@@ -98,6 +129,7 @@ def build_benign(bank: Sequence[Scenario] | None = None) -> list[Transcript]:
 #: Built-in datasets, by name; ``--dataset builtin:NAME`` selects one.
 BUILTIN_DATASETS: dict[str, Callable[[], list[Transcript]]] = {
     "consistency": build_consistency,
+    "consistency-full": lambda: build_consistency(per_cell=None),
     "benign": build_benign,
 }
 

@@ -1,0 +1,184 @@
+"""The probe base class: ``fit(X, y)``, ``score(X)``, ``predict(X)``, ``save``, ``load``.
+
+A probe maps activations ``[n, d]`` to a score per row; higher means label 1 (here:
+"the answer diverges from the reasoning"). ``predict`` compares the score with the probe's
+``threshold``. A saved probe is a folder with ``probe.safetensors`` (its tensors) and
+``probe.json`` (its kind, settings, threshold and :class:`ProbeMeta`: which model, hook and
+token selection it reads), so applying it to activations of another model or hook fails
+loudly instead of giving silent nonsense.
+
+This package never imports ``interp``: a probe can be fitted on any tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from jaxtyping import Bool, Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+FORMAT_VERSION = 1
+
+
+class ProbeMismatchError(ValueError):
+    """A probe applied to activations it was not trained on (other model, hook or tokens)."""
+
+
+class NotFittedError(RuntimeError):
+    """``score`` or ``save`` called before ``fit``."""
+
+
+@dataclass
+class ProbeMeta:
+    """What a probe reads. Fields left ``None`` are not checked."""
+
+    model_name: str | None = None
+    model_fingerprint: str | None = None
+    hook: str | None = None
+    tokens: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_xy(X: Tensor, y: Tensor | None = None) -> None:
+    """Shape checks shared by every probe; errors say what was expected."""
+    if X.ndim != 2:
+        raise ValueError(f"X must be [n, d] activations, got shape {tuple(X.shape)}")
+    if y is not None:
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must be [n] with n = {len(X)}, got shape {tuple(y.shape)}")
+        values = set(torch.unique(y).tolist())
+        if not values <= {0, 1} or len(values) < 2:
+            raise ValueError(f"y must hold both labels 0 and 1, got values {sorted(values)}")
+
+
+class Probe(ABC):
+    """A linear read-out of activations. Subclasses implement ``fit``, ``score``,
+    ``direction`` and their tensor state."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, meta: ProbeMeta | None = None) -> None:
+        self.meta = meta or ProbeMeta()
+        self.threshold = 0.0
+        self.d_in: int | None = None
+
+    # --- what each probe defines ---------------------------------------------------------
+
+    @abstractmethod
+    def fit(self, X: Float[Tensor, "n d"], y: Tensor) -> Self:
+        """Fit on activations ``X`` and 0/1 labels ``y``; returns ``self``."""
+
+    @abstractmethod
+    def _score(self, X: Float[Tensor, "n d"]) -> Float[Tensor, " n"]: ...
+
+    @property
+    @abstractmethod
+    def direction(self) -> Float[Tensor, " d"]:
+        """Unit vector in activation space along which the score grows."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Tensor]:
+        """Tensors that define the fitted probe."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-serialisable)."""
+
+    @abstractmethod
+    def load_state(self, tensors: dict[str, Tensor]) -> None: ...
+
+    # --- shared behaviour ----------------------------------------------------------------
+
+    @property
+    def fitted(self) -> bool:
+        return self.d_in is not None
+
+    def score(self, X: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
+        """Decision score per row (higher = label 1), on the device of ``X``."""
+        if not self.fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X, y) first")
+        check_xy(X)
+        if X.shape[1] != self.d_in:
+            raise ProbeMismatchError(
+                f"X has {X.shape[1]} features but the probe was fitted on {self.d_in}: "
+                "activations of another model or site?"
+            )
+        return self._score(X.float())
+
+    def predict(self, X: Float[Tensor, "n d"]) -> Bool[Tensor, " n"]:
+        return self.score(X) >= self.threshold
+
+    def check_compatible(
+        self,
+        *,
+        model_fingerprint: str | None = None,
+        hook: str | None = None,
+        tokens: str | None = None,
+    ) -> None:
+        """Raise :class:`ProbeMismatchError` if the given inputs differ from the probe's."""
+        wanted = {"model_fingerprint": model_fingerprint, "hook": hook, "tokens": tokens}
+        for name, value in wanted.items():
+            mine = getattr(self.meta, name)
+            if value is not None and mine is not None and value != mine:
+                raise ProbeMismatchError(
+                    f"probe was trained on {name}={mine!r} (model {self.meta.model_name!r}) but "
+                    f"is applied to {name}={value!r}; cache activations of the probe's own "
+                    "model, hook and tokens, or train a new probe"
+                )
+
+    def to(self, device: str | torch.device) -> Self:
+        self.load_state({k: v.to(device) for k, v in self.state().items()})
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``probe.safetensors`` and ``probe.json`` into folder ``path``."""
+        if not self.fitted:
+            raise NotFittedError("cannot save a probe that is not fitted")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state().items()}
+        config = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "settings": self.settings(),
+            "threshold": self.threshold,
+            "d_in": self.d_in,
+            "meta": asdict(self.meta),
+        }
+        _atomic(folder / "probe.safetensors", lambda p: save_file(tensors, str(p)))
+        _atomic(folder / "probe.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+        return folder
+
+    @staticmethod
+    def load(path: str | Path, device: str | torch.device = "cpu") -> Probe:
+        """Load any saved probe; the kind recorded in ``probe.json`` picks the class."""
+        from probes.registry import probe_class
+
+        folder = Path(path)
+        if not (folder / "probe.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a saved probe (no probe.json)")
+        config = json.loads((folder / "probe.json").read_text())
+        probe = probe_class(config["kind"])(**config["settings"])
+        probe.meta = ProbeMeta(**config["meta"])
+        probe.threshold = float(config["threshold"])
+        probe.d_in = int(config["d_in"])
+        probe.load_state({k: v.to(device) for k, v in load_file(folder / "probe.safetensors").items()})
+        return probe
+
+
+def _atomic(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
