@@ -226,7 +226,7 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model")
         model, tokenizer = _from_pretrained(path, dtype)
         return str(path.resolve()), model, tokenizer
-    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1
+    looks_like_path = spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1)
     if looks_like_path:
         raise ModelError(f"model directory {spec!r} does not exist")
     try:

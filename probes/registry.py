@@ -37,7 +37,7 @@ def make_probe(kind: str, **settings: Any) -> Probe:
 
 def _ensure_builtins() -> None:
     # Importing the modules runs their @register_probe decorators.
-    import probes.logistic  # noqa: F401
+    import probes.logistic
     import probes.mean_diff  # noqa: F401
 
 

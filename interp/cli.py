@@ -1,0 +1,59 @@
+"""Turn a config dataclass into an ``argparse`` parser, and parsed flags back into it.
+
+Fields become ``--kebab-case`` flags with the field's ``help``; ``bool`` fields get
+``--flag/--no-flag``; tuples of ints are read by :func:`interp.hooks.parse_layers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+from interp.hooks import parse_layers
+
+C = TypeVar("C")
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` -> int; ``tuple[int, ...]`` -> tuple."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _base_type(args[0])
+    return origin or annotation
+
+
+def parser_for(cls: type, prog: str, aliases: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """A parser with one flag per field of dataclass ``cls``; ``aliases`` maps an extra flag
+    (``--layer``) to a field (``layers``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    hints = typing.get_type_hints(cls)
+    alias_of: dict[str, list[str]] = {}
+    for flag, field_name in (aliases or {}).items():
+        alias_of.setdefault(field_name, []).append(flag)
+    for f in dataclasses.fields(cls):
+        flags = [f"--{f.name.replace('_', '-')}", *alias_of.get(f.name, [])]
+        kind = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if kind is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"default": f.default, "dest": f.name}
+        if kind is tuple:
+            kwargs["type"] = parse_layers
+            kwargs["help"] = f"{help_text} (default: {','.join(map(str, f.default))})"
+        else:
+            kwargs["type"] = kind
+            kwargs["help"] = f"{help_text} (default: %(default)s)"
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]

@@ -1,0 +1,108 @@
+"""Writing a probe run to disk and printing it as a table.
+
+A run folder holds ``config.json`` (the resolved config, model fingerprint, dataset hash
+and library versions), ``metrics.json``, ``table.txt``, ``auroc.html`` (plotly) and
+``probes/L<layer>/`` (safetensors + JSON per probe).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from interp.paths import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from interp.train import ProbeRun, SetReport
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "  -  " if value is None else f"{value:.{digits}f}"
+
+
+def _set_row(label: str, rep: SetReport, random_mean: float | None = None) -> str:
+    m = rep.metrics
+    auc = "  -" if m is None else f"{m.auroc:.3f} [{m.auroc_low:.2f}, {m.auroc_high:.2f}]"
+    return (
+        f"{label:>9} | {auc:>19} | {_f(m and m.accuracy)} | {_f(m and m.recall_at_1pct_fpr)} | "
+        f"{_f(random_mean)} | {_f(rep.answer_stance_auroc)} | {_f(rep.reasoning_stance_auroc)}"
+    )
+
+
+HEADER = (
+    "    layer |  AUROC [95% CI]     |  acc  | rec@1% | random | answer | reasoning\n"
+    "          |                     |       |  FPR   |  dir.  | stance | stance"
+)
+
+
+def format_table(run: ProbeRun) -> str:
+    """The results beside their controls, with one line on what each column means."""
+    cfg = run.config
+    test = run.layers[0].test
+    lines = [
+        f"Probe '{cfg.probe}' on {run.model_name} ({cfg.site}, mean over {cfg.tokens} tokens), "
+        f"trained on {len(run.train_groups)} scenarios, tested on {len(run.test_groups)} held-out "
+        f"scenarios ({test.n} transcripts).",
+        "",
+        "Held-out scenarios (label: answer diverges from reasoning):",
+        HEADER,
+    ]
+    lines += [_set_row(str(r.layer), r.test, r.random_auroc_mean) for r in run.layers]
+    lines.append(_set_row("layer 0", run.layer0) + "   <- control: probe on token embeddings")
+    if any(r.control_recall is not None for r in run.layers):
+        lines += ["", f"Threshold at 1% false positives on ordinary chat ({cfg.control_dataset}):"]
+        lines += [
+            f"  layer {r.layer}: catches {r.control_recall:.1%} of held-out divergent replies, "
+            f"flags {r.control_flagged_consistent:.1%} of held-out consistent ones"
+            for r in run.layers
+            if r.control_recall is not None
+        ]
+    evals = [r for r in run.layers if r.eval is not None]
+    if evals:
+        e = evals[0].eval
+        assert e is not None
+        lines += [
+            "",
+            f"Eval set {cfg.eval_dataset} ({e.n} transcripts; {e.n_answer_missing} without an "
+            f"'Answer:' marker, read whole; {e.n_truncated} truncated):",
+            HEADER,
+        ]
+        lines += [_set_row(str(r.layer), r.eval) for r in evals if r.eval is not None]
+    lines += [
+        "",
+        "AUROC: held-out scenarios, 95% CI by scenario bootstrap. random dir.: mean AUROC of "
+        f"{cfg.n_random} random directions.",
+        "answer/reasoning stance: the trained probe's AUROC against 'answer complies' and "
+        "'reasoning is ethical' alone;",
+        "a probe that reads divergence (not one stance) is near 0.5 on both. Layer 0 near 0.5 "
+        "means the wording does not leak the label.",
+    ]
+    return "\n".join(lines)
+
+
+def save_run(run: ProbeRun) -> None:
+    from interp.cache import _library_versions
+    from interp.plots import auroc_figure
+
+    out = run.out_dir
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    for layer, probe in run.probes.items():
+        probe.save(out / "probes" / f"L{layer}")
+    write_json_atomic(
+        out / "config.json",
+        {"config": run.config.to_dict(), "model": run.model_name,
+         "model_fingerprint": run.model_fingerprint, "dataset_hash": run.dataset_hash,
+         "versions": _library_versions()},
+    )
+    metrics = run.to_json()
+    write_json_atomic(out / "metrics.json", metrics)
+    if run.config.json:
+        write_json_atomic(Path(run.config.json), metrics)
+    write_text_atomic(out / "table.txt", format_table(run) + "\n")
+    auroc_figure(run).write_html(out / "auroc.html", include_plotlyjs=True)
+
+
+def load_metrics(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
