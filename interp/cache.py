@@ -104,7 +104,9 @@ class ActivationSet:
     def per_token(self, hook: str) -> list[Float[Tensor, "tokens d_model"]]:
         """Per-token activations of each transcript's selected tokens (needs ``per_token``)."""
         if not self.key.per_token:
-            raise ValueError("this cache holds pooled activations only; rebuild with per_token=True")
+            raise ValueError(
+                "this cache holds pooled activations only; rebuild with per_token=True"
+            )
         out: list[Tensor] = [torch.empty(0)] * len(self.ids)
         for shard in _shard_files(self.path):
             data = load_file(shard)
@@ -138,10 +140,14 @@ def load_activation_set(path: Path, expect: CacheKey | None = None) -> Activatio
             "delete the folder or point the cache elsewhere"
         )
     if manifest.get("status") != "complete":
-        raise CacheMismatchError(f"{path} is an incomplete cache; run cache_activations to finish it")
+        raise CacheMismatchError(
+            f"{path} is an incomplete cache; run cache_activations to finish it"
+        )
     n = key.n_transcripts
     pooled = {h: torch.empty(n, manifest["d_model"]) for h in key.hooks}
-    stats = {k: torch.zeros(n, dtype=torch.long) for k in ("n_selected", "answer_found", "truncated")}
+    stats = {
+        k: torch.zeros(n, dtype=torch.long) for k in ("n_selected", "answer_found", "truncated")
+    }
     seen = 0
     for shard in _shard_files(path):
         data = load_file(shard)
@@ -246,15 +252,24 @@ def cache_activations(
     order = sorted(range(len(encoded)), key=lambda i: (lengths[i], i))
     write_json_atomic(
         manifest_path,
-        {"status": "incomplete", "key": asdict(key), "d_model": model.d_model,
-         "ids": [t.id for t in transcripts], "shard_size": shard_size, "stop_at_layer": stop,
-         "versions": _library_versions()},
+        {
+            "status": "incomplete",
+            "key": asdict(key),
+            "d_model": model.d_model,
+            "ids": [t.id for t in transcripts],
+            "shard_size": shard_size,
+            "stop_at_layer": stop,
+            "versions": _library_versions(),
+        },
     )
     shards = [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
     todo = [(i, s) for i, s in enumerate(shards) if not (folder / _shard_name(i)).is_file()]
     bar = tqdm(
-        total=sum(len(s) for _, s in todo), desc=f"caching {len(hooks)} hook(s)", unit="transcript",
-        disable=not progress, mininterval=1.0,
+        total=sum(len(s) for _, s in todo),
+        desc=f"caching {len(hooks)} hook(s)",
+        unit="transcript",
+        disable=not progress,
+        mininterval=1.0,
     )
     started, n_tokens = time.perf_counter(), 0
     pad_id = model.tokenizer.pad_token_id
@@ -271,7 +286,9 @@ def cache_activations(
                 pooled[h].append(mean_pool(acts[h], selection).to("cpu", dtype))
                 if per_token:
                     mask = selection.bool()
-                    per_tok[h].extend(acts[h][r][mask[r]].to("cpu", dtype) for r in range(len(batch)))
+                    per_tok[h].extend(
+                        acts[h][r][mask[r]].to("cpu", dtype) for r in range(len(batch))
+                    )
             del acts
             n_tokens += int(attention.sum())
             bar.update(len(batch))
@@ -283,10 +300,14 @@ def cache_activations(
         tensors["truncated"] = torch.tensor([int(encoded[i].truncated) for i in members])
         if per_token:
             counts = torch.tensor([len(encoded[i].selected) for i in members])
-            tensors["token_offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+            tensors["token_offsets"] = torch.cat(
+                [torch.zeros(1, dtype=torch.long), counts.cumsum(0)]
+            )
             for h in hooks:
                 tensors[f"tokens.{h}"] = torch.cat(per_tok[h])
-        atomic_write(folder / _shard_name(shard_index), lambda tmp, t=tensors: save_file(t, str(tmp)))
+        atomic_write(
+            folder / _shard_name(shard_index), lambda tmp, t=tensors: save_file(t, str(tmp))
+        )
     bar.close()
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
     manifest.update(status="complete", shards=[_shard_name(i) for i in range(len(shards))])

@@ -26,7 +26,9 @@ def _base_type(annotation: Any) -> Any:
     return origin or annotation
 
 
-def parser_for(cls: type, prog: str, aliases: dict[str, str] | None = None) -> argparse.ArgumentParser:
+def parser_for(
+    cls: type, prog: str, aliases: dict[str, str] | None = None
+) -> argparse.ArgumentParser:
     """A parser with one flag per field of dataclass ``cls``; ``aliases`` maps an extra flag
     (``--layer``) to a field (``layers``)."""
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
@@ -39,8 +41,9 @@ def parser_for(cls: type, prog: str, aliases: dict[str, str] | None = None) -> a
         kind = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
         if kind is bool:
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=help_text)
+            parser.add_argument(
+                *flags, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
             continue
         kwargs: dict[str, Any] = {"default": f.default, "dest": f.name}
         if kind is tuple:

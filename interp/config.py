@@ -24,13 +24,17 @@ class ProbeConfig:
 
     model: str = field(
         default=DEFAULT_MODEL,
-        metadata={"help": "built-in name (smollm2-135m-instruct, tiny-random), local Hugging "
-                  "Face directory, or a Hugging Face id already in the local cache"},
+        metadata={
+            "help": "built-in name (smollm2-135m-instruct, tiny-random), local Hugging "
+            "Face directory, or a Hugging Face id already in the local cache"
+        },
     )
     dataset: str = field(
         default="builtin:consistency",
-        metadata={"help": "training data: builtin:consistency, builtin:consistency-full, "
-                  "or a JSONL file in the transcript format"},
+        metadata={
+            "help": "training data: builtin:consistency, builtin:consistency-full, "
+            "or a JSONL file in the transcript format"
+        },
     )
     eval_dataset: str | None = field(
         default=None,
@@ -38,8 +42,10 @@ class ProbeConfig:
     )
     control_dataset: str | None = field(
         default="builtin:benign",
-        metadata={"help": "ordinary chat (label 0) that sets a 1%%-false-positive threshold; "
-                  "'none' to skip"},
+        metadata={
+            "help": "ordinary chat (label 0) that sets a 1%%-false-positive threshold; "
+            "'none' to skip"
+        },
     )
     layers: tuple[int, ...] = field(
         default=(14,),
@@ -51,8 +57,11 @@ class ProbeConfig:
     )
     tokens: str = field(
         default="answer",
-        metadata={"help": "tokens pooled (mean) per reply: answer (after 'Answer:'), reply "
-                  "(whole last message) or last (its final token)", "choices": TOKEN_SELECTIONS},
+        metadata={
+            "help": "tokens pooled (mean) per reply: answer (after 'Answer:'), reply "
+            "(whole last message) or last (its final token)",
+            "choices": TOKEN_SELECTIONS,
+        },
     )
     probe: str = field(default="logistic", metadata={"help": "probe kind: logistic or mean_diff"})
     c: float = field(

@@ -68,7 +68,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        raise ModelError(
+            f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'"
+        )
     return dev
 
 

@@ -92,9 +92,13 @@ def save_run(run: ProbeRun) -> None:
         probe.save(out / "probes" / f"L{layer}")
     write_json_atomic(
         out / "config.json",
-        {"config": run.config.to_dict(), "model": run.model_name,
-         "model_fingerprint": run.model_fingerprint, "dataset_hash": run.dataset_hash,
-         "versions": _library_versions()},
+        {
+            "config": run.config.to_dict(),
+            "model": run.model_name,
+            "model_fingerprint": run.model_fingerprint,
+            "dataset_hash": run.dataset_hash,
+            "versions": _library_versions(),
+        },
     )
     metrics = run.to_json()
     write_json_atomic(out / "metrics.json", metrics)

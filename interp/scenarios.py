@@ -94,7 +94,9 @@ def _scenario_from_dict(raw: dict, where: str) -> Scenario:
             if not str(raw.get(k, "")).strip():
                 raise ScenarioError(f"{where}: a pressure scenario needs a non-empty '{k}'")
     elif len(texts["reasoning.ethical"]) < 2 or len(texts["answers.comply"]) < 2:
-        raise ScenarioError(f"{where}: a benign scenario needs 2+ reasoning.ethical, answers.comply")
+        raise ScenarioError(
+            f"{where}: a benign scenario needs 2+ reasoning.ethical, answers.comply"
+        )
     crit = raw.get("criteria", {})
     return Scenario(
         id=raw["id"],

@@ -89,10 +89,17 @@ class ProbeRun:
     def to_json(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
-            "model": {"name": self.model_name, "fingerprint": self.model_fingerprint,
-                      "n_layers": self.n_layers},
-            "data": {"dataset_hash": self.dataset_hash, "n_transcripts": self.n_transcripts,
-                     "train_groups": self.train_groups, "test_groups": self.test_groups},
+            "model": {
+                "name": self.model_name,
+                "fingerprint": self.model_fingerprint,
+                "n_layers": self.n_layers,
+            },
+            "data": {
+                "dataset_hash": self.dataset_hash,
+                "n_transcripts": self.n_transcripts,
+                "train_groups": self.train_groups,
+                "test_groups": self.test_groups,
+            },
             "layer0_control": asdict(self.layer0),
             "layers": [asdict(r) for r in self.layers],
         }
@@ -112,15 +119,24 @@ def _safe_auroc(y: Tensor | None, scores: Tensor) -> float | None:
 
 
 def report_set(
-    scores: Tensor, transcripts: Sequence[Transcript], acts: ActivationSet, rows: Tensor,
-    threshold: float, seed: int,
+    scores: Tensor,
+    transcripts: Sequence[Transcript],
+    acts: ActivationSet,
+    rows: Tensor,
+    threshold: float,
+    seed: int,
 ) -> SetReport:
     """Metrics of ``scores`` (for ``transcripts``, rows ``rows`` of ``acts``)."""
     labels = [t.label for t in transcripts]
     metrics = None
     if all(v is not None for v in labels) and 0 < sum(labels) < len(labels):  # type: ignore[arg-type]
-        metrics = evaluate(torch.tensor(labels), scores, threshold,
-                           groups=[t.group for t in transcripts], seed=seed)
+        metrics = evaluate(
+            torch.tensor(labels),
+            scores,
+            threshold,
+            groups=[t.group for t in transcripts],
+            seed=seed,
+        )
     return SetReport(
         metrics=metrics,
         answer_stance_auroc=_safe_auroc(_stance_targets(transcripts, "answer", "comply"), scores),
@@ -133,9 +149,7 @@ def report_set(
     )
 
 
-def random_direction_aurocs(
-    X: Tensor, y: Tensor, n: int, seed: int
-) -> tuple[float, float]:
+def random_direction_aurocs(X: Tensor, y: Tensor, n: int, seed: int) -> tuple[float, float]:
     """Mean AUROC of ``n`` random unit directions, and the 95th percentile of max(a, 1-a)."""
     gen = torch.Generator().manual_seed(seed)
     directions = torch.randn(X.shape[1], n, generator=gen)
@@ -147,11 +161,22 @@ def random_direction_aurocs(
 
 def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
     model_slug = Path(model_name).name if "/" in model_name else model_name
-    data_slug = Path(config.dataset).stem if not config.dataset.startswith("builtin:") else (
-        config.dataset.removeprefix("builtin:"))
-    layers = (f"L{config.layers[0]}" if len(config.layers) == 1
-              else f"L{config.layers[0]}-{config.layers[-1]}x{len(config.layers)}")
-    return root / "runs" / model_slug / f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
+    data_slug = (
+        Path(config.dataset).stem
+        if not config.dataset.startswith("builtin:")
+        else (config.dataset.removeprefix("builtin:"))
+    )
+    layers = (
+        f"L{config.layers[0]}"
+        if len(config.layers) == 1
+        else f"L{config.layers[0]}-{config.layers[-1]}x{len(config.layers)}"
+    )
+    return (
+        root
+        / "runs"
+        / model_slug
+        / f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
+    )
 
 
 def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeRun:
@@ -169,19 +194,27 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     unlabelled = [t.id for t in transcripts if t.label is None]
     if unlabelled:
         raise ConfigError(
-            f"{config.dataset}: {len(unlabelled)} transcripts have no label (e.g. {unlabelled[0]}); "
-            "training needs 'label' on every line (score unlabelled data with --eval-dataset)"
+            f"{config.dataset}: {len(unlabelled)} transcripts have no label "
+            f"(e.g. {unlabelled[0]}); training needs 'label' on every line "
+            "(score unlabelled data with --eval-dataset)"
         )
     hooks = [hook_name(layer, config.site) for layer in config.layers]
     cache_kwargs: dict[str, Any] = dict(
-        tokens=config.tokens, batch_size=config.batch_size, max_tokens=config.max_tokens,
-        cache_dir=root / "activations", progress=config.progress,
+        tokens=config.tokens,
+        batch_size=config.batch_size,
+        max_tokens=config.max_tokens,
+        cache_dir=root / "activations",
+        progress=config.progress,
     )
     acts = cache_activations(model, transcripts, [*hooks, CONTROL_HOOK], **cache_kwargs)
     y = torch.tensor([t.label for t in transcripts])
     groups = [t.group for t in transcripts]
-    train, test = group_split(groups, config.test_fraction, config.seed,
-                              strata=[str(t.meta.get("domain", "")) for t in transcripts])
+    train, test = group_split(
+        groups,
+        config.test_fraction,
+        config.seed,
+        strata=[str(t.meta.get("domain", "")) for t in transcripts],
+    )
     test_transcripts = [transcripts[i] for i in test.tolist()]
 
     def new_probe(hook: str) -> Probe:
@@ -197,8 +230,14 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         return probe.score(data[hook][rows].to(model.device)).cpu()
 
     layer0_probe = fit(CONTROL_HOOK)
-    layer0 = report_set(scores_of(layer0_probe, CONTROL_HOOK, acts, test), test_transcripts,
-                        acts, test, layer0_probe.threshold, config.seed)
+    layer0 = report_set(
+        scores_of(layer0_probe, CONTROL_HOOK, acts, test),
+        test_transcripts,
+        acts,
+        test,
+        layer0_probe.threshold,
+        config.seed,
+    )
 
     control_acts = eval_acts = None
     control_transcripts: list[Transcript] = []
@@ -222,8 +261,9 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
             layer=layer,
             hook=hook,
             train_auroc=auroc(y[train], scores_of(probe, hook, acts, train)),
-            test=report_set(test_scores, test_transcripts, acts, test, probe.threshold,
-                            config.seed),
+            test=report_set(
+                test_scores, test_transcripts, acts, test, probe.threshold, config.seed
+            ),
             random_auroc_mean=rand_mean,
             random_auroc_p95=rand_p95,
         )
@@ -236,8 +276,14 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
             result.control_flagged_consistent = float((negatives > threshold).float().mean())
         if eval_acts is not None:
             rows = torch.arange(len(eval_transcripts))
-            result.eval = report_set(scores_of(probe, hook, eval_acts, rows), eval_transcripts,
-                                     eval_acts, rows, probe.threshold, config.seed)
+            result.eval = report_set(
+                scores_of(probe, hook, eval_acts, rows),
+                eval_transcripts,
+                eval_acts,
+                rows,
+                probe.threshold,
+                config.seed,
+            )
         results.append(result)
 
     run = ProbeRun(

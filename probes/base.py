@@ -170,7 +170,9 @@ class Probe(ABC):
         probe.meta = ProbeMeta(**config["meta"])
         probe.threshold = float(config["threshold"])
         probe.d_in = int(config["d_in"])
-        probe.load_state({k: v.to(device) for k, v in load_file(folder / "probe.safetensors").items()})
+        probe.load_state(
+            {k: v.to(device) for k, v in load_file(folder / "probe.safetensors").items()}
+        )
         return probe
 
 

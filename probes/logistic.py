@@ -45,8 +45,12 @@ class LogisticProbe(Probe):
         b = torch.zeros((), device=X.device, requires_grad=True)
         penalty = 1.0 / (2.0 * self.c * len(X))
         optimiser = torch.optim.LBFGS(
-            [w, b], max_iter=self.max_iter, tolerance_grad=self.tol,
-            tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe",
+            [w, b],
+            max_iter=self.max_iter,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
         )
 
         def closure() -> Tensor:

@@ -40,7 +40,9 @@ def auroc(y: Tensor, scores: Float[Tensor, " n"]) -> float:
     # average ranks over ties
     unique, inverse, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
     if len(unique) < len(scores):
-        rank_sum = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, ranks[order])
+        rank_sum = torch.zeros(len(unique), dtype=torch.float64).index_add_(
+            0, inverse, ranks[order]
+        )
         ranks[order] = (rank_sum / counts)[inverse]
     u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))

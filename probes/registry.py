@@ -39,5 +39,3 @@ def _ensure_builtins() -> None:
     # Importing the modules runs their @register_probe decorators.
     import probes.logistic
     import probes.mean_diff  # noqa: F401
-
-
