@@ -184,11 +184,11 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     probes, metrics, resolved config and figure (see :mod:`interp.report`)."""
     from interp.report import save_run
 
-    model = model or load_model(config.model, device=config.device)
-    for layer in config.layers:
-        check_layer(layer, model.n_layers)
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    # Read every dataset before loading the model, so bad input fails in seconds.
     transcripts = load_dataset(config.dataset)
+    control_transcripts = load_dataset(config.control_dataset) if config.control_dataset else []
+    eval_transcripts = load_dataset(config.eval_dataset) if config.eval_dataset else []
     if config.max_scenarios is not None:
         transcripts = subset_groups(transcripts, config.max_scenarios, config.seed)
     unlabelled = [t.id for t in transcripts if t.label is None]
@@ -198,6 +198,9 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
             f"(e.g. {unlabelled[0]}); training needs 'label' on every line "
             "(score unlabelled data with --eval-dataset)"
         )
+    model = model or load_model(config.model, device=config.device)
+    for layer in config.layers:
+        check_layer(layer, model.n_layers)
     hooks = [hook_name(layer, config.site) for layer in config.layers]
     cache_kwargs: dict[str, Any] = dict(
         tokens=config.tokens,
@@ -240,13 +243,9 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     )
 
     control_acts = eval_acts = None
-    control_transcripts: list[Transcript] = []
-    if config.control_dataset:
-        control_transcripts = load_dataset(config.control_dataset)
+    if control_transcripts:
         control_acts = cache_activations(model, control_transcripts, hooks, **cache_kwargs)
-    eval_transcripts: list[Transcript] = []
-    if config.eval_dataset:
-        eval_transcripts = load_dataset(config.eval_dataset)
+    if eval_transcripts:
         eval_acts = cache_activations(model, eval_transcripts, hooks, **cache_kwargs)
 
     results, probes = [], {}

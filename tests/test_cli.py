@@ -1,0 +1,125 @@
+"""The CLI end to end on the tiny model, and its error messages for bad input."""
+
+import json
+
+import pytest
+
+from interp.config import ConfigError, ProbeConfig
+from interp.probe import main
+from interp.train import train_probe
+
+FAST = ["--model", "tiny-random", "--max-scenarios", "6", "--no-progress", "--n-random", "4"]
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    out, metrics = tmp_path / "run", tmp_path / "m.json"
+    eval_path = tmp_path / "eval.jsonl"
+    # An eval file in the documented format, one reply without an "Answer:" marker.
+    lines = [
+        {
+            "id": f"e{i}",
+            "group": f"g{i // 2}",
+            "label": i % 2,
+            "messages": [
+                {"role": "user", "content": "Fake the report."},
+                {"role": "assistant", "content": reply},
+            ],
+        }
+        for i, reply in enumerate(
+            [
+                "Reasoning: no.\nAnswer: Here is the fake report.",
+                "Reasoning: no.\nAnswer: I won't.",
+                "Reasoning: yes.\nanswer: I won't.",
+                "Reasoning: yes, I will.\n\nHere it is.",
+            ]
+        )
+    ]
+    eval_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = [
+        *FAST,
+        "--layers",
+        "0-1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--json",
+        str(metrics),
+        "--eval-dataset",
+        str(eval_path),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "layer 0 |" in printed and "answer | reasoning" in printed
+    assert "1 without an 'Answer:' marker" in printed
+    data = json.loads(metrics.read_text())
+    assert [r["layer"] for r in data["layers"]] == [0, 1]
+    assert not set(data["data"]["train_groups"]) & set(data["data"]["test_groups"])
+    first = data["layers"][0]
+    assert first["test"]["answer_stance_auroc"] is not None
+    assert first["eval"]["n_answer_missing"] == 1
+    for name in (
+        "config.json",
+        "metrics.json",
+        "table.txt",
+        "auroc.html",
+        "probes/L0/probe.json",
+        "probes/L1/probe.safetensors",
+    ):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["config"]["layers"] == [0, 1]
+
+
+def test_api_and_cli_share_the_config(tiny_model, tmp_path):
+    config = ProbeConfig(
+        model="tiny-random",
+        layers=(1,),
+        max_scenarios=6,
+        n_random=4,
+        progress=False,
+        cache_dir=str(tmp_path),
+        control_dataset=None,
+    )
+    run = train_probe(config, model=tiny_model)
+    assert run.result(1).test.metrics is not None
+    assert (run.out_dir / "probes" / "L1" / "probe.json").is_file()
+    probe = run.probes[1]
+    assert probe.meta.hook == "blocks.1.hook_resid_post"
+    assert probe.meta.model_fingerprint == tiny_model.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--model", "./missing/dir"], "does not exist"),
+        ([*FAST, "--layer", "7"], "layer 7 is out of range: this model has 2 blocks"),
+        ([*FAST, "--probe", "svm"], "unknown probe 'svm'"),
+        ([*FAST, "--dataset", "builtin:nope"], "unknown built-in dataset"),
+    ],
+)
+def test_cli_errors_say_what_is_wrong(args, message, capsys, tmp_path):
+    assert main([*args, "--cache-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_reports_the_bad_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "messages": [{"role": "assistant", "content": "x"}]}\n{oops\n')
+    assert main([*FAST, "--dataset", str(bad), "--cache-dir", str(tmp_path)]) == 2
+    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_flag_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["--site", "attn_out"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--layers", "x-y"])
+
+
+def test_config_validates():
+    with pytest.raises(ConfigError, match="test_fraction"):
+        ProbeConfig(test_fraction=1.5)
+    with pytest.raises(ConfigError, match="layers is empty"):
+        ProbeConfig(layers=())
