@@ -248,9 +248,13 @@ def cache_activations(
         if manifest.get("status") == "complete":
             return load_activation_set(folder, expect=key)
 
-    encoded = [encode_transcript(model.tokenizer, t, tokens, max_tokens) for t in transcripts]
-    lengths = [len(e.input_ids) for e in encoded]
-    order = sorted(range(len(encoded)), key=lambda i: (lengths[i], i))
+    def encode(i: int) -> EncodedTranscript:
+        return encode_transcript(model.tokenizer, transcripts[i], tokens, max_tokens)
+
+    # Only lengths are kept for the whole dataset; token ids are made again shard by shard,
+    # so memory does not grow with the number of transcripts.
+    lengths = [len(encode(i).input_ids) for i in range(len(transcripts))]
+    order = sorted(range(len(transcripts)), key=lambda i: (lengths[i], i))
     write_json_atomic(
         manifest_path,
         {
@@ -275,6 +279,7 @@ def cache_activations(
     started, n_tokens = time.perf_counter(), 0
     pad_id = model.tokenizer.pad_token_id
     for shard_index, members in todo:
+        encoded = {i: encode(i) for i in members}
         pooled: dict[str, list[Tensor]] = {h: [] for h in hooks}
         per_tok: dict[str, list[Tensor]] = {h: [] for h in hooks}
         for batch in _batches(lengths, members, batch_size):
