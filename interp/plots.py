@@ -18,7 +18,7 @@ def auroc_figure(run: ProbeRun) -> go.Figure:
     high = [r.test.metrics.auroc_high if r.test.metrics else None for r in run.layers]
     layer0 = run.layer0.metrics.auroc if run.layer0.metrics else None
     series = {
-        "random direction": [r.random_auroc_mean for r in run.layers],
+        "random direction (95th pct)": [r.random_auroc_p95 for r in run.layers],
         "answer stance": [r.test.answer_stance_auroc for r in run.layers],
         "reasoning stance": [r.test.reasoning_stance_auroc for r in run.layers],
     }

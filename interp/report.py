@@ -48,7 +48,7 @@ def format_table(run: ProbeRun) -> str:
         "Held-out scenarios (label: answer diverges from reasoning):",
         HEADER,
     ]
-    lines += [_set_row(str(r.layer), r.test, r.random_auroc_mean) for r in run.layers]
+    lines += [_set_row(str(r.layer), r.test, r.random_auroc_p95) for r in run.layers]
     lines.append(_set_row("layer 0", run.layer0) + "   <- control: probe on token embeddings")
     if any(r.control_recall is not None for r in run.layers):
         lines += ["", f"Threshold at 1% false positives on ordinary chat ({cfg.control_dataset}):"]
@@ -71,8 +71,8 @@ def format_table(run: ProbeRun) -> str:
         lines += [_set_row(str(r.layer), r.eval) for r in evals if r.eval is not None]
     lines += [
         "",
-        "AUROC: held-out scenarios, 95% CI by scenario bootstrap. random dir.: mean AUROC of "
-        f"{cfg.n_random} random directions.",
+        "AUROC: held-out scenarios, 95% CI by scenario bootstrap. random dir.: 95th percentile "
+        f"of max(AUROC, 1 - AUROC) over {cfg.n_random} random directions (how far chance gets).",
         "answer/reasoning stance: the trained probe's AUROC against 'answer complies' and "
         "'reasoning is ethical' alone;",
         "a probe that reads divergence (not one stance) is near 0.5 on both. Layer 0 near 0.5 "
