@@ -171,10 +171,6 @@ def load_activation_set(path: Path, expect: CacheKey | None = None) -> Activatio
     )
 
 
-def _batches(lengths: Sequence[int], order: Sequence[int], batch_size: int) -> list[list[int]]:
-    return [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
-
-
 def _pad_left(
     encoded: Sequence[EncodedTranscript], pad_id: int, device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -282,7 +278,8 @@ def cache_activations(
         encoded = {i: encode(i) for i in members}
         pooled: dict[str, list[Tensor]] = {h: [] for h in hooks}
         per_tok: dict[str, list[Tensor]] = {h: [] for h in hooks}
-        for batch in _batches(lengths, members, batch_size):
+        for start in range(0, len(members), batch_size):
+            batch = members[start : start + batch_size]
             ids, attention, selection = _pad_left([encoded[i] for i in batch], pad_id, model.device)
             with torch.inference_mode():
                 _, acts = model.bridge.run_with_cache(
@@ -298,7 +295,8 @@ def cache_activations(
             del acts
             n_tokens += int(attention.sum())
             bar.update(len(batch))
-            bar.set_postfix(tok_per_s=f"{n_tokens / (time.perf_counter() - started):.0f}")
+            rate = n_tokens / (time.perf_counter() - started)
+            bar.set_postfix(tok_per_s=f"{rate:.0f}", refresh=False)
         tensors = {f"pooled.{h}": torch.cat(pooled[h]) for h in hooks}
         tensors["index"] = torch.tensor(members, dtype=torch.long)
         tensors["n_selected"] = torch.tensor([len(encoded[i].selected) for i in members])

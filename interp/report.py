@@ -7,7 +7,6 @@ and library versions), ``metrics.json``, ``table.txt``, ``auroc.html`` (plotly) 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,7 +105,3 @@ def save_run(run: ProbeRun) -> None:
         write_json_atomic(Path(run.config.json), metrics)
     write_text_atomic(out / "table.txt", format_table(run) + "\n")
     auroc_figure(run).write_html(out / "auroc.html", include_plotlyjs=True)
-
-
-def load_metrics(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -32,7 +32,16 @@ from interp.hooks import check_layer, hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.transcripts import Transcript, dataset_hash
-from probes import Evaluation, Probe, ProbeMeta, auroc, evaluate, group_split, make_probe
+from probes import (
+    Evaluation,
+    Probe,
+    ProbeMeta,
+    auroc,
+    evaluate,
+    fit_per_layer,
+    group_split,
+    make_probe,
+)
 from probes.metrics import threshold_at_fpr
 
 CONTROL_HOOK = hook_name(0, "resid_pre")
@@ -220,19 +229,19 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     )
     test_transcripts = [transcripts[i] for i in test.tolist()]
 
+    device = model.device
+
     def new_probe(hook: str) -> Probe:
         settings = {"c": config.c} if config.probe == "logistic" else {}
         meta = ProbeMeta(model.name, model.fingerprint, hook, config.tokens)
         return make_probe(config.probe, meta=meta, **settings)
 
-    def fit(hook: str) -> Probe:
-        X = acts[hook].to(model.device)
-        return new_probe(hook).fit(X[train], y[train].to(model.device))
-
     def scores_of(probe: Probe, hook: str, data: ActivationSet, rows: Tensor) -> Tensor:
-        return probe.score(data[hook][rows].to(model.device)).cpu()
+        return probe.score(data[hook][rows].to(device)).cpu()
 
-    layer0_probe = fit(CONTROL_HOOK)
+    layer0_probe = new_probe(CONTROL_HOOK).fit(
+        acts[CONTROL_HOOK][train].to(device), y[train].to(device)
+    )
     layer0 = report_set(
         scores_of(layer0_probe, CONTROL_HOOK, acts, test),
         test_transcripts,
@@ -248,10 +257,12 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     if eval_transcripts:
         eval_acts = cache_activations(model, eval_transcripts, hooks, **cache_kwargs)
 
+    per_hook = fit_per_layer(
+        {h: acts[h].to(device) for h in hooks}, y.to(device), train.to(device), new_probe
+    )
     results, probes = [], {}
     for layer, hook in zip(config.layers, hooks, strict=True):
-        probe = fit(hook)
-        probes[layer] = probe
+        probe = probes[layer] = per_hook[hook]
         test_scores = scores_of(probe, hook, acts, test)
         rand_mean, rand_p95 = random_direction_aurocs(
             acts[hook][test], y[test], config.n_random, config.seed
