@@ -243,6 +243,7 @@ def cache_activations(
             raise CacheMismatchError(f"{folder} belongs to other inputs; delete it to rebuild")
         if manifest.get("status") == "complete":
             return load_activation_set(folder, expect=key)
+        shard_size = manifest["shard_size"]  # resume with the shards the first run planned
 
     def encode(i: int) -> EncodedTranscript:
         return encode_transcript(model.tokenizer, transcripts[i], tokens, max_tokens)

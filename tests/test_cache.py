@@ -64,7 +64,8 @@ def test_resume_after_interruption(tiny_model, small_dataset, tmp_path, monkeypa
         cache_activations(tiny_model, small_dataset, HOOKS, **kwargs)
     monkeypatch.undo()
     calls = counting(tiny_model, monkeypatch)
-    acts = cache_activations(tiny_model, small_dataset, HOOKS, **kwargs)
+    # A resumed run keeps the shard plan of the first run, whatever shard_size it is given.
+    acts = cache_activations(tiny_model, small_dataset, HOOKS, **{**kwargs, "shard_size": 32})
     total_batches = len(small_dataset) // 4
     assert calls["n"] == total_batches - 4  # two complete shards (2 batches each) were kept
     monkeypatch.undo()
