@@ -26,6 +26,20 @@ def _base_type(annotation: Any) -> Any:
     return origin or annotation
 
 
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _optional(kind: Any) -> Any:
+    """A flag type that also reads ``none`` / ``auto`` as None."""
+
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "auto") else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names it in errors
+    return parse
+
+
 def parser_for(
     cls: type, prog: str, aliases: dict[str, str] | None = None
 ) -> argparse.ArgumentParser:
@@ -49,6 +63,9 @@ def parser_for(
         if kind is tuple:
             kwargs["type"] = parse_layers
             kwargs["help"] = f"{help_text} (default: {','.join(map(str, f.default))})"
+        elif _is_optional(hints[f.name]):
+            kwargs["type"] = _optional(kind)
+            kwargs["help"] = f"{help_text} (default: {f.metadata.get('default_text', f.default)})"
         else:
             kwargs["type"] = kind
             kwargs["help"] = f"{help_text} (default: %(default)s)"

@@ -64,9 +64,14 @@ class ProbeConfig:
         },
     )
     probe: str = field(default="logistic", metadata={"help": "probe kind: logistic or mean_diff"})
-    c: float = field(
-        default=1.0,
-        metadata={"help": "logistic probe: inverse L2 strength, as scikit-learn's C"},
+    c: float | None = field(
+        default=None,
+        metadata={
+            "help": "logistic probe: inverse L2 strength, as scikit-learn's C; 'auto' "
+            "(the default) picks it per layer from 0.001-10 by 4-fold cross-validation "
+            "over the training scenarios",
+            "default_text": "auto",
+        },
     )
     test_fraction: float = field(
         default=0.25, metadata={"help": "fraction of scenarios (groups) held out for testing"}
@@ -111,9 +116,8 @@ class ProbeConfig:
             raise ConfigError(f"unknown probe {self.probe!r}; choose one of {probe_kinds()}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        for name in ("c",):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0")
+        if self.c is not None and self.c <= 0:
+            raise ConfigError(f"c must be > 0 (or None for cross-validation), got {self.c}")
         for name in ("batch_size", "max_tokens", "n_random"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

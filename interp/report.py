@@ -35,6 +35,18 @@ HEADER = (
 )
 
 
+def _c_line(run: ProbeRun) -> str:
+    if run.config.probe != "logistic":
+        return ""
+    if run.config.c is not None:
+        return f"Logistic C = {run.config.c} (given)."
+    chosen = ", ".join(f"L{r.layer}: {r.c:g}" for r in run.layers)
+    return (
+        f"Logistic C chosen per layer by 4-fold cross-validation over training scenarios: "
+        f"{chosen} (layer 0: {run.layer0_c:g})."
+    )
+
+
 def format_table(run: ProbeRun) -> str:
     """The results beside their controls, with one line on what each column means."""
     cfg = run.config
@@ -43,6 +55,7 @@ def format_table(run: ProbeRun) -> str:
         f"Probe '{cfg.probe}' on {run.model_name} ({cfg.site}, mean over {cfg.tokens} tokens), "
         f"trained on {len(run.train_groups)} scenarios, tested on {len(run.test_groups)} held-out "
         f"scenarios ({test.n} transcripts).",
+        _c_line(run),
         "",
         "Held-out scenarios (label: answer diverges from reasoning):",
         HEADER,

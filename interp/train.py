@@ -43,6 +43,7 @@ from probes import (
     make_probe,
 )
 from probes.metrics import threshold_at_fpr
+from probes.select import select_c
 
 CONTROL_HOOK = hook_name(0, "resid_pre")
 
@@ -63,6 +64,7 @@ class SetReport:
 class LayerResult:
     layer: int
     hook: str
+    c: float | None  # the logistic probe's C (chosen by cross-validation unless given)
     train_auroc: float
     test: SetReport
     random_auroc_mean: float
@@ -85,6 +87,7 @@ class ProbeRun:
     train_groups: list[str]
     test_groups: list[str]
     layer0: SetReport
+    layer0_c: float | None
     layers: list[LayerResult]
     probes: dict[int, Probe] = field(repr=False)
     out_dir: Path | None = None
@@ -109,7 +112,7 @@ class ProbeRun:
                 "train_groups": self.train_groups,
                 "test_groups": self.test_groups,
             },
-            "layer0_control": asdict(self.layer0),
+            "layer0_control": {**asdict(self.layer0), "c": self.layer0_c},
             "layers": [asdict(r) for r in self.layers],
         }
 
@@ -231,8 +234,20 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
 
     device = model.device
 
+    chosen_c: dict[str, float] = {}
+
     def new_probe(hook: str) -> Probe:
-        settings = {"c": config.c} if config.probe == "logistic" else {}
+        settings: dict[str, Any] = {}
+        if config.probe == "logistic":
+            c = config.c
+            if c is None:  # cross-validate over training scenarios only
+                c, _ = select_c(
+                    acts[hook][train].to(device),
+                    y[train].to(device),
+                    [groups[i] for i in train.tolist()],
+                    seed=config.seed,
+                )
+            settings["c"] = chosen_c[hook] = c
         meta = ProbeMeta(model.name, model.fingerprint, hook, config.tokens)
         return make_probe(config.probe, meta=meta, **settings)
 
@@ -270,6 +285,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         result = LayerResult(
             layer=layer,
             hook=hook,
+            c=chosen_c.get(hook),
             train_auroc=auroc(y[train], scores_of(probe, hook, acts, train)),
             test=report_set(
                 test_scores, test_transcripts, acts, test, probe.threshold, config.seed
@@ -306,6 +322,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         train_groups=sorted({groups[i] for i in train.tolist()}),
         test_groups=sorted({groups[i] for i in test.tolist()}),
         layer0=layer0,
+        layer0_c=chosen_c.get(CONTROL_HOOK),
         layers=results,
         probes=probes,
     )

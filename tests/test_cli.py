@@ -118,6 +118,15 @@ def test_cli_rejects_bad_flag_values(capsys):
         main(["--layers", "x-y"])
 
 
+def test_optional_flags_read_auto_and_numbers():
+    from interp.cli import config_from_args, parser_for
+
+    parser = parser_for(ProbeConfig, prog="x", aliases={"--layer": "layers"})
+    assert config_from_args(ProbeConfig, parser.parse_args(["--c", "0.5"])).c == 0.5
+    assert config_from_args(ProbeConfig, parser.parse_args(["--c", "auto"])).c is None
+    assert config_from_args(ProbeConfig, parser.parse_args(["--layer", "3"])).layers == (3,)
+
+
 def test_config_validates():
     with pytest.raises(ConfigError, match="test_fraction"):
         ProbeConfig(test_fraction=1.5)

@@ -152,3 +152,20 @@ def test_logistic_probe_on_gpu():
     torch.testing.assert_close(
         probe.score(X.cuda()).cpu(), LogisticProbe().fit(X, y).score(X), atol=1e-3, rtol=1e-3
     )
+
+
+def test_select_c_uses_whole_groups_and_finds_no_signal_in_noise():
+    from probes.select import group_folds, select_c
+
+    groups = [f"s{i % 12}" for i in range(240)]
+    folds = group_folds(groups, 4)
+    assert sorted(torch.cat(folds).tolist()) == list(range(240))
+    for fold in folds:
+        inside = {groups[i] for i in fold.tolist()}
+        assert not inside & {groups[i] for i in range(240) if i not in set(fold.tolist())}
+    X, y, _ = planted(n=240, d=200, noise=0.3)
+    best, scores = select_c(X, y, groups)
+    assert set(scores) == {0.001, 0.01, 0.1, 1.0, 10.0} and scores[best] == max(scores.values())
+    assert scores[best] > 0.8
+    _, noise_scores = select_c(torch.randn(240, 200), y, groups)
+    assert max(noise_scores.values()) < 0.6  # validation folds are unseen groups
