@@ -241,10 +241,12 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         if config.probe == "logistic":
             c = config.c
             if c is None:  # cross-validate over training scenarios only
+                train_groups = [groups[i] for i in train.tolist()]
                 c, _ = select_c(
                     acts[hook][train].to(device),
                     y[train].to(device),
-                    [groups[i] for i in train.tolist()],
+                    train_groups,
+                    n_folds=min(4, len(set(train_groups))),
                     seed=config.seed,
                 )
             settings["c"] = chosen_c[hook] = c
