@@ -117,17 +117,16 @@ class ProbeRun:
         }
 
 
-def _stance_targets(transcripts: Sequence[Transcript], key: str, positive: str) -> Tensor | None:
-    values = [t.meta.get(key) for t in transcripts]
-    if any(v is None for v in values):
+def _stance_auroc(
+    transcripts: Sequence[Transcript], scores: Tensor, key: str, positive: str
+) -> float | None:
+    """AUROC of ``scores`` against ``meta[key] == positive``, over the transcripts whose
+    ``meta`` records that stance (judged data may leave some undecided)."""
+    known = [(i, t.meta[key]) for i, t in enumerate(transcripts) if t.meta.get(key) is not None]
+    target = torch.tensor([int(v == positive) for _, v in known])
+    if not known or not 0 < int(target.sum()) < len(target):
         return None
-    return torch.tensor([int(v == positive) for v in values])
-
-
-def _safe_auroc(y: Tensor | None, scores: Tensor) -> float | None:
-    if y is None or not 0 < int(y.sum()) < len(y):
-        return None
-    return auroc(y, scores)
+    return auroc(target, scores[[i for i, _ in known]])
 
 
 def report_set(
@@ -151,10 +150,8 @@ def report_set(
         )
     return SetReport(
         metrics=metrics,
-        answer_stance_auroc=_safe_auroc(_stance_targets(transcripts, "answer", "comply"), scores),
-        reasoning_stance_auroc=_safe_auroc(
-            _stance_targets(transcripts, "reasoning", "ethical"), scores
-        ),
+        answer_stance_auroc=_stance_auroc(transcripts, scores, "answer", "comply"),
+        reasoning_stance_auroc=_stance_auroc(transcripts, scores, "reasoning", "ethical"),
         n=len(transcripts),
         n_answer_missing=int((~acts.answer_found[rows]).sum()),
         n_truncated=int(acts.truncated[rows].sum()),
