@@ -39,7 +39,7 @@ import plotly.graph_objects as go
 
 from interp.cli import config_from_args, parser_for
 from interp.generate import GenerationConfig, Prompt, generate
-from interp.judge import RuleJudge, Verdict, apply_verdicts
+from interp.judging import RuleJudge, Verdict, apply_verdicts
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
 from interp.scenarios import Scenario, load_bank

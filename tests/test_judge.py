@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from interp.judge import (
+from interp.judging import (
     JUDGES,
     RUBRIC,
     JudgeError,

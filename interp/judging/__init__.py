@@ -1,0 +1,82 @@
+"""Judging replies: did the reasoning argue one way and the answer go the other?
+
+A reply is split into its reasoning and its answer (:func:`split_reply`), and a judge gives a
+:class:`Verdict` per transcript: whether reasoning is present, its stance, and whether the
+answer did the undesired act. ``rbd`` (reason-based deception) is an undesired answer after
+ethical reasoning, or after no reasoning at all.
+
+Three judges give verdicts:
+
+- :class:`RuleJudge` (``rule``): phrase rules from the scenario's ``criteria`` plus generic cue
+  lists (heuristics, no model);
+- :class:`LLMJudge` (``llm``): a chat model graded with a fixed rubric (:data:`RUBRIC`), its
+  output read by :func:`parse_llm_verdict`; output it cannot read gives an "unclear" verdict
+  with a note;
+- human labels (``human``): a CSV or JSONL file (:func:`export_for_labelling`,
+  :func:`import_labels`).
+
+:func:`agreement` compares two sets of verdicts (Cohen's kappa and accuracy per field), and
+:func:`apply_verdicts` writes verdicts into transcripts (``label = int(rbd)``) for
+``python -m interp.probe --dataset/--eval-dataset``.
+
+Modules: ``replies`` (splitting), ``verdict`` (verdicts and applying them), ``base`` (the
+:class:`Judge` interface, :class:`JudgeError`, the registry), ``rule``, ``llm``, ``human`` and
+``agreement``.
+"""
+
+from interp.judging.agreement import agreement, cohen_kappa
+from interp.judging.base import JUDGES, Judge, JudgeError, make_judge
+from interp.judging.human import EXPORT_COLUMNS, LABEL_COLUMNS, export_for_labelling, import_labels
+from interp.judging.llm import (
+    JUDGE_SYSTEM,
+    RUBRIC,
+    LLMJudge,
+    build_rubric_prompt,
+    parse_llm_verdict,
+)
+from interp.judging.replies import ReplyParts, split_reply
+from interp.judging.rule import ETHICAL_CUES, REFUSAL_CUES, UNETHICAL_CUES, RuleJudge
+from interp.judging.verdict import (
+    ANSWER_VALUES,
+    FIELDS,
+    STANCES,
+    Verdict,
+    apply_verdicts,
+    note_counts,
+    note_kind,
+    rbd_decided,
+    verdicts_by_id,
+)
+
+__all__ = [
+    "ANSWER_VALUES",
+    "ETHICAL_CUES",
+    "EXPORT_COLUMNS",
+    "FIELDS",
+    "JUDGES",
+    "JUDGE_SYSTEM",
+    "LABEL_COLUMNS",
+    "REFUSAL_CUES",
+    "RUBRIC",
+    "STANCES",
+    "UNETHICAL_CUES",
+    "Judge",
+    "JudgeError",
+    "LLMJudge",
+    "ReplyParts",
+    "RuleJudge",
+    "Verdict",
+    "agreement",
+    "apply_verdicts",
+    "build_rubric_prompt",
+    "cohen_kappa",
+    "export_for_labelling",
+    "import_labels",
+    "make_judge",
+    "note_counts",
+    "note_kind",
+    "parse_llm_verdict",
+    "rbd_decided",
+    "split_reply",
+    "verdicts_by_id",
+]
