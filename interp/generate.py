@@ -41,6 +41,10 @@ FORMAT_VERSION = 1
 END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)
 
 
+#: ``meta`` keys of the built-in datasets that describe a transcript's reply.
+REPLY_KEYS = ("reasoning", "answer", "strategy")
+
+
 class GenerationError(ValueError):
     """An out file or sidecar that does not belong to this run; the message says what to do."""
 
@@ -153,13 +157,15 @@ class Prompt:
     def from_transcript(cls, transcript: Transcript, drop_last: bool = True) -> Prompt:
         """The prompt of a transcript: its messages without the last (assistant) reply.
 
-        ``meta`` is copied as is; note that keys describing the dropped reply (such as the
-        built-in datasets' ``reasoning`` and ``answer`` stances) do not describe new samples.
+        ``meta`` is copied without the keys that describe the dropped reply (the built-in
+        datasets' ``reasoning``/``answer`` stances and ``strategy``): they would mislabel the
+        new samples in the probe's stance controls.
         """
         messages = transcript.messages[:-1] if drop_last else transcript.messages
-        return cls(
-            id=transcript.id, group=transcript.group, messages=messages, meta=dict(transcript.meta)
-        )
+        meta = {k: v for k, v in transcript.meta.items() if k not in REPLY_KEYS}
+        if drop_last:
+            meta["source_id"] = transcript.id
+        return cls(id=transcript.id, group=transcript.group, messages=messages, meta=meta)
 
 
 def sidecar_path(out_path: str | Path) -> Path:

@@ -276,7 +276,8 @@ def test_prompt_validation(tiny_model, tmp_path):
         Prompt("p", "g", (user,), meta={"x": object()})
     t = build_consistency()[0]
     p = Prompt.from_transcript(t)
-    assert p.messages == t.messages[:-1] and p.id == t.id and p.meta == t.meta
+    assert p.messages == t.messages[:-1] and p.id == t.id
+    assert p.meta == {"domain": t.meta["domain"], "source_id": t.id}  # reply stances dropped
     with pytest.raises(ValueError, match="got role 'assistant'"):
         Prompt.from_transcript(t, drop_last=False)
     with pytest.raises(ValueError, match="duplicate prompt ids"):
