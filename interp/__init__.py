@@ -9,6 +9,7 @@ is read or written).
 from interp.cache import ActivationSet, CacheMismatchError, cache_activations, load_activation_set
 from interp.config import ConfigError, ProbeConfig
 from interp.datasets import build_benign, build_consistency, load_dataset
+from interp.generate import GenerationConfig, Prompt, generate
 from interp.hooks import HookError, hook_name
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from interp.train import ProbeRun, train_probe
@@ -19,16 +20,19 @@ __all__ = [
     "ActivationSet",
     "CacheMismatchError",
     "ConfigError",
+    "GenerationConfig",
     "HookError",
     "LoadedModel",
     "ModelError",
     "ProbeConfig",
     "ProbeRun",
+    "Prompt",
     "Transcript",
     "TranscriptError",
     "build_benign",
     "build_consistency",
     "cache_activations",
+    "generate",
     "hook_name",
     "load_activation_set",
     "load_dataset",
