@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +40,22 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[str, Any]]:
+    """``("file:line", decoded value)`` for each non-blank line of a JSON Lines file.
+
+    A line that is not valid JSON raises ``error`` naming the file, line and column.
+    """
+    with Path(path).open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(
+                    f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "each line must be one complete JSON object"
+                ) from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.paths import atomic_write
+from interp.paths import atomic_write, read_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -101,20 +101,9 @@ def load_transcripts(path: str | Path) -> list[Transcript]:
     path = Path(path)
     if not path.is_file():
         raise TranscriptError(f"{path}: no such file (expected a JSON Lines transcript file)")
-    transcripts = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TranscriptError(
-                    f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
-                    "each line must be one complete JSON object"
-                ) from None
-            transcripts.append(transcript_from_dict(raw, where))
+    transcripts = [
+        transcript_from_dict(raw, where) for where, raw in read_jsonl(path, TranscriptError)
+    ]
     if not transcripts:
         raise TranscriptError(f"{path}: the file holds no transcripts")
     check_unique_ids(transcripts, str(path))

@@ -15,7 +15,7 @@ from typing import Any
 
 from interp.judging.base import JudgeError
 from interp.judging.verdict import ANSWER_VALUES, STANCES, Verdict
-from interp.paths import atomic_write
+from interp.paths import atomic_write, read_jsonl
 from interp.transcripts import Transcript
 
 LABEL_COLUMNS = ("reasoning_present", "reasoning_stance", "answer_undesired")
@@ -113,18 +113,10 @@ def _label_rows(path: Path) -> Iterable[tuple[str, Mapping[str, Any]]]:
             for number, row in enumerate(reader, start=2):
                 yield f"{path}: row {number} (id {row.get('id')!r})", row
     elif suffix in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise JudgeError(f"{where}: not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise JudgeError(f"{where}: expected a JSON object")
-                yield f"{where} (id {row.get('id')!r})", row
+        for where, row in read_jsonl(path, JudgeError):
+            if not isinstance(row, dict):
+                raise JudgeError(f"{where}: expected a JSON object")
+            yield f"{where} (id {row.get('id')!r})", row
     else:
         raise JudgeError(f"{path}: unknown label file type {suffix!r}; use .csv or .jsonl")
 
