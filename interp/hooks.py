@@ -16,6 +16,10 @@ from typing import Literal, get_args
 Site = Literal["resid_pre", "resid_mid", "resid_post"]
 SITES: tuple[str, ...] = get_args(Site)
 
+#: Sites activation patching can write to: the residual stream and the two sublayer outputs.
+PatchSite = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+PATCH_SITES: tuple[str, ...] = get_args(PatchSite)
+
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)$")
 
 
@@ -42,6 +46,16 @@ def check_layer(layer: int, n_layers: int) -> int:
 def hook_name(layer: int, site: str = "resid_post") -> str:
     """``hook_name(14)`` -> ``"blocks.14.hook_resid_post"``."""
     check_site(site)
+    if layer < 0:
+        raise HookError(f"layer must be >= 0, got {layer}")
+    return f"blocks.{layer}.hook_{site}"
+
+
+def patch_hook_name(layer: int, site: str) -> str:
+    """``patch_hook_name(3, "attn_out")`` -> ``"blocks.3.hook_attn_out"`` (the output of the
+    attention sublayer, ``[batch, pos, d_model]``; ``mlp_out`` likewise for the MLP)."""
+    if site not in PATCH_SITES:
+        raise HookError(f"unknown patch site {site!r}; choose from {', '.join(PATCH_SITES)}")
     if layer < 0:
         raise HookError(f"layer must be >= 0, got {layer}")
     return f"blocks.{layer}.hook_{site}"

@@ -1,0 +1,262 @@
+"""Activation patching with many patches per forward pass.
+
+A patch writes the source run's activation at (site, layer, positions) into the target run.
+``transformer_lens.patching`` runs one forward pass per patch. Here a chunk of patches runs
+as one batch: row ``r`` of the batch is the target prompt with patch ``r`` applied, so hooks
+write only their own rows. The final norm and unembedding run only at the positions the
+metric reads (a hook on ``ln_final.hook_in`` slices the residual), which spares the
+``[batch, pos, d_vocab]`` logits tensor.
+
+``resid_mid`` needs care with ``TransformerBridge`` (transformer-lens 3.9): its
+``blocks.L.hook_resid_mid`` is an alias of ``ln2.hook_in``, the MLP norm's *input*. A hook
+that edits that tensor in place (as ``transformer_lens.patching`` does) changes the residual
+stream too, but one that returns a new tensor changes only what the MLP reads. Patching it
+here sets the residual itself, without relying on aliasing: the attention output at the
+patched positions becomes ``source_resid_mid - resid_pre``, so the residual after attention
+equals the source's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.hooks import PATCH_SITES, check_layer, patch_hook_name
+from interp.models import LoadedModel
+from interp.patching.metrics import Metric, RunOutput
+from interp.patching.result import PatchResult
+from interp.patching.segments import Column, PatchError, PatchInput, align
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Write ``source[site, layer, source_positions]`` into the target's target_positions."""
+
+    site: str
+    layer: int
+    column: Column
+
+
+def check_patchable(source: LoadedModel, target: LoadedModel) -> None:
+    """Raise :class:`PatchError` naming the mismatch if activations of ``source`` cannot be
+    written into ``target`` (other shapes or another tokenizer)."""
+    if source is target:
+        return
+    for what in ("n_layers", "d_model"):
+        a, b = getattr(source, what), getattr(target, what)
+        if a != b:
+            raise PatchError(
+                f"cannot patch {source.name} into {target.name}: {what} is {a} in the source "
+                f"and {b} in the target; patching needs two models of the same architecture"
+            )
+    if source.tokenizer.get_vocab() != target.tokenizer.get_vocab():
+        raise PatchError(
+            f"cannot patch {source.name} into {target.name}: their tokenizers differ "
+            f"({len(source.tokenizer)} vs {len(target.tokenizer)} tokens), so the same "
+            "position does not hold the same token"
+        )
+
+
+def _suffix_batch(prompt: Tensor, suffixes: Sequence[Tensor]) -> tuple[Tensor, Tensor, int]:
+    """One row per suffix: prompt + suffix without its last token, right-padded.
+
+    Returns ids, attention mask and ``k``, the number of logit positions read (from the last
+    prompt token on). Right padding leaves every real position where it was.
+    """
+    k = max(1, *(len(s) for s in suffixes))
+    width = len(prompt) + k - 1
+    ids = torch.zeros(len(suffixes), width, dtype=torch.long)
+    mask = torch.zeros(len(suffixes), width, dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        row = torch.cat([prompt, s[:-1].to(prompt.dtype)]) if len(s) else prompt
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask, k
+
+
+class _Runner:
+    """Runs one model on one prompt with groups of patches; the pieces of a sweep."""
+
+    def __init__(self, model: LoadedModel, prompt: PatchInput, metric: Metric) -> None:
+        self.model, self.prompt, self.metric = model, prompt, metric
+        ids, mask, self.k = _suffix_batch(prompt.tokens, metric.suffixes())
+        self.ids, self.mask = ids.to(model.device), mask.to(model.device)
+        self.n_suffix = len(ids)
+        self.prompt_len = len(prompt)
+
+    def run(
+        self, patches: Sequence[Patch], source_acts: dict[str, Tensor], clean: RunOutput | None
+    ) -> tuple[Tensor, RunOutput]:
+        """Metric values of ``patches`` (one run each; an empty list runs the clean prompt)."""
+        runs = max(1, len(patches))
+        s = self.n_suffix
+        hooks: dict[str, list[Callable[[Tensor], Tensor]]] = {}
+        for r, patch in enumerate(patches):
+            self._add_patch(hooks, patch, torch.arange(r * s, (r + 1) * s), source_acts)
+        captured: dict[str, Tensor] = {}
+        for hook, positions in self.metric.capture(self.prompt).items():
+            pos = torch.tensor(positions, device=self.model.device)
+
+            def capture(act: Tensor, hook=hook, pos=pos) -> Tensor:
+                captured[hook] = act[:, pos].mean(1)
+                return act
+
+            hooks.setdefault(hook, []).append(capture)
+        stop = None
+        if self.metric.needs_logits:
+            first = self.prompt_len - 1
+            read = torch.arange(first, first + self.k, device=self.model.device)
+            hooks.setdefault("ln_final.hook_in", []).append(lambda act: act[:, read])
+        else:
+            deepest = max(int(h.split(".")[1]) for h in self.metric.capture(self.prompt))
+            stop = deepest + 1 if deepest + 1 < self.model.n_layers else None
+        fwd = [(name, _chain(fns)) for name, fns in hooks.items()]
+        ids = self.ids.repeat(runs, 1)
+        mask = self.mask.repeat(runs, 1)
+        with torch.inference_mode():
+            logits = self.model.bridge.run_with_hooks(
+                ids, attention_mask=mask, fwd_hooks=fwd, stop_at_layer=stop
+            )
+        out = RunOutput(
+            logits=logits.reshape(runs, s, self.k, -1) if self.metric.needs_logits else None,
+            acts={h: a.reshape(runs, s, -1)[:, 0] for h, a in captured.items()},
+        )
+        return self.metric(out, clean if clean is not None else out), out
+
+    def _add_patch(
+        self,
+        hooks: dict[str, list[Callable[[Tensor], Tensor]]],
+        patch: Patch,
+        rows: Tensor,
+        source_acts: dict[str, Tensor],
+    ) -> None:
+        dev = self.model.device
+        tgt = torch.tensor(patch.column.target_positions, device=dev)
+        rows_b, tgt_b = rows.to(dev)[:, None], tgt[None, :]
+        value = source_acts[patch_hook_name(patch.layer, patch.site)][
+            list(patch.column.source_positions)
+        ]
+        if patch.site != "resid_mid":
+
+            def write(act: Tensor) -> Tensor:
+                act = act.clone()
+                act[rows_b, tgt_b] = value.to(act.dtype)
+                return act
+
+            hooks.setdefault(patch_hook_name(patch.layer, patch.site), []).append(write)
+            return
+        # resid_mid = resid_pre + attn_out: make attn_out supply the difference.
+        seen: dict[str, Tensor] = {}
+
+        def read_pre(act: Tensor) -> Tensor:
+            seen["pre"] = act[rows_b, tgt_b]
+            return act
+
+        def write_attn(act: Tensor) -> Tensor:
+            act = act.clone()
+            act[rows_b, tgt_b] = (value - seen["pre"]).to(act.dtype)
+            return act
+
+        hooks.setdefault(patch_hook_name(patch.layer, "resid_pre"), []).append(read_pre)
+        hooks.setdefault(patch_hook_name(patch.layer, "attn_out"), []).append(write_attn)
+
+
+def _chain(fns: list[Callable[[Tensor], Tensor]]) -> Callable[..., Tensor]:
+    def hook(act: Tensor, hook: object = None) -> Tensor:
+        for fn in fns:
+            act = fn(act)
+        return act
+
+    return hook
+
+
+def source_activations(
+    model: LoadedModel, prompt: PatchInput, hooks: Sequence[str]
+) -> dict[str, Tensor]:
+    """``hook -> [pos, d_model]`` of one clean run (``resid_mid`` read through its alias)."""
+    names = sorted(set(hooks))
+    with torch.inference_mode():
+        _, cache = model.bridge.run_with_cache(
+            prompt.tokens[None].to(model.device), names_filter=names
+        )
+    missing = [n for n in names if n not in cache]
+    if missing:
+        raise PatchError(f"the source run produced no activation for {missing}")
+    return {n: cache[n][0] for n in names}
+
+
+def patch_sweep(
+    target: LoadedModel,
+    target_input: PatchInput,
+    metric: Metric,
+    *,
+    source: LoadedModel | None = None,
+    source_input: PatchInput | None = None,
+    sites: Sequence[str] = ("resid_pre",),
+    layers: Sequence[int] | None = None,
+    segments: Sequence[str] | None = None,
+    per: str = "position",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> PatchResult:
+    """Patch ``source`` (default: the target model) run on ``source_input`` (default: the
+    target's prompt) into ``target`` on ``target_input``, at every site x layer x column.
+
+    Columns are every position when both prompts have the same length, else the positions of
+    ``segments`` matched by offset (see :func:`interp.patching.segments.align`); ``per=
+    "segment"`` patches each segment whole. ``batch_size`` patches run per forward pass.
+    Returns raw metric values with the clean target and clean source values, so
+    ``result.normalised`` is 0 where the patch left the target unchanged and 1 where it
+    reproduced the source.
+    """
+    source = source or target
+    source_input = source_input or target_input
+    check_patchable(source, target)
+    for site in sites:
+        if site not in PATCH_SITES:
+            raise PatchError(f"unknown site {site!r}; choose from {', '.join(PATCH_SITES)}")
+    layers = tuple(range(target.n_layers)) if layers is None else tuple(layers)
+    for layer in layers:
+        check_layer(layer, target.n_layers)
+    if batch_size < 1:
+        raise PatchError(f"batch_size must be >= 1, got {batch_size}")
+    columns = align(source_input, target_input, segments, per)
+    patches = [Patch(site, layer, c) for site in sites for layer in layers for c in columns]
+    acts = source_activations(
+        source, source_input, {patch_hook_name(p.layer, p.site) for p in patches}
+    )
+
+    target_runner = _Runner(target, target_input, metric)
+    target_value, clean = target_runner.run([], {}, None)
+    source_value, _ = _Runner(source, source_input, metric).run([], {}, clean)
+    values = torch.empty(len(patches))
+    bar = tqdm(total=len(patches), desc="patching", unit="patch", disable=not progress)
+    for start in range(0, len(patches), batch_size):
+        chunk = patches[start : start + batch_size]
+        got, _ = target_runner.run(chunk, acts, clean)
+        values[start : start + len(chunk)] = got.float().cpu()
+        bar.update(len(chunk))
+    bar.close()
+    return PatchResult(
+        values=values.reshape(len(sites), len(layers), len(columns)),
+        sites=tuple(sites),
+        layers=layers,
+        columns=tuple(c.label for c in columns),
+        metric=metric.name,
+        target_value=float(target_value[0]),
+        source_value=float(source_value[0]),
+        meta={
+            "target_model": target.name,
+            "target_fingerprint": target.fingerprint,
+            "source_model": source.name,
+            "source_fingerprint": source.fingerprint,
+            "segments": list(segments) if segments is not None else None,
+            "per": per,
+            "target_tokens": len(target_input),
+            "source_tokens": len(source_input),
+        },
+    )
