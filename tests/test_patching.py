@@ -14,6 +14,7 @@ from interp.patching import (
     LogProbDiff,
     NextTokenKL,
     PatchError,
+    PatchInput,
     PatchResult,
     ProbeScore,
     chat_input,
@@ -38,9 +39,11 @@ def other_tiny():
 
 
 def _prompts(tok):
-    clean = chat_input(tok, [{"role": "user", "content": "Please sell the car today."}])
-    corrupt = chat_input(tok, [{"role": "user", "content": "Please hide the car today."}])
-    assert len(clean) == len(corrupt)
+    """Two 8-token prompts that differ in one word (short: the reference runs one pass per
+    patch)."""
+    clean = PatchInput(tok("Please sell the old car today.", return_tensors="pt").input_ids[0])
+    corrupt = PatchInput(tok("Please hide the old car today.", return_tensors="pt").input_ids[0])
+    assert len(clean) == len(corrupt) and (clean.tokens != corrupt.tokens).sum() == 1
     return clean, corrupt
 
 
@@ -230,10 +233,11 @@ def test_two_models_same_prompt_equals_a_manual_hook(tiny_model, other_tiny):
 
 
 def test_probe_score_metric(tiny_model):
-    source, target = _prompts(tiny_model.tokenizer)
     gen = torch.Generator().manual_seed(0)
     X, y = torch.randn(40, tiny_model.d_model, generator=gen), torch.arange(40) % 2
     probe = LogisticProbe().fit(X, y)
+    target = chat_input(tiny_model.tokenizer, [{"role": "user", "content": "Hide the car."}])
+    source = chat_input(tiny_model.tokenizer, [{"role": "user", "content": "Sell the car."}])
     metric = ProbeScore(probe, "blocks.0.hook_resid_post", segment="user_1")
     result = patch_sweep(
         tiny_model, target, metric, source_input=source, sites=("resid_pre",), progress=False
