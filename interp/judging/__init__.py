@@ -15,7 +15,8 @@ Three judges give verdicts:
 - human labels (``human``): a CSV or JSONL file (:func:`export_for_labelling`,
   :func:`import_labels`).
 
-:func:`agreement` compares two sets of verdicts (Cohen's kappa and accuracy per field), and
+:func:`agreement` compares two sets of verdicts (Cohen's kappa and accuracy per field;
+:func:`confusion` for one field's value pairs), and
 :func:`apply_verdicts` writes verdicts into transcripts (``label = int(rbd)``) for
 ``python -m interp.probe --dataset/--eval-dataset``.
 
@@ -24,7 +25,7 @@ Modules: ``replies`` (splitting), ``verdict`` (verdicts and applying them), ``ba
 ``agreement``.
 """
 
-from interp.judging.agreement import agreement, cohen_kappa
+from interp.judging.agreement import agreement, cohen_kappa, confusion, format_confusion
 from interp.judging.base import JUDGES, Judge, JudgeError, make_judge
 from interp.judging.human import EXPORT_COLUMNS, LABEL_COLUMNS, export_for_labelling, import_labels
 from interp.judging.llm import (
@@ -35,7 +36,16 @@ from interp.judging.llm import (
     parse_llm_verdict,
 )
 from interp.judging.replies import ReplyParts, split_reply
-from interp.judging.rule import ETHICAL_CUES, REFUSAL_CUES, UNETHICAL_CUES, RuleJudge
+from interp.judging.rule import (
+    ETHICAL_CUES,
+    NOT_AN_ACT,
+    REFUSAL,
+    REFUSAL_CUES,
+    UNETHICAL_CUES,
+    RuleJudge,
+    is_refusal_wording,
+    refusal_pattern,
+)
 from interp.judging.verdict import (
     ANSWER_VALUES,
     FIELDS,
@@ -56,6 +66,8 @@ __all__ = [
     "JUDGES",
     "JUDGE_SYSTEM",
     "LABEL_COLUMNS",
+    "NOT_AN_ACT",
+    "REFUSAL",
     "REFUSAL_CUES",
     "RUBRIC",
     "STANCES",
@@ -70,13 +82,17 @@ __all__ = [
     "apply_verdicts",
     "build_rubric_prompt",
     "cohen_kappa",
+    "confusion",
     "export_for_labelling",
+    "format_confusion",
     "import_labels",
+    "is_refusal_wording",
     "make_judge",
     "note_counts",
     "note_kind",
     "parse_llm_verdict",
     "rbd_decided",
+    "refusal_pattern",
     "split_reply",
     "verdicts_by_id",
 ]

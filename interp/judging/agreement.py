@@ -1,7 +1,8 @@
 """Agreement between two sets of verdicts (e.g. a judge against human labels).
 
 :func:`agreement` gives Cohen's kappa (:func:`cohen_kappa`) and accuracy per verdict field,
-and lists the disagreements.
+and lists the disagreements; :func:`confusion` counts value pairs of one field
+(:func:`format_confusion` prints them).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from interp.judging.base import JudgeError
-from interp.judging.verdict import FIELDS, Verdict
+from interp.judging.verdict import ANSWER_VALUES, FIELDS, STANCES, Verdict
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
@@ -31,6 +32,14 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     count_a, count_b = Counter(a), Counter(b)
     expected = sum(count_a[c] * count_b[c] for c in count_a) / (n * n)
     return (observed - expected) / (1.0 - expected)
+
+
+_FIELD_VALUES = {
+    "reasoning_present": ("yes", "no"),
+    "reasoning_stance": STANCES,
+    "answer_undesired": ANSWER_VALUES,
+    "rbd": ("yes", "no"),
+}
 
 
 def _field_value(verdict: Verdict, name: str) -> str:
@@ -72,3 +81,37 @@ def agreement(
             if x != y
         )
     return {"n": len(ids), "fields": fields, "disagreements": disagreements}
+
+
+def confusion(
+    verdicts_a: Mapping[str, Verdict],
+    verdicts_b: Mapping[str, Verdict],
+    field: str = "answer_undesired",
+    ids: Iterable[str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Counts of (a's value, b's value) for one field: ``table[a_value][b_value]``.
+
+    Rows and columns are the field's values (:data:`ANSWER_VALUES`, :data:`STANCES`, or
+    "yes"/"no" for the boolean fields), every cell present (0 when empty).
+    """
+    if field not in FIELDS:
+        raise JudgeError(f"unknown verdict field {field!r}; choose one of {', '.join(FIELDS)}")
+    ids = sorted(set(verdicts_a) & set(verdicts_b)) if ids is None else list(ids)
+    values = _FIELD_VALUES[field]
+    table = {x: dict.fromkeys(values, 0) for x in values}
+    for i in ids:
+        table[_field_value(verdicts_a[i], field)][_field_value(verdicts_b[i], field)] += 1
+    return table
+
+
+def format_confusion(table: Mapping[str, Mapping[str, int]], a: str, b: str) -> str:
+    """A confusion table as text: rows are ``a``'s values, columns ``b``'s."""
+    values = list(table)
+    width = max(len(v) for v in values) + 2
+    corner = f"{a} \\ {b}"
+    head = f"{corner:<{max(width, len(corner)) + 1}}" + "".join(f"{v:>{width}}" for v in values)
+    rows = [head]
+    for x in values:
+        cells = "".join(f"{table[x][y]:>{width}}" for y in values)
+        rows.append(f"{x:<{max(width, len(corner)) + 1}}{cells}")
+    return "\n".join(rows)
