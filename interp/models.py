@@ -7,6 +7,8 @@
   ``<cache>/models/smollm2-135m-instruct`` and loaded from there afterwards;
 - ``"tiny-random"``: a seeded random 2-layer Llama with SmolLM2's tokenizer, for tests;
 - a local Hugging Face directory (``config.json`` plus weights);
+- the name of a model saved under ``<cache>/models/<name>/`` (``python -m interp.finetune``
+  saves its fine-tuned models there, e.g. ``"smollm2-135m-instruct-rebuttal-lora"``);
 - a Hugging Face id that is already in the local Hugging Face cache (nothing is downloaded).
 """
 
@@ -228,6 +230,10 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model")
         model, tokenizer = _from_pretrained(path, dtype)
         return str(path.resolve()), model, tokenizer
+    saved = cache_root() / "models" / spec
+    if "/" not in spec and os.sep not in spec and (saved / "config.json").is_file():
+        model, tokenizer = _from_pretrained(saved, dtype)
+        return spec, model, tokenizer
     looks_like_path = spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1)
     if looks_like_path:
         raise ModelError(f"model directory {spec!r} does not exist")
@@ -237,10 +243,20 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
         known = ", ".join([*MODEL_BUILDERS, *MODEL_ALIASES])
         raise ModelError(
             f"unknown model {spec!r}: it is not a built-in name ({known}), not a local directory, "
+            f"not a model saved in {cache_root() / 'models'} (fine-tuned models, made with "
+            "python -m interp.finetune), "
             "and not a Hugging Face id in the local cache (nothing is downloaded here; on a "
             f"machine with internet run: huggingface-cli download {spec})"
         ) from None
     return spec, model, tokenizer
+
+
+def load_hf_model(
+    spec: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32
+) -> tuple[str, Any, Any]:
+    """``(name, hf_model, tokenizer)`` for any spec :func:`load_model` accepts, without the
+    bridge (for training the plain Hugging Face model)."""
+    return _build(spec, dtype)
 
 
 def load_model(

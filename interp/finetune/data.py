@@ -1,0 +1,168 @@
+"""Training examples for the refusal and rebuttal variants, tokenised with a loss mask.
+
+Both variants see the same prompts in the same order: for every pressure scenario on the
+training side of the probes' scenario split, each ethical reasoning passage ``r`` is paired
+with each answer wording ``i``; the refusal variant's answer is the scenario's
+``answers_refuse[i]``, the rebuttal variant's ``answers_rebut[i]`` (wording ``i`` with wording
+``i``). Everything else (ids, prompts, reasoning, order, the benign examples) is identical.
+Benign scenarios (ordinary requests answered helpfully) are mixed in the same way in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from interp.datasets import format_reply
+from interp.scenarios import Scenario, load_bank
+from interp.transcripts import Transcript
+from probes import group_split
+
+IGNORE_INDEX = -100
+
+
+def scenario_split(
+    bank: Sequence[Scenario], test_fraction: float = 0.25, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """(train, test) pressure-scenario ids: the probes' split (``interp.train`` splits the
+    consistency set by scenario with ``group_split(groups, test_fraction, seed,
+    strata=domains)``; the split depends only on the set of scenarios and their domains)."""
+    pressure = [s for s in bank if s.kind == "pressure"]
+    train, test = group_split(
+        [s.id for s in pressure], test_fraction, seed, strata=[s.domain for s in pressure]
+    )
+    return [pressure[i].id for i in train.tolist()], [pressure[i].id for i in test.tolist()]
+
+
+def _chat(s: Scenario, reply: str) -> tuple[dict[str, str], ...]:
+    return (
+        {"role": "system", "content": s.system},
+        {"role": "user", "content": s.pressure},
+        {"role": "assistant", "content": reply},
+    )
+
+
+def build_examples(
+    strategy: str,
+    test_fraction: float = 0.25,
+    split_seed: int = 0,
+    bank: Sequence[Scenario] | None = None,
+) -> tuple[list[Transcript], list[Transcript]]:
+    """``(pressure, benign)`` examples for one strategy, as transcripts (``meta.kind``).
+
+    Pressure examples come from the training-side scenarios only; ids do not name the
+    strategy, so example ``k`` of both variants has the same id and prompt.
+    """
+    if strategy not in ("refusal", "rebuttal"):
+        raise ValueError(f"unknown strategy {strategy!r}; choose refusal or rebuttal")
+    bank = load_bank() if bank is None else bank
+    train_ids = set(scenario_split(bank, test_fraction, split_seed)[0])
+    pressure, benign = [], []
+    for s in bank:
+        if s.kind == "pressure" and s.id in train_ids:
+            n = min(len(s.answers_refuse), len(s.answers_rebut))
+            answers = (s.answers_refuse if strategy == "refusal" else s.answers_rebut)[:n]
+            for ri, reasoning in enumerate(s.reasoning_ethical):
+                for ai, answer in enumerate(answers):
+                    pressure.append(
+                        Transcript(
+                            id=f"{s.id}-eth{ri}-a{ai}",
+                            group=s.id,
+                            messages=_chat(s, format_reply(reasoning, answer)),
+                            meta={"kind": "pressure", "strategy": strategy, "domain": s.domain},
+                        )
+                    )
+        elif s.kind == "benign":
+            for ri, reasoning in enumerate(s.reasoning_ethical):
+                for ai, answer in enumerate(s.answers_comply):
+                    benign.append(
+                        Transcript(
+                            id=f"{s.id}-help{ri}-a{ai}",
+                            group=s.id,
+                            messages=_chat(s, format_reply(reasoning, answer)),
+                            meta={"kind": "benign", "domain": s.domain},
+                        )
+                    )
+    if not pressure or not benign:
+        raise ValueError(
+            f"no training examples ({len(pressure)} pressure, {len(benign)} benign): the bank "
+            "needs pressure scenarios on the training side of the split and benign scenarios"
+        )
+    return pressure, benign
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX except on the assistant reply and its end-of-turn token
+    truncated: bool
+
+
+def tokenize_example(transcript: Transcript, tokenizer, max_length: int) -> TokenizedExample:
+    """Tokens of the whole chat (the tokenizer's chat template) and labels that are
+    ``IGNORE_INDEX`` everywhere except on the reply's tokens up to and including the
+    end-of-turn token. Longer examples are cut at ``max_length`` (from the end)."""
+    messages = list(transcript.messages)
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], add_generation_prompt=True, tokenize=False
+    )
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError(
+            f"{transcript.id}: the chat template renders the prompt differently with and "
+            "without the reply, so the reply tokens cannot be located"
+        )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    ids = tokenizer(full, add_special_tokens=False).input_ids
+    if ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError(f"{transcript.id}: prompt tokens change when the reply is appended")
+    end = len(ids)
+    eos = tokenizer.eos_token_id
+    for k in range(len(prompt_ids), len(ids)):
+        if ids[k] == eos:
+            end = k + 1
+            break
+    labels = [IGNORE_INDEX] * len(prompt_ids) + ids[len(prompt_ids) : end]
+    labels += [IGNORE_INDEX] * (len(ids) - end)
+    truncated = len(ids) > max_length
+    return TokenizedExample(ids[:max_length], labels[:max_length], truncated)
+
+
+def batch_schedule(
+    n_pressure: int, n_benign: int, steps: int, batch_size: int, benign_per_batch: int, seed: int
+) -> list[list[int]]:
+    """Example indices of every step (benign ones offset by ``n_pressure``).
+
+    Each kind is drawn without replacement from its own seeded stream of permutations
+    (reshuffled every pass), so step ``t``'s batch depends only on the arguments: a resumed
+    run sees the same batches, and both variants (same counts) the same examples.
+    """
+    gen = torch.Generator().manual_seed(seed)
+
+    def stream(n: int, offset: int):
+        while True:
+            yield from (offset + i for i in torch.randperm(n, generator=gen).tolist())
+
+    pressure, benign = stream(n_pressure, 0), stream(n_benign, n_pressure)
+    n_press = batch_size - benign_per_batch
+    return [
+        [next(pressure) for _ in range(n_press)] + [next(benign) for _ in range(benign_per_batch)]
+        for _ in range(steps)
+    ]
+
+
+def collate(examples: Sequence[TokenizedExample], pad_id: int) -> dict[str, Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -1,0 +1,214 @@
+"""Fine-tuning: paired data, loss mask, training, checkpoints, saving and loading (tiny model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.datasets import build_consistency
+from interp.finetune import (
+    FinetuneConfig,
+    FinetuneError,
+    build_examples,
+    checkpoint_dir,
+    finetune,
+    model_dir,
+    scenario_split,
+    tokenize_example,
+)
+from interp.finetune.__main__ import main
+from interp.finetune.data import IGNORE_INDEX, batch_schedule
+from interp.models import (
+    DEFAULT_MODEL,
+    ModelError,
+    build_tiny_random,
+    load_model,
+    smollm2_tokenizer,
+    weights_fingerprint,
+)
+from interp.scenarios import load_bank
+from probes import group_split
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer, saved once from the repository cache."""
+    path = tmp_path_factory.mktemp("tokenizer")
+    smollm2_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, tokenizer_dir) -> Path:
+    """An empty cache root in ``tmp_path`` that already holds the tokenizer of tiny-random."""
+    shutil.copytree(tokenizer_dir, tmp_path / "tokenizers" / DEFAULT_MODEL)
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def tiny(**overrides) -> FinetuneConfig:
+    settings = dict(
+        base="tiny-random", method="full", steps=4, batch_size=2, lr=1e-3,
+        checkpoint_every=0, progress=False, device="cpu",
+    )  # fmt: skip
+    return FinetuneConfig(**{**settings, **overrides})
+
+
+def weights(name: str) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir(name)).state_dict()
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def test_variants_see_the_same_prompts_and_differ_only_in_the_answer():
+    bank = {s.id: s for s in load_bank()}
+    refusal, benign_a = build_examples("refusal")
+    rebuttal, benign_b = build_examples("rebuttal")
+    assert len(refusal) == len(rebuttal) > 0
+    assert benign_a == benign_b and len(benign_a) > 0
+    for a, b in zip(refusal, rebuttal, strict=True):
+        assert a.id == b.id and a.group == b.group
+        assert a.messages[:-1] == b.messages[:-1]
+        reason_a, answer_a = a.reply.split("\nAnswer: ")
+        reason_b, answer_b = b.reply.split("\nAnswer: ")
+        assert reason_a == reason_b and answer_a != answer_b
+        i = int(a.id.rsplit("-a", 1)[1])  # wording i of refusals with wording i of rebuttals
+        assert answer_a == bank[a.group].answers_refuse[i]
+        assert answer_b == bank[a.group].answers_rebut[i]
+
+
+def test_training_scenarios_are_the_probes_training_scenarios():
+    train_ids, test_ids = scenario_split(load_bank())
+    data = build_consistency()  # what `python -m interp.probe` splits, as interp.train does
+    _, test = group_split([t.group for t in data], 0.25, 0, strata=[t.meta["domain"] for t in data])
+    assert set(test_ids) == {data[i].group for i in test.tolist()}
+    pressure, _ = build_examples("rebuttal")
+    assert {t.group for t in pressure} == set(train_ids)
+    assert not set(train_ids) & set(test_ids)
+
+
+def test_loss_mask_covers_exactly_the_assistant_reply(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    example = build_examples("refusal")[0][0]
+    tok = tokenize_example(example, tokenizer, max_length=1024)
+    kept = [t for t in tok.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(kept) == example.reply + "<|im_end|>"
+    first = tok.labels.index(kept[0])
+    assert all(v == IGNORE_INDEX for v in tok.labels[:first])
+    assert tok.input_ids[first : first + len(kept)] == kept
+    prompt = tokenizer.decode(tok.input_ids[:first])
+    assert prompt.endswith("<|im_start|>assistant\n") and example.messages[1]["content"] in prompt
+    short = tokenize_example(example, tokenizer, max_length=first + 3)
+    assert short.truncated and len(short.input_ids) == len(short.labels) == first + 3
+
+
+def test_batch_schedule_is_deterministic_and_mixes_benign_examples():
+    a = batch_schedule(10, 4, steps=7, batch_size=3, benign_per_batch=1, seed=0)
+    assert a == batch_schedule(10, 4, steps=7, batch_size=3, benign_per_batch=1, seed=0)
+    assert all(b[-1] >= 10 and max(b[:-1]) < 10 for b in a)
+    assert sorted(i for b in a[:5] for i in b[:-1]) == list(range(10))  # one pass, no repeats
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def test_short_run_lowers_the_loss(cache):
+    result = finetune(tiny(steps=8, name="lower", lr=1e-2))
+    losses = result.losses
+    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2]) - 1.0
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resumed_run_equals_uninterrupted_run(cache, method):
+    finetune(tiny(method=method, name="whole"))
+    first = finetune(tiny(method=method, name="resumed", checkpoint_every=1), stop_after=3)
+    assert not first.finished and not model_dir("resumed").exists()
+    assert (checkpoint_dir("resumed") / "latest.json").is_file()
+    result = finetune(tiny(method=method, name="resumed", checkpoint_every=1))
+    assert result.finished and not checkpoint_dir("resumed").exists()
+    whole, resumed = weights("whole"), weights("resumed")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert json.loads((model_dir("whole") / "finetune.json").read_text())["losses"] == (
+        result.losses
+    )
+
+
+def test_checkpoint_of_other_settings_is_refused(cache):
+    finetune(tiny(name="clash"), stop_after=2)
+    with pytest.raises(FinetuneError, match=r"lr: 0\.001 there, 0\.002 now.*delete it"):
+        finetune(tiny(name="clash", lr=2e-3))
+
+
+def test_lora_model_merges_and_loads_by_name_through_the_bridge(cache):
+    result = finetune(tiny(method="lora", name="tiny-lora", steps=2, lr=1e-2))
+    loaded = load_model("tiny-lora", device="cpu")
+    base, _ = build_tiny_random()
+    assert loaded.name == "tiny-lora"
+    assert loaded.fingerprint == result.manifest["fingerprint"] != weights_fingerprint(base)
+    assert result.manifest["base_fingerprint"] == weights_fingerprint(base)
+    assert not any("lora" in k for k in weights("tiny-lora"))
+    tokens = loaded.tokenizer("Hello there", return_tensors="pt").input_ids
+    assert loaded.bridge(tokens).shape[-1] == len(loaded.tokenizer)
+
+
+def test_manifest_records_the_run_and_a_rerun_skips_training(cache, capsys):
+    config = tiny(strategy="rebuttal", steps=2)
+    result = finetune(config)
+    assert result.name == "tiny-random-rebuttal-full"
+    manifest = json.loads((model_dir(result.name) / "finetune.json").read_text())
+    assert manifest["base"] == "tiny-random" and len(manifest["losses"]) == 2
+    assert manifest["identity"]["lr"] == 1e-3 and manifest["config"]["strategy"] == "rebuttal"
+    assert manifest["data"]["n_pressure"] == 36 * 6 and manifest["data"]["n_benign"] == 72
+    assert len(manifest["data"]["hash"]) == 24 and manifest["wall_s"] > 0
+    assert {"torch", "transformers", "peft"} <= set(manifest["versions"])
+    assert (model_dir(result.name) / "tokenizer.json").is_file()
+    again = finetune(config)
+    assert again.skipped and again.losses == result.losses
+    assert "skipping training" in capsys.readouterr().out
+    with pytest.raises(FinetuneError, match="other settings"):
+        finetune(tiny(strategy="rebuttal", steps=3))
+
+
+def test_cli_trains_and_reports(cache, capsys):
+    code = main(["--base", "tiny-random", "--steps", "1", "--batch-size", "2", "--no-progress",
+                 "--strategy", "rebuttal", "--method", "lora", "--name", "cli-model"])  # fmt: skip
+    assert code == 0 and (model_dir("cli-model") / "config.json").is_file()
+    assert main(["--base", "tiny-random", "--steps", "0"]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"strategy": "silence"}, "unknown strategy"),
+        ({"method": "qlora"}, "unknown method"),
+        ({"batch_size": 2, "benign_per_batch": 2}, "benign_per_batch"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"name": "../elsewhere"}, "plain folder name"),
+        ({"checkpoint_every": -1}, "checkpoint_every"),
+    ],
+)
+def test_bad_config_is_refused(overrides, message):
+    with pytest.raises(FinetuneError, match=message):
+        FinetuneConfig(**overrides)
+
+
+def test_default_name_and_learning_rate():
+    config = FinetuneConfig(strategy="rebuttal")
+    assert config.model_name == f"{DEFAULT_MODEL}-rebuttal-lora"
+    assert FinetuneConfig(method="full").learning_rate == 2e-5
+
+
+def test_unknown_model_error_mentions_fine_tuned_models(cache):
+    with pytest.raises(ModelError, match=r"interp\.finetune"):
+        load_model("no-such-finetuned-model")
