@@ -21,7 +21,8 @@ from interp.finetune import (
     tokenize_example,
 )
 from interp.finetune.__main__ import main
-from interp.finetune.data import IGNORE_INDEX, batch_schedule
+from interp.finetune.data import IGNORE_INDEX, batch_schedule, collate
+from interp.finetune.train import reply_loss
 from interp.models import (
     DEFAULT_MODEL,
     ModelError,
@@ -109,6 +110,17 @@ def test_loss_mask_covers_exactly_the_assistant_reply(tokenizer_dir):
     assert prompt.endswith("<|im_start|>assistant\n") and example.messages[1]["content"] in prompt
     short = tokenize_example(example, tokenizer, max_length=first + 3)
     assert short.truncated and len(short.input_ids) == len(short.labels) == first + 3
+
+
+def test_reply_loss_equals_the_models_own_loss(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model, _ = build_tiny_random()
+    pressure, benign = build_examples("refusal")
+    batch = collate([tokenize_example(t, tokenizer, 320) for t in (pressure[0], benign[0])], 0)
+    with torch.no_grad():
+        assert torch.allclose(reply_loss(model, batch), model(**batch).loss, atol=1e-5)
 
 
 def test_batch_schedule_is_deterministic_and_mixes_benign_examples():

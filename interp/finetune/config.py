@@ -14,7 +14,7 @@ from interp.models import DEFAULT_MODEL
 
 STRATEGIES = ("refusal", "rebuttal")
 METHODS = ("lora", "full")
-DEFAULT_LR = {"lora": 5e-4, "full": 2e-5}
+DEFAULT_LR = {"lora": 1e-3, "full": 2e-5}
 
 #: Fields that do not change the trained weights: a checkpoint or a finished model made with
 #: other values of these is still the same run.
@@ -56,7 +56,7 @@ class FinetuneConfig:
             "choices": METHODS,
         },
     )
-    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    steps: int = field(default=40, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=4, metadata={"help": "examples per step"})
     benign_per_batch: int = field(
         default=1,

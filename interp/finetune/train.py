@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from interp.finetune.config import FinetuneConfig, FinetuneError
 from interp.finetune.data import (
+    IGNORE_INDEX,
     batch_schedule,
     build_examples,
     collate,
@@ -151,6 +152,20 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any) -> Non
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+def reply_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (reply) tokens: the same value as a
+    Hugging Face causal LM's ``loss``, but the unembedding runs on those positions only
+    (about 40% of an example's tokens), which saves a fifth of a step on SmolLM2."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = core.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = core.lm_head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -237,7 +252,7 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
     stop_at = config.steps if stop_after is None else min(config.steps, start + stop_after)
     for step in range(start, stop_at):
         batch = collate([tokenized[i] for i in schedule[step]], tokenizer.pad_token_id)
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss = reply_loss(model, {k: v.to(device) for k, v in batch.items()})
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(_trainable(model).values()), 1.0)
         optimizer.step()
