@@ -56,7 +56,7 @@ class FinetuneConfig:
             "choices": METHODS,
         },
     )
-    steps: int = field(default=40, metadata={"help": "optimizer steps"})
+    steps: int = field(default=30, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=4, metadata={"help": "examples per step"})
     benign_per_batch: int = field(
         default=1,
