@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,8 +150,8 @@ def test_json_round_trip_and_figure(base):
 def test_rank_definitions_by_hand():
     assert effective_rank(torch.tensor([1.0, 1.0, 1.0, 0.0])) == pytest.approx(3.0)
     assert effective_rank(torch.tensor([2.0, 0.0])) == pytest.approx(1.0)
-    # p = (0.5, 0.25, 0.25): H = 1.5 ln 2, exp(H) = 2^1.5
-    assert effective_rank(torch.tensor([2.0, 1.0, 1.0])) == pytest.approx(2**1.5)
+    # energies (4, 1, 1): p = (2/3, 1/6, 1/6), exp(H) = (3/2)^(2/3) * 6^(1/3) = 13.5^(1/3)
+    assert effective_rank(torch.tensor([2.0, 1.0, 1.0])) == pytest.approx(13.5 ** (1 / 3))
     assert effective_rank(torch.zeros(3)) == 0.0
     assert energy_rank(torch.tensor([3.0, 1.0, 1.0])) == 2  # 9/11 < 0.9 <= 10/11
     assert energy_rank(torch.tensor([3.0, 1.0])) == 1  # 9/10 reaches 0.9
@@ -170,3 +172,31 @@ def test_logistic_probe_direction_is_in_raw_space():
     probe.score(x).sum().backward()
     gradient = x.grad[0] / x.grad[0].norm()
     assert torch.allclose(probe.direction, gradient, atol=1e-5)
+
+
+def test_experiment_script_on_a_tiny_variant(tmp_path, capsys):
+    model, tokenizer = build_tiny_random()
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight += 0.5 * torch.outer(
+            unit(D_MODEL, 1), unit(D_MLP, 2)
+        )
+    model.save_pretrained(tmp_path / "variant")
+    tokenizer.save_pretrained(tmp_path / "variant")
+    probe_dir = tmp_path / "probe"
+    X = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(0))
+    LogisticProbe().fit(X, (X[:, 0] > 0).long()).save(probe_dir)
+
+    path = Path(__file__).parents[1] / "experiments" / "weight_diff.py"
+    spec = importlib.util.spec_from_file_location("weight_diff_experiment", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--base", "tiny-random", "--variant", str(tmp_path / "variant")]
+    argv += ["--probe", str(probe_dir / "probe.json"), "--out", str(tmp_path / "out")]
+    assert script.main(argv) == 0
+    folder = tmp_path / "out" / "variant"
+    saved = WeightDiff.from_dict(json.loads((folder / "weight_diff.json").read_text()))
+    assert saved.largest(1)[0].layer == 1 and saved.largest(1)[0].matrix == "down_proj"
+    assert saved.cell(1, "down_proj").norm == pytest.approx(0.5, rel=1e-3)
+    assert (folder / "weight_diff.html").is_file()
+    assert "down_proj" in capsys.readouterr().out
+    assert script.main([*argv[:4], "--probe", str(tmp_path)]) == 2  # no probe there
