@@ -105,7 +105,7 @@ def chat_input(
     }
     if add_generation_prompt and token_bounds[-1] < len(tokens):
         segments[GENERATION_PROMPT] = (token_bounds[-1], len(tokens))
-    pieces = tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"]))
+    pieces = tuple(tokenizer.decode([i]).replace("\n", "\\n") for i in encoded["input_ids"])
     return PatchInput(tokens=tokens, segments=segments, token_text=pieces)
 
 
