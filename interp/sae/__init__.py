@@ -1,0 +1,19 @@
+"""Sparse autoencoders (SAELens) on the residual stream: training, loading, features,
+interventions and comparisons across models.
+
+>>> from interp.sae import SAEConfig, train_sae, load_sae
+"""
+
+from interp.sae.config import ARCHITECTURES, SAEConfig
+from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
+from interp.sae.train import train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "LoadedSAE",
+    "SAEConfig",
+    "SAEManifest",
+    "SAEMismatchError",
+    "load_sae",
+    "train_sae",
+]

@@ -1,0 +1,124 @@
+"""Per-token activations for SAE training, streamed from the on-disk activation cache.
+
+:func:`token_batches` reads the cache's shards one at a time, keeps the tokens of the
+transcripts asked for, mixes them in a shuffle buffer and yields ``[batch, d_model]``
+tensors forever (epoch after epoch, each in a new shard order). Memory holds one shard plus
+the buffer, whatever the dataset's size.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file
+from torch import Tensor
+
+from interp.cache import ActivationSet
+from interp.tokens import encode_transcript
+from interp.transcripts import Transcript
+
+
+def shard_paths(acts: ActivationSet) -> list[Path]:
+    paths = sorted(Path(acts.path).glob("shard-*.safetensors"))
+    if not paths:
+        raise FileNotFoundError(f"{acts.path} holds no activation shards")
+    return paths
+
+
+def _check_per_token(acts: ActivationSet, hook: str) -> None:
+    if not acts.key.per_token:
+        raise ValueError(
+            f"{acts.path} holds pooled activations only; cache with per_token=True to train an SAE"
+        )
+    if hook not in acts.key.hooks:
+        raise KeyError(f"hook {hook!r} is not in {acts.path}; it holds {list(acts.key.hooks)}")
+
+
+def shard_tokens(path: Path, hook: str, keep: set[int] | None) -> Float[Tensor, "tokens d_model"]:
+    """The per-token activations of one shard, only of transcripts in ``keep`` (all if None)."""
+    data = load_file(path)
+    tokens = data[f"tokens.{hook}"]
+    if keep is None:
+        return tokens.float()
+    offsets = data["token_offsets"].tolist()
+    index = data["index"].tolist()
+    parts = [tokens[offsets[j] : offsets[j + 1]] for j, i in enumerate(index) if i in keep]
+    if not parts:
+        return tokens[:0].float()
+    return torch.cat(parts).float()
+
+
+def count_tokens(acts: ActivationSet, hook: str, keep: set[int] | None) -> int:
+    return sum(len(shard_tokens(p, hook, keep)) for p in shard_paths(acts))
+
+
+def token_batches(
+    acts: ActivationSet,
+    hook: str,
+    batch_size: int,
+    *,
+    keep: Sequence[int] | None = None,
+    buffer_tokens: int = 32_768,
+    seed: int = 0,
+) -> Iterator[Float[Tensor, "batch d_model"]]:
+    """Shuffled ``[batch_size, d_model]`` batches of per-token activations, endlessly.
+
+    Shards are read in a random order each epoch; their tokens go into a buffer of up to
+    ``buffer_tokens`` rows; when it is full it is shuffled and half of it is yielded, so
+    tokens of one transcript (and of one shard, whose transcripts have similar lengths)
+    spread over many batches. ``keep`` restricts training to those transcripts (dataset rows).
+    """
+    _check_per_token(acts, hook)
+    paths = shard_paths(acts)
+    wanted = set(keep) if keep is not None else None
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    buffer = torch.empty(0, acts.pooled[hook].shape[1])
+    yielded_any = False
+    while True:
+        order = list(paths)
+        rng.shuffle(order)
+        for path in order:
+            buffer = torch.cat([buffer, shard_tokens(path, hook, wanted)])
+            while len(buffer) >= buffer_tokens:
+                buffer = buffer[torch.randperm(len(buffer), generator=gen)]
+                n_out = max(batch_size, (len(buffer) // 2) // batch_size * batch_size)
+                out, buffer = buffer[:n_out], buffer[n_out:]
+                for start in range(0, n_out, batch_size):
+                    yield out[start : start + batch_size]
+                    yielded_any = True
+        # end of an epoch: flush whole batches, carry the remainder into the next epoch
+        if len(buffer) >= batch_size:
+            buffer = buffer[torch.randperm(len(buffer), generator=gen)]
+            n_out = len(buffer) // batch_size * batch_size
+            out, buffer = buffer[:n_out], buffer[n_out:]
+            for start in range(0, n_out, batch_size):
+                yield out[start : start + batch_size]
+                yielded_any = True
+        elif not yielded_any and len(buffer) == 0:
+            raise ValueError(f"{acts.path}: no tokens of the requested transcripts")
+
+
+def answer_tokens(
+    acts: ActivationSet,
+    hook: str,
+    transcripts: Sequence[Transcript],
+    tokenizer: object,
+) -> list[Float[Tensor, "tokens d_model"]]:
+    """Per transcript, the activations of its ``Answer:`` tokens, from a ``reply`` cache.
+
+    The answer's tokens are the tail of the reply's, so their count (from the tokenizer) says
+    how many of the cached reply tokens to keep. Replies without an answer marker keep all.
+    """
+    if acts.key.tokens != "reply":
+        raise ValueError(f"{acts.path} caches {acts.key.tokens!r} tokens; expected 'reply'")
+    out = []
+    for t, reply in zip(transcripts, acts.per_token(hook), strict=True):
+        enc = encode_transcript(tokenizer, t, "answer", acts.key.max_tokens)
+        n = len(enc.selected) if enc.answer_found else len(reply)
+        out.append(reply[-n:])
+    return out

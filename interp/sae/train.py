@@ -1,0 +1,255 @@
+"""``train_sae(config)``: cache per-token activations, train a SAELens SAE on them, measure it,
+save it under ``<cache>/saes/<name>/``.
+
+The SAE never sees the held-out scenarios of the first (labelled) dataset: they are split
+exactly as the probe pipeline splits them (``probes.group_split`` with the same fraction,
+seed and domain strata), so feature rankings and quality figures are on unseen scenarios.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp.cache import ActivationSet, cache_activations
+from interp.datasets import load_dataset
+from interp.hooks import check_layer, hook_name
+from interp.models import LoadedModel, load_model
+from interp.paths import cache_root
+from interp.sae.config import SAEConfig
+from interp.sae.data import shard_paths, shard_tokens, token_batches
+from interp.sae.quality import loss_increase, reconstruction_stats
+from interp.sae.store import LoadedSAE, SAEManifest, load_sae
+from interp.transcripts import Transcript, dataset_hash
+from probes import group_split
+
+
+@dataclass
+class SAEData:
+    """The transcripts an SAE is trained and measured on, and their cached activations."""
+
+    transcripts: list[Transcript]
+    labelled: list[int]  # rows of the first dataset (the one that is split)
+    train_rows: list[int]  # rows the SAE trains on
+    heldout_rows: list[int]  # held-out scenarios of the first dataset
+    acts: ActivationSet
+    hook: str
+
+
+def split_rows(
+    transcripts: Sequence[Transcript], n_first: int, test_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """``(train, test)`` rows of the first ``n_first`` transcripts, split by scenario as the
+    probe pipeline does (see :func:`interp.train.train_probe`)."""
+    first = transcripts[:n_first]
+    train, test = group_split(
+        [t.group for t in first],
+        test_fraction,
+        seed,
+        strata=[str(t.meta.get("domain", "")) for t in first],
+    )
+    return sorted(train.tolist()), sorted(test.tolist())
+
+
+def prepare_data(config: SAEConfig, model: LoadedModel, root: Path) -> SAEData:
+    """Load the datasets, cache per-token ``reply`` activations at the SAE's hook."""
+    sets = [load_dataset(spec) for spec in config.datasets]
+    transcripts = [t for s in sets for t in s]
+    seen: set[str] = set()
+    dupes = [t.id for t in transcripts if t.id in seen or seen.add(t.id)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"transcript ids repeat across datasets (e.g. {dupes[0]!r})")
+    train_first, heldout = split_rows(transcripts, len(sets[0]), config.test_fraction, config.seed)
+    train_rows = train_first + list(range(len(sets[0]), len(transcripts)))
+    hook = hook_name(check_layer(config.layer, model.n_layers), config.site)
+    acts = cache_activations(
+        model,
+        transcripts,
+        [hook],
+        "reply",
+        per_token=True,
+        batch_size=config.forward_batch_size,
+        max_tokens=config.max_tokens,
+        cache_dir=root / "activations",
+        progress=config.progress,
+    )
+    return SAEData(transcripts, list(range(len(sets[0]))), train_rows, heldout, acts, hook)
+
+
+def default_name(config: SAEConfig, model: LoadedModel, data_hash: str) -> str:
+    slug = Path(model.name).name
+    blob = json.dumps(
+        {
+            **config.to_dict(),
+            "fingerprint": model.fingerprint,
+            "data": data_hash,
+            "progress": None,
+            "overwrite": None,
+            "device": None,
+        },
+        sort_keys=True,
+    ).encode()
+    digest = hashlib.blake2b(blob, digest_size=4).hexdigest()
+    return f"{slug}-L{config.layer}-{config.site}-{config.architecture}-{digest}"
+
+
+def make_training_sae(config: SAEConfig, d_in: int, d_sae: int, device: str) -> Any:
+    """A fresh SAELens training SAE of ``config.architecture``."""
+    from sae_lens.registry import get_sae_training_class
+
+    cls, cfg_cls = get_sae_training_class(config.architecture)
+    kwargs: dict[str, Any] = dict(
+        d_in=d_in,
+        d_sae=d_sae,
+        device=device,
+        normalize_activations="expected_average_only_in",
+    )
+    if config.architecture in ("topk", "batchtopk"):
+        kwargs["k"] = config.k
+    elif config.architecture == "jumprelu":
+        kwargs["l0_coefficient"] = config.l1_coefficient
+    else:
+        kwargs["l1_coefficient"] = config.l1_coefficient
+    torch.manual_seed(config.seed)
+    return cls(cfg_cls(**kwargs))
+
+
+def _token_stream(data: SAEData, rows: Sequence[int], chunk: int = 4096) -> Iterator[Tensor]:
+    """Tokens of ``rows``, shard by shard, in chunks (for measurements, not training)."""
+    keep = set(rows)
+    for path in shard_paths(data.acts):
+        tokens = shard_tokens(path, data.hook, keep)
+        yield from tokens.split(chunk)
+
+
+def mean_activation(data: SAEData, rows: Sequence[int]) -> Tensor:
+    total, n = None, 0
+    for x in _token_stream(data, rows):
+        total = x.sum(0) if total is None else total + x.sum(0)
+        n += len(x)
+    if total is None or n == 0:
+        raise ValueError("no tokens")
+    return total / n
+
+
+def spread(rows: Sequence[int], n: int) -> list[int]:
+    """``n`` rows spread evenly over ``rows`` (deterministic)."""
+    if n >= len(rows):
+        return list(rows)
+    step = len(rows) / n
+    return [rows[int(i * step)] for i in range(n)]
+
+
+def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
+    """Train (or reuse) the SAE ``config`` describes and return it loaded, with its manifest.
+
+    Writes ``<cache>/saes/<name>/`` (SAELens' ``cfg.json`` + ``sae_weights.safetensors``,
+    and ``manifest.json`` with the model fingerprint, hook, data hash, config and quality).
+    """
+    from sae_lens import SAETrainer
+    from sae_lens.config import SAETrainerConfig
+
+    root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    model = model or load_model(config.model, device=config.device)
+    data = prepare_data(config, model, root)
+    data_hash = dataset_hash(data.transcripts)
+    name = config.name or default_name(config, model, data_hash)
+    folder = root / "saes" / name
+    if (folder / "manifest.json").is_file() and not config.overwrite:
+        return load_sae(folder, model, hook=data.hook)
+
+    d_sae = config.d_sae or 4 * model.d_model
+    if config.architecture in ("topk", "batchtopk") and config.k > d_sae:
+        raise ValueError(f"k ({config.k}) cannot exceed d_sae ({d_sae})")
+    device = str(model.device)
+    training_sae = make_training_sae(config, model.d_model, d_sae, device)
+    training_sae.cfg.metadata.model_name = model.name
+    training_sae.cfg.metadata.hook_name = data.hook
+    training_sae.cfg.metadata.model_fingerprint = model.fingerprint
+    training_sae.cfg.metadata.data_hash = data_hash
+
+    steps = max(1, config.training_tokens // config.batch_size)
+    window = max(1, min(1000, steps // 4))
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=steps * config.batch_size,
+        train_batch_size_samples=config.batch_size,
+        lr=config.lr,
+        lr_end=config.lr / 10,
+        lr_scheduler_name="cosineannealing",
+        lr_warm_up_steps=min(50, steps // 10),
+        lr_decay_steps=0,
+        device=device,
+        dead_feature_window=window,
+        feature_sampling_window=window,
+        n_batches_for_norm_estimate=min(20, steps),
+    )
+    batches = token_batches(
+        data.acts,
+        data.hook,
+        config.batch_size,
+        keep=data.train_rows,
+        buffer_tokens=config.buffer_tokens,
+        seed=config.seed,
+    )
+    started = time.perf_counter()
+    trained = SAETrainer(trainer_cfg, training_sae, batches).fit()
+    train_seconds = time.perf_counter() - started
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    trained.save_inference_model(partial)
+    from sae_lens import SAE
+
+    sae = SAE.load_from_disk(partial, device=device)
+    sae.eval()
+
+    measure_started = time.perf_counter()
+    heldout = reconstruction_stats(sae, _token_stream(data, data.heldout_rows))
+    on_train = reconstruction_stats(sae, _token_stream(data, data.train_rows))
+    mean_act = mean_activation(data, data.train_rows).to(model.device)
+    loss_rows = spread(data.heldout_rows, config.eval_transcripts)
+    loss = loss_increase(
+        model,
+        sae,
+        data.hook,
+        [data.transcripts[i] for i in loss_rows],
+        mean_act,
+        batch_size=min(8, config.forward_batch_size),
+        max_tokens=config.max_tokens,
+    )
+    quality = {
+        "heldout": asdict(heldout),
+        "train": asdict(on_train),
+        "loss": loss.to_dict(),
+        "measure_seconds": time.perf_counter() - measure_started,
+    }
+    n_unique = sum(len(x) for x in _token_stream(data, data.train_rows))
+    manifest = SAEManifest(
+        model_name=model.name,
+        model_fingerprint=model.fingerprint,
+        hook=data.hook,
+        d_model=model.d_model,
+        d_sae=d_sae,
+        architecture=config.architecture,
+        data_hash=data_hash,
+        datasets=list(config.datasets),
+        n_train_transcripts=len(data.train_rows),
+        n_train_tokens_unique=n_unique,
+        config=config.to_dict(),
+        quality=quality,
+        train_seconds=train_seconds,
+        activation_cache=str(data.acts.path),
+    )
+    manifest.write(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return load_sae(folder, model, hook=data.hook)
