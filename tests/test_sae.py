@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,6 +215,45 @@ def test_analysis_dashboard_and_model_comparison(trained, tiny_model, tmp_path):
         loaded, [tiny_model, other], analysis.transcripts[:6], top=3, cache_dir=tmp_path
     )
     assert [s.change for s in result.top["tiny-copy"]] == [0.0, 0.0, 0.0]
+
+
+def test_experiment_end_to_end(trained, tiny_model, tmp_path, capsys):
+    from interp.models import build_tiny_random
+
+    config, loaded = trained
+    variant, tokenizer = build_tiny_random()
+    with torch.no_grad():
+        variant.model.layers[0].mlp.down_proj.weight.mul_(1.5)
+    variant.save_pretrained(tmp_path / "variant")
+    tokenizer.save_pretrained(tmp_path / "variant")
+    path = Path(__file__).parents[1] / "experiments" / "sae_features.py"
+    spec = importlib.util.spec_from_file_location("sae_features_experiment", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = [
+        *("--model", "tiny-random", "--layer", "1", "--d-sae", "96", "--k", "8"),
+        *("--training-tokens", "6144", "--lr", "0.01", "--batch-size", "128"),
+        *("--buffer-tokens", "1024", "--datasets", config.datasets[0], "--eval-transcripts"),
+        *("4", "--name", "tiny", "--cache-dir", config.cache_dir, "--no-progress"),
+        *("--top", "5", "--dashboard-features", "2", "--intervene-features", "1"),
+        *("--intervene-prompts", "2", "--compare-transcripts", "3", "--device", "cpu"),
+        *("--models", str(tmp_path / "variant"), "--out", str(tmp_path / "out")),
+    ]
+    assert script.main(argv) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["sae"]["manifest"]["train_seconds"] == loaded.manifest.train_seconds
+    assert len(results["features"]["top"]) == 5
+    [ablate, amplify] = results["interventions"]
+    assert ablate["scale"] == 0.0 and amplify["scale"] == 4.0 and ablate["n_prompts"] == 2
+    [(name, shifts)] = results["compare_models"]["top"].items()
+    assert name.endswith("variant") and abs(shifts[0]["change"]) > 0
+    for figure in ("feature_auroc.html", "probe_comparison.html", "interventions.html"):
+        assert (tmp_path / "out" / figure).is_file()
+    assert (tmp_path / "out" / "dashboard" / "index.html").is_file()
+    assert "sparse probe on top-1" in capsys.readouterr().out
+    # the same name with other settings is refused, not silently reused
+    with pytest.raises(SAEMismatchError, match="other settings"):
+        train_sae(dataclasses.replace(config, k=4), tiny_model)
 
 
 def test_config_is_validated():

@@ -117,6 +117,11 @@ def _logprob_diff(
     return float(metric(out, out)[0])
 
 
+def clean_diffs(model: LoadedModel, prompts: Sequence[AnswerPrompt]) -> list[float]:
+    """``log p(comply) - log p(refuse)`` of each prompt without any edit."""
+    return [_logprob_diff(model, p, None, None) for p in prompts]
+
+
 @dataclass
 class InterventionResult:
     feature: int
@@ -140,16 +145,20 @@ def intervene(
     feature: int,
     scale: float,
     prompts: Sequence[AnswerPrompt],
+    clean: Sequence[float] | None = None,
 ) -> InterventionResult:
     """Mean change of ``log p(comply) - log p(refuse)`` when ``feature`` is scaled by ``scale``
-    (0 ablates it) at ``hook`` over each prompt's reply and continuation."""
+    (0 ablates it) at ``hook`` over each prompt's reply and continuation. ``clean`` reuses
+    :func:`clean_diffs` of the same prompts."""
     if not prompts:
         raise ValueError("no prompts: answer_prompts found no scenario with both answers")
     if not 0 <= feature < sae.cfg.d_sae:
         raise ValueError(f"feature {feature} out of range: the SAE has {sae.cfg.d_sae}")
-    clean, edited = [], []
+    clean = list(clean) if clean is not None else clean_diffs(model, prompts)
+    if len(clean) != len(prompts):
+        raise ValueError(f"{len(clean)} clean values for {len(prompts)} prompts")
+    edited = []
     for p in prompts:
-        clean.append(_logprob_diff(model, p, None, None))
         edited.append(
             _logprob_diff(model, p, hook, lambda m: feature_edit_hook(sae, feature, scale, m))
         )

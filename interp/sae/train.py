@@ -28,7 +28,7 @@ from interp.paths import cache_root
 from interp.sae.config import SAEConfig
 from interp.sae.data import shard_paths, shard_tokens, token_batches
 from interp.sae.quality import loss_increase, reconstruction_stats
-from interp.sae.store import LoadedSAE, SAEManifest, load_sae
+from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
 from interp.transcripts import Transcript, dataset_hash
 from probes import group_split
 
@@ -85,6 +85,16 @@ def prepare_data(config: SAEConfig, model: LoadedModel, root: Path) -> SAEData:
     return SAEData(transcripts, list(range(len(sets[0]))), train_rows, heldout, acts, hook)
 
 
+#: Config fields that do not change the SAE (where and how verbosely it runs).
+RUN_ONLY_FIELDS = ("progress", "overwrite", "device", "cache_dir", "name")
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in config.items() if k not in RUN_ONLY_FIELDS}
+    out["datasets"] = list(out.get("datasets", []))
+    return out
+
+
 def default_name(config: SAEConfig, model: LoadedModel, data_hash: str) -> str:
     slug = Path(model.name).name
     blob = json.dumps(
@@ -92,9 +102,7 @@ def default_name(config: SAEConfig, model: LoadedModel, data_hash: str) -> str:
             **config.to_dict(),
             "fingerprint": model.fingerprint,
             "data": data_hash,
-            "progress": None,
-            "overwrite": None,
-            "device": None,
+            **dict.fromkeys(RUN_ONLY_FIELDS),
         },
         sort_keys=True,
     ).encode()
@@ -165,6 +173,14 @@ def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
     name = config.name or default_name(config, model, data_hash)
     folder = root / "saes" / name
     if (folder / "manifest.json").is_file() and not config.overwrite:
+        saved = SAEManifest.read(folder)
+        asked, had = _settings(config.to_dict()), _settings(saved.config)
+        if asked != had:
+            diffs = {k: (had.get(k), v) for k, v in asked.items() if had.get(k) != v}
+            raise SAEMismatchError(
+                f"{folder} holds an SAE trained with other settings (saved vs asked: {diffs}); "
+                "pass overwrite=True (--overwrite) to retrain, or another name"
+            )
         return load_sae(folder, model, hook=data.hook)
 
     d_sae = config.d_sae or 4 * model.d_model

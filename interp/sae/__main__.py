@@ -1,0 +1,47 @@
+"""``python -m interp.sae --layer 14``: train (or reuse) an SAE and print its quality."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from interp.cli import config_from_args, parser_for
+from interp.sae.config import SAEConfig
+from interp.sae.store import LoadedSAE
+
+
+def _datasets(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def summary(loaded: LoadedSAE) -> str:
+    m = loaded.manifest
+    q = m.quality
+    h, loss = q["heldout"], q["loss"]
+    return "\n".join(
+        [
+            f"SAE {loaded.path} ({m.architecture}, d_sae {m.d_sae}) on {m.model_name} {m.hook}",
+            f"trained on {m.n_train_tokens_unique} reply tokens of {m.n_train_transcripts} "
+            f"transcripts in {m.train_seconds:.0f} s",
+            f"held-out ({h['n_tokens']} tokens): explained variance {h['explained_variance']:.3f}, "
+            f"L0 {h['l0']:.1f}, dead {h['dead_fraction']:.1%}",
+            f"next-token loss on held-out replies: clean {loss['clean_loss']:.3f}, with SAE "
+            f"{loss['sae_loss']:.3f} (+{loss['loss_increase']:.3f}), mean-ablated "
+            f"{loss['mean_ablation_loss']:.3f}; loss recovered {loss['loss_recovered']:.1%}",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = parser_for(SAEConfig, prog="python -m interp.sae")
+    # parser_for reads tuple fields as layer lists; datasets is a list of names
+    parser._option_string_actions["--datasets"].type = _datasets
+    config = config_from_args(SAEConfig, parser.parse_args(argv))
+    from interp.sae.train import train_sae
+
+    print(summary(train_sae(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
