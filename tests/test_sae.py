@@ -24,7 +24,7 @@ from interp.sae.train import make_training_sae
 from interp.transcripts import write_transcripts
 from probes import LogisticProbe
 
-HOOK = hook_name(1)
+HOOK = hook_name(0)  # layer 0 of 2: caching stops before the unembedding
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def trained(tiny_model, small_dataset, tmp_path_factory):
     write_transcripts(data, small_dataset)
     config = SAEConfig(
         model="tiny-random",
-        layer=1,
+        layer=0,
         d_sae=96,
         k=8,
         training_tokens=6144,
@@ -43,7 +43,7 @@ def trained(tiny_model, small_dataset, tmp_path_factory):
         batch_size=128,
         buffer_tokens=1024,
         datasets=(str(data),),
-        eval_transcripts=4,
+        eval_transcripts=2,
         name="tiny",
         cache_dir=str(root),
         progress=False,
@@ -111,8 +111,8 @@ def test_sae_for_another_model_or_hook_is_refused(trained, tiny_model):
     with pytest.raises(SAEMismatchError, match=r"tiny-random.*other-model") as err:
         load_sae(loaded.path, other)
     assert tiny_model.fingerprint in str(err.value) and "0123abcd" in str(err.value)
-    with pytest.raises(SAEMismatchError, match=r"blocks\.1\.hook_resid_post.*blocks\.0"):
-        load_sae(loaded.path, tiny_model, hook=hook_name(0))
+    with pytest.raises(SAEMismatchError, match=r"blocks\.0\.hook_resid_post.*blocks\.1"):
+        load_sae(loaded.path, tiny_model, hook=hook_name(1))
     # a base model's SAE on a fine-tuned variant: allowed only when asked for
     assert load_sae(loaded.path, other, allow_other_model=True).hook == HOOK
     with pytest.raises(FileNotFoundError, match="no SAE 'nope'"):
@@ -231,10 +231,10 @@ def test_experiment_end_to_end(trained, tiny_model, tmp_path, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     argv = [
-        *("--model", "tiny-random", "--layer", "1", "--d-sae", "96", "--k", "8"),
+        *("--model", "tiny-random", "--layer", "0", "--d-sae", "96", "--k", "8"),
         *("--training-tokens", "6144", "--lr", "0.01", "--batch-size", "128"),
         *("--buffer-tokens", "1024", "--datasets", config.datasets[0], "--eval-transcripts"),
-        *("4", "--name", "tiny", "--cache-dir", config.cache_dir, "--no-progress"),
+        *("2", "--name", "tiny", "--cache-dir", config.cache_dir, "--no-progress"),
         *("--top", "5", "--dashboard-features", "2", "--intervene-features", "1"),
         *("--intervene-prompts", "2", "--compare-transcripts", "3", "--device", "cpu"),
         *("--models", str(tmp_path / "variant"), "--out", str(tmp_path / "out")),
