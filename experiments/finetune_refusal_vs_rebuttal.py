@@ -143,10 +143,17 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
     samples: dict[str, dict[str, str]] = {}
     aurocs: dict[str, dict[str, float | None]] = {}
     probe_runs: dict[str, Any] = {}
-    for label, name in models.items():
+    for label, name in models.items():  # samples first: they take a minute, probes longer
         model = load_model(name, device=config.device)
         replies = generate(model, prompts, gen, out / "samples" / f"{label}.jsonl", config.progress)
         samples[label] = {t.group: t.reply for t in replies}
+        del model
+    for p in prompts:
+        print(f"\n== {p.id}: {p.messages[-1]['content'][:160]}")
+        for label in models:
+            print(f"-- {label}: {samples[label][p.id][:400]}")
+    for label, name in models.items():
+        model = load_model(name, device=config.device)
         probe = train_probe(
             ProbeConfig(
                 model=name, layers=config.layers, max_scenarios=config.max_scenarios,
@@ -175,10 +182,6 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
         f"{len(overlap)} were fine-tuning scenarios"
     )
     print(text)
-    for p in prompts:
-        print(f"\n== {p.id}: {p.messages[-1]['content'][:160]}")
-        for label in models:
-            print(f"-- {label}: {samples[label][p.id][:400]}")
     results = {
         "config": asdict(config),
         "finetune": {
