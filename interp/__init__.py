@@ -14,6 +14,7 @@ from interp.hooks import HookError, hook_name
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from interp.train import ProbeRun, train_probe
 from interp.transcripts import Transcript, TranscriptError, load_transcripts, write_transcripts
+from interp.weight_diff import WeightDiff, WeightDiffError, weight_diff
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -29,6 +30,8 @@ __all__ = [
     "Prompt",
     "Transcript",
     "TranscriptError",
+    "WeightDiff",
+    "WeightDiffError",
     "build_benign",
     "build_consistency",
     "cache_activations",
@@ -39,5 +42,6 @@ __all__ = [
     "load_model",
     "load_transcripts",
     "train_probe",
+    "weight_diff",
     "write_transcripts",
 ]
