@@ -41,9 +41,9 @@ class SAEConfig:
     l1_coefficient: float = field(
         default=5.0, metadata={"help": "sparsity penalty (standard, gated; jumprelu's L0 coef.)"}
     )
-    lr: float = field(default=4e-4, metadata={"help": "Adam learning rate (decays to lr/10)"})
+    lr: float = field(default=5e-3, metadata={"help": "Adam learning rate (decays to lr/10)"})
     training_tokens: int = field(
-        default=120_000,
+        default=128_000,
         metadata={"help": "activation vectors seen in training (repeats the data as needed)"},
     )
     batch_size: int = field(default=512, metadata={"help": "activation vectors per step"})
