@@ -59,9 +59,6 @@ def finetuned_variants(root: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = parser_for(SAEConfig, prog="experiments/sae_features.py")
     parser.description = __doc__.split("\n\n")[0]
-    parser._option_string_actions["--datasets"].type = lambda s: tuple(
-        x.strip() for x in s.split(",") if x.strip()
-    )
     extra = parser.add_argument_group("experiment")
     extra.add_argument("--top", type=int, default=20, help="features ranked and reported")
     extra.add_argument("--dashboard-features", type=int, default=10, help="features shown")

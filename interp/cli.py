@@ -1,7 +1,8 @@
 """Turn a config dataclass into an ``argparse`` parser, and parsed flags back into it.
 
 Fields become ``--kebab-case`` flags with the field's ``help``; ``bool`` fields get
-``--flag/--no-flag``; tuples of ints are read by :func:`interp.hooks.parse_layers`.
+``--flag/--no-flag``; tuples of ints are read by :func:`interp.hooks.parse_layers` and
+tuples of strings as comma-separated lists.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def _optional(kind: Any) -> Any:
     return parse
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def parser_for(
     cls: type, prog: str, aliases: dict[str, str] | None = None
 ) -> argparse.ArgumentParser:
@@ -61,7 +66,8 @@ def parser_for(
             continue
         kwargs: dict[str, Any] = {"default": f.default, "dest": f.name}
         if kind is tuple:
-            kwargs["type"] = parse_layers
+            element = (typing.get_args(hints[f.name]) or (int,))[0]
+            kwargs["type"] = parse_layers if element is int else _comma_list
             kwargs["help"] = f"{help_text} (default: {','.join(map(str, f.default))})"
         elif _is_optional(hints[f.name]):
             kwargs["type"] = _optional(kind)

@@ -10,10 +10,6 @@ from interp.sae.config import SAEConfig
 from interp.sae.store import LoadedSAE
 
 
-def _datasets(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
 def summary(loaded: LoadedSAE) -> str:
     m = loaded.manifest
     q = m.quality
@@ -34,8 +30,6 @@ def summary(loaded: LoadedSAE) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = parser_for(SAEConfig, prog="python -m interp.sae")
-    # parser_for reads tuple fields as layer lists; datasets is a list of names
-    parser._option_string_actions["--datasets"].type = _datasets
     config = config_from_args(SAEConfig, parser.parse_args(argv))
     from interp.sae.train import train_sae
 
