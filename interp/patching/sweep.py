@@ -61,21 +61,29 @@ def check_patchable(source: LoadedModel, target: LoadedModel) -> None:
         )
 
 
-def _suffix_batch(prompt: Tensor, suffixes: Sequence[Tensor]) -> tuple[Tensor, Tensor, int]:
-    """One row per suffix: prompt + suffix without its last token, right-padded.
+def _suffix_batch(
+    prompt: Tensor, suffixes: Sequence[Tensor]
+) -> tuple[Tensor, Tensor, int, list[int]]:
+    """The rows a run needs: prompt + suffix without its last token, right-padded.
 
-    Returns ids, attention mask and ``k``, the number of logit positions read (from the last
-    prompt token on). Right padding leaves every real position where it was.
+    Suffixes that give the same row share it (two one-token continuations need only the
+    prompt). Returns ids, attention mask, ``k`` (the number of logit positions read, from the
+    last prompt token on) and each suffix's row. Right padding leaves every real position
+    where it was.
     """
     k = max(1, *(len(s) for s in suffixes))
     width = len(prompt) + k - 1
-    ids = torch.zeros(len(suffixes), width, dtype=torch.long)
-    mask = torch.zeros(len(suffixes), width, dtype=torch.long)
-    for i, s in enumerate(suffixes):
+    rows: dict[tuple[int, ...], int] = {}
+    row_of = []
+    for s in suffixes:
         row = torch.cat([prompt, s[:-1].to(prompt.dtype)]) if len(s) else prompt
-        ids[i, : len(row)] = row
+        row_of.append(rows.setdefault(tuple(row.tolist()), len(rows)))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for row, i in rows.items():
+        ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-    return ids, mask, k
+    return ids, mask, k, row_of
 
 
 class _Runner:
@@ -83,9 +91,9 @@ class _Runner:
 
     def __init__(self, model: LoadedModel, prompt: PatchInput, metric: Metric) -> None:
         self.model, self.prompt, self.metric = model, prompt, metric
-        ids, mask, self.k = _suffix_batch(prompt.tokens, metric.suffixes())
+        ids, mask, self.k, self.row_of = _suffix_batch(prompt.tokens, metric.suffixes())
         self.ids, self.mask = ids.to(model.device), mask.to(model.device)
-        self.n_suffix = len(ids)
+        self.n_rows = len(ids)
         self.prompt_len = len(prompt)
 
     def run(
@@ -93,7 +101,7 @@ class _Runner:
     ) -> tuple[Tensor, RunOutput]:
         """Metric values of ``patches`` (one run each; an empty list runs the clean prompt)."""
         runs = max(1, len(patches))
-        s = self.n_suffix
+        s = self.n_rows
         hooks: dict[str, list[Callable[[Tensor], Tensor]]] = {}
         for r, patch in enumerate(patches):
             self._add_patch(hooks, patch, torch.arange(r * s, (r + 1) * s), source_acts)
@@ -122,7 +130,9 @@ class _Runner:
                 ids, attention_mask=mask, fwd_hooks=fwd, stop_at_layer=stop
             )
         out = RunOutput(
-            logits=logits.reshape(runs, s, self.k, -1) if self.metric.needs_logits else None,
+            logits=logits.reshape(runs, s, self.k, -1)[:, self.row_of]
+            if self.metric.needs_logits
+            else None,
             acts={h: a.reshape(runs, s, -1)[:, 0] for h, a in captured.items()},
         )
         return self.metric(out, clean if clean is not None else out), out
