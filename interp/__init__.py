@@ -9,6 +9,7 @@ is read or written).
 from interp.cache import ActivationSet, CacheMismatchError, cache_activations, load_activation_set
 from interp.config import ConfigError, ProbeConfig
 from interp.datasets import build_benign, build_consistency, load_dataset
+from interp.finetune import FinetuneConfig, FinetuneError
 from interp.generate import GenerationConfig, Prompt, generate
 from interp.hooks import HookError, hook_name
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -21,6 +22,8 @@ __all__ = [
     "ActivationSet",
     "CacheMismatchError",
     "ConfigError",
+    "FinetuneConfig",
+    "FinetuneError",
     "GenerationConfig",
     "HookError",
     "LoadedModel",
