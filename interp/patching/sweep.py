@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -87,7 +88,14 @@ def _suffix_batch(
 
 
 class _Runner:
-    """Runs one model on one prompt with groups of patches; the pieces of a sweep."""
+    """Runs one model on one prompt with groups of patches; the pieces of a sweep.
+
+    Blocks below a patch compute exactly what the clean run computed, so when a metric
+    reads only logits, a chunk of patches starts at its lowest patched block: the clean
+    run records every block's input (hidden state and the keyword arguments the model
+    passed: attention mask, rotary embeddings), and the chunk re-runs only the blocks from
+    there on, through the bridge's own block modules so every hook still fires.
+    """
 
     def __init__(self, model: LoadedModel, prompt: PatchInput, metric: Metric) -> None:
         self.model, self.prompt, self.metric = model, prompt, metric
@@ -95,6 +103,9 @@ class _Runner:
         self.ids, self.mask = ids.to(model.device), mask.to(model.device)
         self.n_rows = len(ids)
         self.prompt_len = len(prompt)
+        self.read = torch.arange(self.prompt_len - 1, self.prompt_len - 1 + self.k)
+        self.block_inputs: list[tuple[Tensor, dict[str, Any]]] = []
+        self.can_resume = metric.needs_logits and not metric.capture(prompt)
 
     def run(
         self, patches: Sequence[Patch], source_acts: dict[str, Tensor], clean: RunOutput | None
@@ -114,21 +125,12 @@ class _Runner:
                 return act
 
             hooks.setdefault(hook, []).append(capture)
-        stop = None
-        if self.metric.needs_logits:
-            first = self.prompt_len - 1
-            read = torch.arange(first, first + self.k, device=self.model.device)
-            hooks.setdefault("ln_final.hook_in", []).append(lambda act: act[:, read])
-        else:
-            deepest = max(int(h.split(".")[1]) for h in self.metric.capture(self.prompt))
-            stop = deepest + 1 if deepest + 1 < self.model.n_layers else None
         fwd = [(name, _chain(fns)) for name, fns in hooks.items()]
-        ids = self.ids.repeat(runs, 1)
-        mask = self.mask.repeat(runs, 1)
         with torch.inference_mode():
-            logits = self.model.bridge.run_with_hooks(
-                ids, attention_mask=mask, fwd_hooks=fwd, stop_at_layer=stop
-            )
+            if patches and self.can_resume and self.block_inputs:
+                logits = self._resume(min(p.layer for p in patches), runs, fwd)
+            else:
+                logits = self._full(runs, fwd, record=self.can_resume and not patches)
         out = RunOutput(
             logits=logits.reshape(runs, s, self.k, -1)[:, self.row_of]
             if self.metric.needs_logits
@@ -136,6 +138,56 @@ class _Runner:
             acts={h: a.reshape(runs, s, -1)[:, 0] for h, a in captured.items()},
         )
         return self.metric(out, clean if clean is not None else out), out
+
+    def _full(self, runs: int, fwd: list, record: bool) -> Tensor:
+        """A whole forward pass; with ``record``, keep every block's inputs for resuming."""
+        bridge = self.model.bridge
+        stop = None
+        if self.metric.needs_logits:
+            read = self.read.to(self.model.device)
+            fwd = [*fwd, ("ln_final.hook_in", lambda act, hook: act[:, read])]
+        else:
+            deepest = max(int(h.split(".")[1]) for h in self.metric.capture(self.prompt))
+            stop = deepest + 1 if deepest + 1 < self.model.n_layers else None
+
+        def keep(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            self.block_inputs.append((hidden, rest))
+
+        handles = [b.register_forward_pre_hook(keep, with_kwargs=True) for b in bridge.blocks]
+        if not record:
+            for handle in handles:
+                handle.remove()
+        try:
+            return bridge.run_with_hooks(
+                self.ids.repeat(runs, 1),
+                attention_mask=self.mask.repeat(runs, 1),
+                fwd_hooks=fwd,
+                stop_at_layer=stop,
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+            if record and len(self.block_inputs) != self.model.n_layers:
+                self.block_inputs = []  # not one call per block: never resume
+
+    def _resume(self, first: int, runs: int, fwd: list) -> Tensor:
+        """Run blocks ``first..`` on the clean inputs of block ``first``, then the final norm
+        and unembedding at the read positions only."""
+        bridge = self.model.bridge
+        hidden, kwargs = self.block_inputs[first]
+        hidden = hidden.repeat(runs, 1, 1)
+        kwargs = {k: _tile(v, self.n_rows, runs) for k, v in kwargs.items()}
+        if "past_key_values" in kwargs:
+            kwargs["past_key_values"] = None
+        if "use_cache" in kwargs:
+            kwargs["use_cache"] = False
+        with bridge.hooks(fwd_hooks=fwd):
+            for block in bridge.blocks[first:]:
+                out = block(hidden, **kwargs)
+                hidden = out[0] if isinstance(out, tuple) else out
+            return bridge.unembed(bridge.ln_final(hidden[:, self.read.to(hidden.device)]))
 
     def _add_patch(
         self,
@@ -173,6 +225,15 @@ class _Runner:
 
         hooks.setdefault(patch_hook_name(patch.layer, "resid_pre"), []).append(read_pre)
         hooks.setdefault(patch_hook_name(patch.layer, "attn_out"), []).append(write_attn)
+
+
+def _tile(value: Any, n_rows: int, runs: int) -> Any:
+    """Repeat a recorded block argument along its batch axis for ``runs`` runs."""
+    if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == n_rows:
+        return value.repeat(runs, *([1] * (value.ndim - 1)))
+    if isinstance(value, tuple):
+        return tuple(_tile(v, n_rows, runs) for v in value)
+    return value
 
 
 def _chain(fns: list[Callable[[Tensor], Tensor]]) -> Callable[..., Tensor]:
