@@ -97,7 +97,9 @@ class _Runner:
     there on, through the bridge's own block modules so every hook still fires.
     """
 
-    def __init__(self, model: LoadedModel, prompt: PatchInput, metric: Metric) -> None:
+    def __init__(
+        self, model: LoadedModel, prompt: PatchInput, metric: Metric, resume: bool = True
+    ) -> None:
         self.model, self.prompt, self.metric = model, prompt, metric
         ids, mask, self.k, self.row_of = _suffix_batch(prompt.tokens, metric.suffixes())
         self.ids, self.mask = ids.to(model.device), mask.to(model.device)
@@ -105,7 +107,7 @@ class _Runner:
         self.prompt_len = len(prompt)
         self.read = torch.arange(self.prompt_len - 1, self.prompt_len - 1 + self.k)
         self.block_inputs: list[tuple[Tensor, dict[str, Any]]] = []
-        self.can_resume = metric.needs_logits and not metric.capture(prompt)
+        self.can_resume = resume and metric.needs_logits and not metric.capture(prompt)
 
     def run(
         self, patches: Sequence[Patch], source_acts: dict[str, Tensor], clean: RunOutput | None
@@ -155,10 +157,8 @@ class _Runner:
             rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
             self.block_inputs.append((hidden, rest))
 
-        handles = [b.register_forward_pre_hook(keep, with_kwargs=True) for b in bridge.blocks]
-        if not record:
-            for handle in handles:
-                handle.remove()
+        blocks = bridge.blocks if record else []
+        handles = [b.register_forward_pre_hook(keep, with_kwargs=True) for b in blocks]
         try:
             return bridge.run_with_hooks(
                 self.ids.repeat(runs, 1),
@@ -303,7 +303,7 @@ def patch_sweep(
 
     target_runner = _Runner(target, target_input, metric)
     target_value, clean = target_runner.run([], {}, None)
-    source_value, _ = _Runner(source, source_input, metric).run([], {}, clean)
+    source_value, _ = _Runner(source, source_input, metric, resume=False).run([], {}, clean)
     values = torch.empty(len(patches))
     bar = tqdm(total=len(patches), desc="patching", unit="patch", disable=not progress)
     for start in range(0, len(patches), batch_size):
