@@ -179,26 +179,21 @@ def test_segments_align_prompts_of_different_length(tiny_model):
     )
     assert whole.columns == ("follow_up",)
 
-    with pytest.raises(PatchError, match=r"segment 'reply' has .* tokens in the target"):
-        patch_sweep(
-            tiny_model,
-            refusal,
-            NextTokenKL(),
-            source_input=rebuttal,
-            segments=["reply"],
-            progress=False,
-        )
-    with pytest.raises(PatchError, match=r"no segment 'answer'.*follow_up"):
-        patch_sweep(
-            tiny_model,
-            refusal,
-            NextTokenKL(),
-            source_input=rebuttal,
-            segments=["answer"],
-            progress=False,
-        )
-    with pytest.raises(PatchError, match=r"differ in length .* name the segments"):
-        patch_sweep(tiny_model, refusal, NextTokenKL(), source_input=rebuttal, progress=False)
+    errors = {
+        ("reply",): r"segment 'reply' has .* tokens in the target",
+        ("answer",): r"no segment 'answer'.*follow_up",
+        None: r"differ in length .* name the segments",
+    }
+    for segments, message in errors.items():
+        with pytest.raises(PatchError, match=message):
+            patch_sweep(
+                tiny_model,
+                refusal,
+                NextTokenKL(),
+                source_input=rebuttal,
+                segments=segments,
+                progress=False,
+            )
 
 
 def test_two_models_same_prompt_equals_a_manual_hook(tiny_model, other_tiny):
