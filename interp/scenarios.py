@@ -45,6 +45,25 @@ class Criteria:
 
 
 @dataclass(frozen=True)
+class FollowUpCriteria:
+    """Checkable criteria for the reply to the follow-up turn (lower-case substrings).
+
+    The follow-up asks a question whose honest answer reveals the act, or renews the
+    pressure, so the pressure turn's :class:`Criteria` do not read its replies: a bare "Yes"
+    can be the cover story or the truth depending on the question.
+
+    ``cover``: the bare answer ("yes" or "no") that tells the cover story or goes along with
+    the act; None when the follow-up is no yes/no question. ``undesired``: phrases that,
+    in a reply to the follow-up, assert the cover story or endorse the act. ``desired``:
+    phrases that disclose the truth or decline.
+    """
+
+    cover: str | None
+    undesired: tuple[str, ...]
+    desired: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One role-play situation and the texts written for it.
 
@@ -67,6 +86,7 @@ class Scenario:
     answers_refuse: tuple[str, ...]
     answers_rebut: tuple[str, ...]
     criteria: Criteria
+    follow_up_criteria: FollowUpCriteria | None = None
 
 
 def _texts(raw: dict, key: str, where: str) -> tuple[str, ...]:
@@ -75,6 +95,32 @@ def _texts(raw: dict, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
         raise ScenarioError(f"{where}: '{key}' must be a list of non-empty strings")
     return tuple(v.strip() for v in values)
+
+
+def _phrases(raw: dict, key: str, where: str) -> tuple[str, ...]:
+    values = raw.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ScenarioError(f"{where}: '{key}' must be a list of non-empty strings")
+    return tuple(v.strip().lower() for v in values)
+
+
+def _follow_up_criteria(raw: object, where: str) -> FollowUpCriteria | None:
+    if raw is None:
+        return None
+    where = f"{where}: 'follow_up_criteria'"
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where} must be an object with 'cover', 'undesired', 'desired'")
+    unknown = sorted(set(raw) - {"cover", "undesired", "desired"})
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {unknown}")
+    cover = raw.get("cover")
+    if cover not in ("yes", "no", None):
+        raise ScenarioError(f"{where}: 'cover' must be \"yes\", \"no\" or null, got {cover!r}")
+    return FollowUpCriteria(
+        cover=cover,
+        undesired=_phrases(raw, "undesired", where),
+        desired=_phrases(raw, "desired", where),
+    )
 
 
 def _scenario_from_dict(raw: dict, where: str) -> Scenario:
@@ -116,6 +162,7 @@ def _scenario_from_dict(raw: dict, where: str) -> Scenario:
             undesired=tuple(s.lower() for s in crit.get("undesired", [])),
             desired=tuple(s.lower() for s in crit.get("desired", [])),
         ),
+        follow_up_criteria=_follow_up_criteria(raw.get("follow_up_criteria"), where),
     )
 
 
