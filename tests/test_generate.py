@@ -130,6 +130,37 @@ def test_greedy_batched_equals_one_at_a_time(tiny_model, tmp_path):
     assert len({t.reply for t in batched}) == 3
 
 
+def test_greedy_reply_equals_stepwise_decoding_of_the_hooked_model(tiny_model, tmp_path):
+    """Generation (the HF model behind the bridge, with its key-value cache) writes the
+    reply the hooked model itself would: greedy decoding one full forward pass per token
+    gives the same tokens (with transformers' repetition penalty: a logit of a token already
+    in the sequence is divided by the penalty when positive, multiplied when negative, which
+    keeps the random model from repeating one token). transformers 5.24 broke this (the
+    bridge's attention modules mishandle its cache: a sensible first token, then one token
+    repeated), hence the upper bound on transformers in pyproject.toml."""
+    prompt = make_prompts(1)
+    config = GenerationConfig(max_new_tokens=8, repetition_penalty=3.0)
+    reply = generate(tiny_model, prompt, config, tmp_path / "g.jsonl", progress=False)[0].reply
+    tokenizer = tiny_model.tokenizer
+    text = tokenizer.apply_chat_template(
+        list(prompt[0].messages), add_generation_prompt=True, tokenize=False
+    )
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    new: list[int] = []
+    with torch.inference_mode():
+        for _ in range(8):
+            logits = tiny_model.bridge(ids)[0, -1]
+            seen = logits[ids[0]]
+            logits[ids[0]] = torch.where(seen > 0, seen / 3.0, seen * 3.0)
+            token = int(logits.argmax())
+            if token in stop_token_ids(tiny_model):
+                break
+            new.append(token)
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    assert len(set(new)) > 1  # the random model does not just repeat one token here
+    assert reply == tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
 def test_empty_reply_is_kept(tiny_model, tmp_path):
     # greedy with the default penalty: the random model repeats "\n", stripped to ""
     config = GenerationConfig(max_new_tokens=4)
