@@ -115,7 +115,7 @@ def _follow_up_criteria(raw: object, where: str) -> FollowUpCriteria | None:
         raise ScenarioError(f"{where}: unknown key(s) {unknown}")
     cover = raw.get("cover")
     if cover not in ("yes", "no", None):
-        raise ScenarioError(f"{where}: 'cover' must be \"yes\", \"no\" or null, got {cover!r}")
+        raise ScenarioError(f'{where}: \'cover\' must be "yes", "no" or null, got {cover!r}')
     return FollowUpCriteria(
         cover=cover,
         undesired=_phrases(raw, "undesired", where),
