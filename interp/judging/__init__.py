@@ -7,8 +7,9 @@ ethical reasoning, or after no reasoning at all.
 
 Three judges give verdicts:
 
-- :class:`RuleJudge` (``rule``): phrase rules from the scenario's ``criteria`` plus generic cue
-  lists (heuristics, no model);
+- :class:`RuleJudge` (``rule``): phrase rules from the scenario's ``criteria`` (for a reply
+  to the follow-up turn, its ``follow_up_criteria`` and the direct yes/no answer) plus generic
+  cue lists (heuristics, no model);
 - :class:`LLMJudge` (``llm``): a chat model graded with a fixed rubric (:data:`RUBRIC`), its
   output read by :func:`parse_llm_verdict`; output it cannot read gives an "unclear" verdict
   with a note;
@@ -43,6 +44,8 @@ from interp.judging.rule import (
     REFUSAL_CUES,
     UNETHICAL_CUES,
     RuleJudge,
+    answers_follow_up,
+    bare_answer,
     is_refusal_wording,
     refusal_pattern,
 )
@@ -79,7 +82,9 @@ __all__ = [
     "RuleJudge",
     "Verdict",
     "agreement",
+    "answers_follow_up",
     "apply_verdicts",
+    "bare_answer",
     "build_rubric_prompt",
     "cohen_kappa",
     "confusion",
