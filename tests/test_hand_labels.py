@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,21 @@ FRESH_MEASURED = 0.609  # 39 of 64, experiments/judge_accuracy.py, 2026-11-24
 FRESH_FLOOR = 0.57  # about two replies below
 
 
-def _judge_accuracy_module():
-    path = Path(__file__).parent.parent / "experiments" / "judge_accuracy.py"
-    spec = importlib.util.spec_from_file_location("judge_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _experiment(name: str):
+    experiments = Path(__file__).parent.parent / "experiments"
+    sys.path.insert(0, str(experiments))  # make_reference_set imports its sibling experiment
+    try:
+        spec = importlib.util.spec_from_file_location(name, experiments / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(experiments))
     return module
+
+
+def _judge_accuracy_module():
+    return _experiment("judge_accuracy")
 
 
 @pytest.mark.parametrize("reference", [REFERENCE, FRESH], ids=["tuning", "fresh"])
@@ -68,3 +79,30 @@ def test_rule_judge_accuracy_on_the_fresh_set_does_not_regress():
         f"rule judge answer_undesired accuracy on the fresh hand-labelled set fell to "
         f"{accuracy:.3f} (measured {FRESH_MEASURED}, floor {FRESH_FLOOR})"
     )
+
+
+def test_reference_set_draw_is_seeded_and_covers_each_condition():
+    draw = _experiment("make_reference_set").draw
+    ids = [s.id for s in load_bank() if s.kind == "pressure"]
+    chosen = draw(ids, 5, seed=3)
+    assert chosen == draw(ids, 5, seed=3) and chosen != draw(ids, 5, seed=4)
+    conditions = Counter(pid.rsplit("-", 1)[1].rstrip("01") for pid in chosen)
+    assert conditions == {"natural": 5, "refusal": 5, "rebuttal": 5}
+    assert all(pid.rsplit("-", 1)[0] in ids for pid in chosen)
+    with pytest.raises(ValueError, match="per-condition"):
+        draw(ids, 0, seed=3)
+
+
+def test_make_reference_set_writes_replies_and_a_labelling_template(tmp_path):
+    script = _experiment("make_reference_set")
+    config = script.ReferenceSetConfig(
+        model="tiny-random", per_condition=2, max_new_tokens=3, device="cpu", out=str(tmp_path)
+    )
+    script.run(config)
+    replies = load_transcripts(tmp_path / "replies.jsonl")
+    assert len(replies) == 6
+    assert {t.meta["condition"] for t in replies} == {"natural", "refusal", "rebuttal"}
+    assert all(len(t.messages) == 5 and t.meta["generated"] for t in replies)
+    rows = [json.loads(line) for line in (tmp_path / "to_label.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [t.id for t in replies]
+    assert all(r["answer_undesired"] == "" for r in rows)
