@@ -30,6 +30,7 @@ use), ``--llm-limit 24`` judges only the first 24 replies of each set with it (C
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,11 @@ def judge_accuracy(
         raise ValueError(f"{reference}: replies without a hand label: {missing[:5]}")
     scenarios = {s.id: s for s in load_bank()}
     results: dict[str, Any] = {"reference": str(reference), "n": len(replies), "judges": {}}
+    # What always giving the commonest hand label scores: most replies are off-topic
+    # ("unclear"), so accuracy alone flatters a judge that rarely commits.
+    counts = Counter(human[t.id].answer_undesired for t in replies)
+    label, k = counts.most_common(1)[0]
+    results["majority_baseline"] = {"answer_undesired": label, "accuracy": k / len(replies)}
     results["judges"]["rule"] = _score(RuleJudge(), replies, human, scenarios)
     second_path = reference / "labels_second.jsonl"
     if second_path.is_file():
@@ -109,7 +115,11 @@ def judge_accuracy(
 
 
 def format_results(results: dict, show: int = 8) -> str:
-    lines = [f"{results['n']} hand-labelled replies ({results['reference']})"]
+    base = results["majority_baseline"]
+    lines = [
+        f"{results['n']} hand-labelled replies ({results['reference']}); always answering "
+        f"{base['answer_undesired']!r} would score {base['accuracy']:.3f} on answer_undesired"
+    ]
     for name, res in results["judges"].items():
         who = name if name == "second labeller" else f"{name} judge"
         lines.append(f"\n{who} vs hand labels ({res['n']} replies):")

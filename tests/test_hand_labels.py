@@ -14,14 +14,14 @@ from interp.transcripts import load_transcripts
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "hand_labelled"  # the set the rule judge was tuned on
-FRESH = DATA / "hand_labelled_fresh"  # labelled later, never used for tuning
+FRESH = DATA / "hand_labelled_fresh"  # labelled later; read while writing follow-up criteria
+SEED2 = DATA / "hand_labelled_seed2"  # two annotators, scored only after the judge was fixed
+SETS = [REFERENCE, FRESH, SEED2]
 
-# Regression guard, not a target: the rule judge's answer_undesired accuracy on the fresh set
-# as measured on 2026-11-24 (FRESH_MEASURED) minus a small margin, so that a change to the
-# phrase rules that makes it worse on replies it was not tuned on fails here. The issue's
-# target (0.85) is reported by experiments/judge_accuracy.py, not asserted.
-FRESH_MEASURED = 0.609  # 39 of 64, experiments/judge_accuracy.py, 2026-11-24
-FRESH_FLOOR = 0.57  # about two replies below
+# Regression guard, not a target: the rule judge's answer_undesired accuracy as measured with
+# experiments/judge_accuracy.py (2026-11-29), so that a rule change that makes it worse by
+# more than two replies fails here. The target (0.85) is reported, not asserted.
+MEASURED = {"fresh": (FRESH, 46, 64), "seed2": (SEED2, 54, 66)}  # (set, correct, replies)
 
 
 def _experiment(name: str):
@@ -41,25 +41,25 @@ def _judge_accuracy_module():
     return _experiment("judge_accuracy")
 
 
-@pytest.mark.parametrize("reference", [REFERENCE, FRESH], ids=["tuning", "fresh"])
+@pytest.mark.parametrize("reference", SETS, ids=["tuning", "fresh", "seed2"])
 def test_reference_set_is_complete_and_valid(reference):
     replies = load_transcripts(reference / "replies.jsonl")
-    labels = import_labels(reference / "labels.jsonl")
-    assert len(replies) >= 60
-    assert {t.id for t in replies} == set(labels)
     bank = {s.id for s in load_bank()}
+    assert len(replies) >= 60
     assert all(t.group in bank and t.meta.get("generated") for t in replies)
-    # Every label row carries the reply it labels, unchanged.
-    rows = [json.loads(line) for line in (reference / "labels.jsonl").read_text().splitlines()]
     by_id = {t.id: t.reply for t in replies}
-    assert all(row["reply"] == by_id[row["id"]] for row in rows)
+    for name in ("labels.jsonl", "labels_second.jsonl"):
+        if name != "labels.jsonl" and not (reference / name).is_file():
+            continue
+        assert set(import_labels(reference / name)) == set(by_id)
+        # Every label row carries the reply it labels, unchanged.
+        rows = [json.loads(line) for line in (reference / name).read_text().splitlines()]
+        assert all(row["reply"] == by_id[row["id"]] for row in rows)
 
 
-def test_fresh_set_shares_no_reply_with_the_tuning_set():
-    tuning = {t.reply for t in load_transcripts(REFERENCE / "replies.jsonl")}
-    fresh = load_transcripts(FRESH / "replies.jsonl")
-    assert not tuning & {t.reply for t in fresh}
-    assert not {t.id for t in load_transcripts(REFERENCE / "replies.jsonl")} & {t.id for t in fresh}
+def test_reference_sets_share_no_reply():
+    replies = [{t.reply for t in load_transcripts(r / "replies.jsonl")} for r in SETS]
+    assert sum(map(len, replies)) == len(set().union(*replies))
 
 
 def test_judge_accuracy_script_scores_the_rule_judge():
@@ -72,12 +72,15 @@ def test_judge_accuracy_script_scores_the_rule_judge():
     assert sum(sum(row.values()) for row in table.values()) == results["n"]
 
 
-def test_rule_judge_accuracy_on_the_fresh_set_does_not_regress():
-    results = _judge_accuracy_module().judge_accuracy(FRESH)
+@pytest.mark.parametrize("name", list(MEASURED))
+def test_rule_judge_accuracy_does_not_regress(name):
+    reference, correct, n = MEASURED[name]
+    results = _judge_accuracy_module().judge_accuracy(reference)
     accuracy = results["judges"]["rule"]["fields"]["answer_undesired"]["accuracy"]
-    assert accuracy >= FRESH_FLOOR, (
-        f"rule judge answer_undesired accuracy on the fresh hand-labelled set fell to "
-        f"{accuracy:.3f} (measured {FRESH_MEASURED}, floor {FRESH_FLOOR})"
+    assert results["n"] == n
+    assert accuracy >= (correct - 2) / n, (
+        f"rule judge answer_undesired accuracy on {reference.name} fell to {accuracy:.3f} "
+        f"(measured {correct}/{n})"
     )
 
 
