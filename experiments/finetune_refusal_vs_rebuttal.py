@@ -27,7 +27,6 @@ samples and probes with the defaults).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from interp.cli import config_from_args, parser_for
+from interp.cli import run_cli
 from interp.config import ProbeConfig
 from interp.finetune import FinetuneConfig, FinetuneResult, finetune, scenario_split
 from interp.generate import GenerationConfig, Prompt, generate
@@ -212,13 +211,9 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = parser_for(ExperimentConfig, prog="python experiments/finetune_refusal_vs_rebuttal.py")
-    try:
-        run(config_from_args(ExperimentConfig, parser.parse_args(argv)))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(
+        ExperimentConfig, run, argv, prog="python experiments/finetune_refusal_vs_rebuttal.py"
+    )
 
 
 if __name__ == "__main__":

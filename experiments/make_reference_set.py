@@ -26,7 +26,7 @@ from pathlib import Path
 
 from refusal_vs_rebuttal import CONDITIONS, first_turn_prompts, follow_up_prompts
 
-from interp.cli import config_from_args, parser_for
+from interp.cli import run_cli
 from interp.generate import GenerationConfig, generate
 from interp.judging import export_for_labelling
 from interp.models import DEFAULT_MODEL, load_model
@@ -105,13 +105,7 @@ def run(config: ReferenceSetConfig) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = parser_for(ReferenceSetConfig, prog="python experiments/make_reference_set.py")
-    try:
-        run(config_from_args(ReferenceSetConfig, parser.parse_args(argv)))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(ReferenceSetConfig, run, argv, prog="python experiments/make_reference_set.py")
 
 
 if __name__ == "__main__":

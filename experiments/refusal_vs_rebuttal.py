@@ -29,7 +29,6 @@ Run: ``python experiments/refusal_vs_rebuttal.py`` (default model, CPU: about 15
 from __future__ import annotations
 
 import random
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from interp.cli import config_from_args, parser_for
+from interp.cli import run_cli
 from interp.generate import GenerationConfig, Prompt, generate
 from interp.judging import RuleJudge, Verdict, apply_verdicts
 from interp.models import DEFAULT_MODEL, load_model
@@ -253,13 +252,7 @@ def run(config: FollowUpConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = parser_for(FollowUpConfig, prog="python experiments/refusal_vs_rebuttal.py")
-    try:
-        run(config_from_args(FollowUpConfig, parser.parse_args(argv)))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(FollowUpConfig, run, argv, prog="python experiments/refusal_vs_rebuttal.py")
 
 
 if __name__ == "__main__":

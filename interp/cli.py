@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from interp.hooks import parse_layers
@@ -83,3 +85,31 @@ def parser_for(
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
+def run_cli(
+    cls: type[C],
+    run: Callable[[C], Any],
+    argv: Sequence[str] | None,
+    prog: str,
+    report: Callable[[C, Any], str] | None = None,
+    aliases: dict[str, str] | None = None,
+) -> int:
+    """The body of a command's ``main``: parse ``argv`` into a ``cls`` config, call
+    ``run(config)`` and print ``report(config, result)``; returns the exit status.
+
+    Bad input (a ``ValueError`` or a missing file: an unknown model, a malformed JSONL line, a
+    layer out of range, ...) prints ``error: ...`` without a traceback and returns 2; the
+    toolkit's own errors (``TranscriptError``, ``JudgeError``, ``FinetuneError``, ...) are
+    ``ValueError``s.
+    """
+    args = parser_for(cls, prog=prog, aliases=aliases).parse_args(argv)
+    try:
+        config = config_from_args(cls, args)
+        result = run(config)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if report is not None:
+        print(report(config, result))
+    return 0

@@ -20,14 +20,13 @@ takes the same config from Python. What a run does:
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from interp.cli import config_from_args, parser_for
+from interp.cli import run_cli
 from interp.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -273,18 +272,14 @@ def format_report(config: JudgeConfig, report: JudgeReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = parser_for(JudgeConfig, prog="python -m interp.judge", aliases={"-i": "input"})
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(JudgeConfig, args)
-        report = run_judge(config)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input (missing file, unknown scenario, bad label value, ...): say what is wrong
-        # without a traceback. JudgeError and TranscriptError are ValueErrors.
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_report(config, report))
-    return 0
+    return run_cli(
+        JudgeConfig,
+        run_judge,
+        argv,
+        prog="python -m interp.judge",
+        report=format_report,
+        aliases={"-i": "input"},
+    )
 
 
 if __name__ == "__main__":
