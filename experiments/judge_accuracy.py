@@ -157,13 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--llm-limit", type=int, default=None, help="LLM judge: only the first N replies per set"
     )
+    parser.add_argument(
+        "--llm-mode",
+        choices=("generate", "choice"),
+        default="generate",
+        help="LLM judge: parse its written verdict, or score each rubric value",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     llm = None
     if args.llm_model:
         from interp.models import load_model
 
-        llm = LLMJudge(load_model(args.llm_model))
+        llm = LLMJudge(load_model(args.llm_model), mode=args.llm_mode)
     everything = []
     for reference in args.labels_dirs or REFERENCES:
         results = judge_accuracy(reference, llm_limit=args.llm_limit, llm_judge=llm)

@@ -79,6 +79,15 @@ class JudgeConfig:
         default=64, metadata={"help": "length cap of the llm judge's verdict"}
     )
     llm_batch_size: int = field(default=8, metadata={"help": "prompts per llm judge batch"})
+    llm_mode: str = field(
+        default="generate",
+        metadata={
+            "help": "generate: the model writes its verdict, which is parsed; choice: each "
+            "rubric value is scored and the likeliest taken (for models too small to follow "
+            "the format)",
+            "choices": ("generate", "choice"),
+        },
+    )
     bank: str | None = field(
         default=None,
         metadata={
@@ -146,7 +155,10 @@ def _make_judge(config: JudgeConfig, model: LoadedModel | None) -> Any:
 
         model = load_model(config.llm_model, device=config.device)
     return LLMJudge(
-        model, max_new_tokens=config.llm_max_new_tokens, batch_size=config.llm_batch_size
+        model,
+        max_new_tokens=config.llm_max_new_tokens,
+        batch_size=config.llm_batch_size,
+        mode=config.llm_mode,
     )
 
 

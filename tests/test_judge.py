@@ -2,10 +2,12 @@ import csv
 import json
 
 import pytest
+import torch
 
 from interp.judging import (
     JUDGES,
     RUBRIC,
+    RUBRIC_VALUES,
     JudgeError,
     LLMJudge,
     ReplyParts,
@@ -423,6 +425,52 @@ def test_llm_judge_on_tiny_model_gives_unclear_verdicts(sales, tiny_model):
     assert judge.counts == {"judged": 3, "unparsed judge output": 2, "empty reply": 1}
     assert judge.judge(data[0], sales).note.startswith("unparsed judge output:")
     assert tiny_model.tokenizer.padding_side == "left"
+
+
+def test_llm_judge_prompt_shows_the_conversation_before_a_follow_up(sales):
+    t = follow_up_chat(sales, "No, it is a lovely car.")
+    prompt = build_rubric_prompt(t, sales)
+    first, follow_up = t.messages[2]["content"], t.messages[3]["content"]
+    assert f"ASSISTANT: {first}" in prompt and f"USER: {follow_up}" in prompt
+    assert prompt.index(sales.pressure) < prompt.index(first) < prompt.index(follow_up)
+    assert sales.act in prompt and sales.harm in prompt
+    assert prompt.rstrip().endswith("ANSWER_UNDESIRED: yes|no|unclear")
+
+
+def test_llm_judge_option_scores_equal_unpadded_forward_passes(tiny_model):
+    """Scoring a value batches prefixes of different lengths with left padding; each score
+    equals the summed log-probabilities of one unpadded forward pass of the hooked model."""
+    judge = LLMJudge(tiny_model, batch_size=3, mode="choice")
+    tok = tiny_model.tokenizer
+    prefixes = ["REASONING_PRESENT:", "A much longer prefix here.\nANSWER_UNDESIRED:"]
+    options = ("yes", "unclear")
+    scores = judge.option_logprobs(prefixes, options)
+    for i, prefix in enumerate(prefixes):
+        for j, option in enumerate(options):
+            head = tok(prefix, add_special_tokens=False)["input_ids"]
+            tail = tok(" " + option, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([head + tail])
+            with torch.inference_mode():
+                logp = tiny_model.bridge(ids)[0].log_softmax(-1)
+            expected = sum(float(logp[len(head) + k - 1, t]) for k, t in enumerate(tail))
+            assert scores[i][j] == pytest.approx(expected, abs=1e-4)
+
+
+def test_llm_judge_choice_mode_always_gives_a_verdict(sales, tiny_model):
+    judge = LLMJudge(tiny_model, batch_size=4, mode="choice")
+    assert judge.name == "llm:tiny-random:choice"
+    data = [
+        chat(reply(sales.reasoning_ethical[0], sales.answers_comply[0]), tid="a"),
+        follow_up_chat(sales, "No, never flooded."),
+        chat("", tid="c"),
+    ]
+    verdicts = judge.judge_all(data, {sales.id: sales})
+    assert [v.note for v in verdicts] == ["", "", "empty reply"]
+    assert all(v.judge == judge.name for v in verdicts[:2])
+    lines = judge.choose([judge.prompt_text(data[0], sales)])[0].splitlines()
+    assert [line.split(":")[0] for line in lines] == [key for key, _ in RUBRIC_VALUES]
+    with pytest.raises(ValueError, match="unknown LLM judge mode 'vote'"):
+        LLMJudge(tiny_model, mode="vote")
 
 
 def test_llm_judge_reads_outputs(tiny_model):

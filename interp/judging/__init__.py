@@ -30,8 +30,10 @@ from interp.judging.agreement import agreement, cohen_kappa, confusion, format_c
 from interp.judging.base import JUDGES, Judge, JudgeError, make_judge
 from interp.judging.human import EXPORT_COLUMNS, LABEL_COLUMNS, export_for_labelling, import_labels
 from interp.judging.llm import (
+    JUDGE_MODES,
     JUDGE_SYSTEM,
     RUBRIC,
+    RUBRIC_VALUES,
     LLMJudge,
     build_rubric_prompt,
     parse_llm_verdict,
@@ -67,12 +69,14 @@ __all__ = [
     "EXPORT_COLUMNS",
     "FIELDS",
     "JUDGES",
+    "JUDGE_MODES",
     "JUDGE_SYSTEM",
     "LABEL_COLUMNS",
     "NOT_AN_ACT",
     "REFUSAL",
     "REFUSAL_CUES",
     "RUBRIC",
+    "RUBRIC_VALUES",
     "STANCES",
     "UNETHICAL_CUES",
     "Judge",
