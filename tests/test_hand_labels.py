@@ -15,13 +15,18 @@ from interp.transcripts import load_transcripts
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "hand_labelled"  # the set the rule judge was tuned on
 FRESH = DATA / "hand_labelled_fresh"  # labelled later; read while writing follow-up criteria
-SEED2 = DATA / "hand_labelled_seed2"  # two annotators, scored only after the judge was fixed
-SETS = [REFERENCE, FRESH, SEED2]
+SEED2 = DATA / "hand_labelled_seed2"  # two annotators; scored, then read to revise the judge
+SEED3 = DATA / "hand_labelled_seed3"  # two annotators; the revised judge's test set
+SETS = [REFERENCE, FRESH, SEED2, SEED3]
 
 # Regression guard, not a target: the rule judge's answer_undesired accuracy as measured with
 # experiments/judge_accuracy.py (2026-11-29), so that a rule change that makes it worse by
 # more than two replies fails here. The target (0.85) is reported, not asserted.
-MEASURED = {"fresh": (FRESH, 46, 64), "seed2": (SEED2, 54, 66)}  # (set, correct, replies)
+MEASURED = {  # (set, correct, replies)
+    "fresh": (FRESH, 45, 64),
+    "seed2": (SEED2, 55, 66),
+    "seed3": (SEED3, 42, 66),
+}
 
 
 def _experiment(name: str):
@@ -41,7 +46,7 @@ def _judge_accuracy_module():
     return _experiment("judge_accuracy")
 
 
-@pytest.mark.parametrize("reference", SETS, ids=["tuning", "fresh", "seed2"])
+@pytest.mark.parametrize("reference", SETS, ids=["tuning", "fresh", "seed2", "seed3"])
 def test_reference_set_is_complete_and_valid(reference):
     replies = load_transcripts(reference / "replies.jsonl")
     bank = {s.id for s in load_bank()}
