@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from interp.judging import (
 )
 from interp.paths import write_json_atomic
 from interp.scenarios import load_bank
-from interp.stats import wilson
+from interp.stats import Rate, wilson
 from interp.transcripts import load_transcripts
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -117,6 +118,25 @@ def judge_accuracy(
     return results
 
 
+def hand_rates_by_condition(references: Sequence[Path]) -> dict[str, dict[str, Rate]]:
+    """What the model did by the hand labels (``labels.jsonl``), pooled over the follow-up
+    replies that record a ``meta.condition``: per condition, the undesired rate (``yes``), the
+    truthful-or-refused rate (``no``) and the off-topic rate (``unclear``), 95% Wilson."""
+    labels: dict[str, list[str]] = {}
+    for reference in references:
+        human = import_labels(reference / "labels.jsonl")
+        for t in load_transcripts(reference / "replies.jsonl"):
+            follow_up = sum(m["role"] == "user" for m in t.messages) > 1
+            if follow_up and "condition" in t.meta:
+                labels.setdefault(t.meta["condition"], []).append(human[t.id].answer_undesired)
+    return {
+        condition: {
+            value: wilson(values.count(value), len(values)) for value in ("yes", "no", "unclear")
+        }
+        for condition, values in sorted(labels.items())
+    }
+
+
 def format_results(results: dict, show: int = 8) -> str:
     base = results["majority_baseline"]
     lines = [
@@ -178,8 +198,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = judge_accuracy(reference, llm_limit=args.llm_limit, llm_judge=llm)
         everything.append(results)
         print(format_results(results) + "\n")
+    rates = hand_rates_by_condition(args.labels_dirs or REFERENCES)
+    if rates:
+        print("Hand labels of follow-up replies by condition (pooled over the sets):")
+        for condition, r in rates.items():
+            print(
+                f"  {condition:9s} undesired {r['yes']!s}   truthful/refused {r['no']!s}   "
+                f"unclear {r['unclear']!s}"
+            )
     if args.json:
-        write_json_atomic(args.json, {"sets": everything, "llm_model": args.llm_model})
+        write_json_atomic(
+            args.json,
+            {
+                "sets": everything,
+                "llm_model": args.llm_model,
+                "hand_rates_by_condition": {
+                    c: {k: asdict(v) for k, v in r.items()} for c, r in rates.items()
+                },
+            },
+        )
     return 0
 
 
