@@ -10,7 +10,7 @@ likeliest (``mode="choice"``: always a verdict, for models too small to follow t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -205,6 +205,7 @@ class LLMJudge(Judge):
         max_new_tokens: int = 64,
         batch_size: int = 8,
         mode: str = "generate",
+        progress: bool = True,
     ) -> None:
         super().__init__()
         if mode not in JUDGE_MODES:
@@ -213,7 +214,17 @@ class LLMJudge(Judge):
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.mode = mode
+        self.progress = progress
         self.name = f"llm:{model.name}" + (":choice" if mode == "choice" else "")
+
+    def _batches(self, n: int, desc: str) -> Iterator[int]:
+        """Batch start offsets over ``n`` rows, with a progress bar (rows per second)."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc=desc, unit="row", disable=not self.progress) as bar:
+            for start in range(0, n, self.batch_size):
+                yield start
+                bar.update(min(self.batch_size, n - start))
 
     def prompt_text(self, transcript: Transcript, scenario: Scenario | None) -> str:
         """The chat-templated text fed to the model (generation prompt appended)."""
@@ -239,7 +250,7 @@ class LLMJudge(Judge):
         side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         try:
-            for i in range(0, len(prompts), self.batch_size):
+            for i in self._batches(len(prompts), "judging (generate)"):
                 batch = list(prompts[i : i + self.batch_size])
                 enc = tokenizer(
                     batch, add_special_tokens=False, padding=True, return_tensors="pt"
@@ -273,7 +284,7 @@ class LLMJudge(Judge):
         tails = [tokenizer(" " + o, add_special_tokens=False)["input_ids"] for o in options]
         rows = [(i, j) for i in range(len(prefixes)) for j in range(len(options))]
         scores = [[0.0] * len(options) for _ in prefixes]
-        for start in range(0, len(rows), self.batch_size):
+        for start in self._batches(len(rows), "judging (scoring values)"):
             batch = rows[start : start + self.batch_size]
             seqs = [heads[i] + tails[j] for i, j in batch]
             width = max(map(len, seqs))
