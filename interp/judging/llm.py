@@ -293,15 +293,18 @@ class LLMJudge(Judge):
             for r, seq in enumerate(seqs):
                 ids[r, width - len(seq) :] = torch.tensor(seq)
                 mask[r, width - len(seq) :] = 1
+            # Only the last positions are read: the option's tokens sit at the end, each
+            # predicted one position earlier. Projecting every position onto the vocabulary
+            # would cost more than the forward pass.
+            keep = max(len(tails[j]) for _, j in batch) + 1
             with torch.inference_mode():
                 logits = hf_model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device)
+                    input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep
                 ).logits.float()
-            logp = logits.log_softmax(-1).cpu()
+            logp = logits.log_softmax(-1).cpu()  # [rows, keep, vocab]
             for r, (i, j) in enumerate(batch):
                 n = len(tails[j])
-                # The option's tokens sit at the last n positions; each is predicted one earlier.
-                positions = torch.arange(width - n - 1, width - 1)
+                positions = torch.arange(keep - n - 1, keep - 1)
                 targets = torch.tensor(tails[j])
                 scores[i][j] = float(logp[r, positions, targets].sum())
         return scores
