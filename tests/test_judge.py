@@ -438,12 +438,14 @@ def test_llm_judge_prompt_shows_the_conversation_before_a_follow_up(sales):
 
 
 def test_llm_judge_option_scores_equal_unpadded_forward_passes(tiny_model):
-    """Scoring a value batches prefixes of different lengths with left padding; each score
-    equals the summed log-probabilities of one unpadded forward pass of the hooked model."""
+    """Scoring values batches prefixes of different lengths with left padding; each score
+    equals the summed log-probabilities of one unpadded forward pass of the hooked model,
+    for one-token values (read together from the prefix's row) and longer ones alike."""
     judge = LLMJudge(tiny_model, batch_size=3, mode="choice")
     tok = tiny_model.tokenizer
     prefixes = ["REASONING_PRESENT:", "A much longer prefix here.\nANSWER_UNDESIRED:"]
-    options = ("yes", "unclear")
+    options = ("yes", "a longer value", "unclear")  # one-token values share a row
+    assert len(tok(" a longer value", add_special_tokens=False)["input_ids"]) > 1
     scores = judge.option_logprobs(prefixes, options)
     for i, prefix in enumerate(prefixes):
         for j, option in enumerate(options):

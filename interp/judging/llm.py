@@ -273,7 +273,8 @@ class LLMJudge(Judge):
     def option_logprobs(self, prefixes: Sequence[str], options: Sequence[str]) -> list[list[float]]:
         """``[i][j]``: the summed log-probability of ``" " + options[j]`` after ``prefixes[i]``
         (text already chat-templated). Prefix and option are tokenized apart and joined, so
-        the option's tokens are the same after every prefix; rows are left padded."""
+        the option's tokens are the same after every prefix; rows are left padded. One row
+        per prefix reads every one-token option at once; a longer option gets its own row."""
         import torch
 
         tokenizer = self.model.tokenizer
@@ -282,31 +283,39 @@ class LLMJudge(Judge):
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         heads = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes]
         tails = [tokenizer(" " + o, add_special_tokens=False)["input_ids"] for o in options]
-        rows = [(i, j) for i in range(len(prefixes)) for j in range(len(options))]
+        single = [j for j, tail in enumerate(tails) if len(tail) == 1]
+        longer = [j for j, tail in enumerate(tails) if len(tail) > 1]
+        # A row is (prefix, option); option None is the bare prefix, read for one-token options.
+        rows: list[tuple[int, int | None]] = [
+            (i, j) for i in range(len(prefixes)) for j in ([None] if single else []) + longer
+        ]
         scores = [[0.0] * len(options) for _ in prefixes]
         for start in self._batches(len(rows), "judging (scoring values)"):
             batch = rows[start : start + self.batch_size]
-            seqs = [heads[i] + tails[j] for i, j in batch]
+            seqs = [heads[i] + (tails[j] if j is not None else []) for i, j in batch]
             width = max(map(len, seqs))
             ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
             for r, seq in enumerate(seqs):
                 ids[r, width - len(seq) :] = torch.tensor(seq)
                 mask[r, width - len(seq) :] = 1
-            # Only the last positions are read: the option's tokens sit at the end, each
+            # Only the last positions are read: an option's tokens sit at the end, each
             # predicted one position earlier. Projecting every position onto the vocabulary
             # would cost more than the forward pass.
-            keep = max(len(tails[j]) for _, j in batch) + 1
+            keep = max(len(tails[j]) if j is not None else 0 for _, j in batch) + 1
             with torch.inference_mode():
                 logits = hf_model(
                     input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep
                 ).logits.float()
             logp = logits.log_softmax(-1).cpu()  # [rows, keep, vocab]
             for r, (i, j) in enumerate(batch):
+                if j is None:
+                    for k in single:
+                        scores[i][k] = float(logp[r, -1, tails[k][0]])
+                    continue
                 n = len(tails[j])
                 positions = torch.arange(keep - n - 1, keep - 1)
-                targets = torch.tensor(tails[j])
-                scores[i][j] = float(logp[r, positions, targets].sum())
+                scores[i][j] = float(logp[r, positions, torch.tensor(tails[j])].sum())
         return scores
 
     def choose(self, prompts: Sequence[str]) -> list[str]:
