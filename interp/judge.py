@@ -254,7 +254,9 @@ def format_report(config: JudgeConfig, report: JudgeReport) -> str:
             f"{c.get('reasoning_present', 0)}; rbd {c.get('rbd', 0)}"
         )
         notes = {k[len("note: ") :]: n for k, n in c.items() if k.startswith("note: ")}
-        if notes:
+        if notes and config.judge == "human":  # the labellers' free-text reasons
+            lines.append(f"  {sum(notes.values())} labels carry a labeller's note")
+        elif notes:
             lines.append(f"  notes (counted, not errors): {notes}")
     if "judged" in report.written:
         lines.append(f"Wrote judged transcripts (label = rbd) to {report.written['judged']}")
