@@ -29,15 +29,21 @@ from interp.models import load_model
 from interp.paths import cache_root, write_json_atomic
 from interp.token_scores import score_tokens, write_token_html
 from interp.transcripts import load_transcripts
-from probes import Probe, auroc
+from probes import Probe, auroc, auroc_ci
 
 DEFAULT_JUDGED = "experiments/refusal_vs_rebuttal/smollm2-135m-instruct/judged.jsonl"
 
 
-def _auroc_or_none(labels: list[int], scores: list[float]) -> float | None:
+def _auroc_or_none(
+    labels: list[int], scores: list[float], groups: list[str]
+) -> dict[str, float] | None:
+    """AUROC with a 95% interval by scenario bootstrap (replies of one scenario are not
+    independent); None when only one class is present."""
     if not 0 < sum(labels) < len(labels):
         return None
-    return auroc(torch.tensor(labels), torch.tensor(scores))
+    y, x = torch.tensor(labels), torch.tensor(scores)
+    low, high = auroc_ci(y, x, groups)
+    return {"auroc": auroc(y, x), "low": low, "high": high}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     means = [s.mean for s in scored]
     rbd = [int(t.label or 0) for t in transcripts]
+    groups = [t.group for t in transcripts]
     decided = [
-        (m, t.meta["verdict"]["answer_undesired"])
+        (m, t.meta["verdict"]["answer_undesired"], t.group)
         for m, t in zip(means, transcripts, strict=True)
         if t.meta.get("verdict", {}).get("answer_undesired") in ("yes", "no")
     ]
@@ -78,10 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "judged": str(judged),
         "n": len(transcripts),
         "n_rbd": sum(rbd),
-        "auroc_vs_rbd": _auroc_or_none(rbd, means),
+        "auroc_vs_rbd": _auroc_or_none(rbd, means, groups),
         "n_answer_decided": len(decided),
         "auroc_vs_answer_undesired": _auroc_or_none(
-            [int(v == "yes") for _, v in decided], [m for m, _ in decided]
+            [int(v == "yes") for _, v, _ in decided],
+            [m for m, _, _ in decided],
+            [g for _, _, g in decided],
         ),
         "mean_score_by_condition": {},
     }

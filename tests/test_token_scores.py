@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,3 +31,45 @@ def test_per_token_scores_average_to_the_pooled_score(tiny_model, small_dataset,
     probe.meta.model_fingerprint = "another model"
     with pytest.raises(ProbeMismatchError, match="model_fingerprint"):
         score_tokens(tiny_model, probe, sample, cache_dir=tmp_path, progress=False)
+
+
+def test_probe_generations_experiment_reports_auroc_with_intervals(
+    tiny_model, small_dataset, tmp_path, capsys
+):
+    """experiments/probe_generations.py on judged transcripts: AUROC against the judge's rbd
+    and answer_undesired with scenario-bootstrap intervals, and the disagreement page."""
+    import importlib.util
+    import json
+
+    from interp.judging import Verdict, apply_verdicts
+    from interp.transcripts import write_transcripts
+
+    hook = hook_name(1)
+    acts = cache_activations(
+        tiny_model, small_dataset, [hook], "answer", cache_dir=tmp_path, progress=False
+    )
+    y = torch.tensor([t.label for t in small_dataset])
+    meta = ProbeMeta(tiny_model.name, tiny_model.fingerprint, hook, "answer")
+    run = tmp_path / "run"
+    LogisticProbe(c=0.1, meta=meta).fit(acts[hook], y).save(run / "probes" / "L1")
+    data = small_dataset[:12]
+    verdicts = [
+        Verdict(False, "unclear", ("yes", "no", "unclear")[i % 3], "test") for i in range(12)
+    ]
+    judged = tmp_path / "judged.jsonl"
+    write_transcripts(judged, apply_verdicts(data, verdicts))
+
+    path = Path(__file__).parent.parent / "experiments" / "probe_generations.py"
+    spec = importlib.util.spec_from_file_location("probe_generations", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--run", str(run), "--layer", "1", "--judged", str(judged), "--device", "cpu"]
+    assert script.main([*argv, "--model", "tiny-random"]) == 0
+    results = json.loads((tmp_path / "probe_vs_judge.json").read_text())
+    assert results["n"] == 12 and results["n_rbd"] == 4 and results["n_answer_decided"] == 8
+    for key in ("auroc_vs_rbd", "auroc_vs_answer_undesired"):
+        r = results[key]
+        assert 0 <= r["low"] <= r["high"] <= 1 and 0 <= r["auroc"] <= 1
+    assert (tmp_path / "disagreements.html").is_file()
+    assert script.main([*argv, "--layer", "7"]) == 2  # no probe saved for that layer
+    assert "error:" in capsys.readouterr().err
