@@ -24,10 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refusal_vs_rebuttal import CONDITIONS, first_turn_prompts, follow_up_prompts
+from refusal_vs_rebuttal import (
+    CONDITIONS,
+    first_turn_prompts,
+    follow_up_prompts,
+    generation_config,
+)
 
 from interp.cli import run_cli
-from interp.generate import GenerationConfig, generate
+from interp.generate import generate
 from interp.judging import export_for_labelling
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root
@@ -76,15 +81,7 @@ def run(config: ReferenceSetConfig) -> Path:
     model = load_model(config.model, device=config.device)
     slug = f"{Path(model.name).name}-seed{config.seed}"
     out = Path(config.out) if config.out else cache_root() / "reference_sets" / slug
-    sampling = GenerationConfig(
-        n=1,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        seed=config.seed,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        repetition_penalty=config.repetition_penalty,
-    )
+    sampling = generation_config(config, n=1)
     natural_ids = {pid.rsplit("-", 1)[0] for pid in chosen if pid.endswith("-natural0")}
     first_bank = [s for s in bank if s.id in natural_ids]
     first = generate(model, first_turn_prompts(first_bank), sampling, out / "first_turn.jsonl")

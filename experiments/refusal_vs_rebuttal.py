@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -67,6 +68,21 @@ class FollowUpConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+def generation_config(config: Any, n: int) -> GenerationConfig:
+    """``n`` samples per prompt at an experiment config's sampling settings (its
+    ``temperature``, ``top_p``, ``seed``, ``max_new_tokens``, ``batch_size`` and
+    ``repetition_penalty``)."""
+    return GenerationConfig(
+        n=n,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        repetition_penalty=config.repetition_penalty,
+    )
 
 
 def _prompt(s: Scenario, pid: str, messages: list[dict[str, str]], **meta: object) -> Prompt:
@@ -178,18 +194,10 @@ def run(config: FollowUpConfig) -> dict:
         if config.out
         else cache_root() / "experiments" / "refusal_vs_rebuttal" / slug
     )
-    sampling = dict(
-        temperature=config.temperature,
-        top_p=config.top_p,
-        seed=config.seed,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        repetition_penalty=config.repetition_penalty,
-    )
     first = generate(
         model,
         first_turn_prompts(bank),
-        GenerationConfig(n=1, **sampling),
+        generation_config(config, n=1),
         out / "first_turn.jsonl",
         progress=config.progress,
     )
@@ -197,7 +205,7 @@ def run(config: FollowUpConfig) -> dict:
     followups = generate(
         model,
         follow_up_prompts(bank, natural),
-        GenerationConfig(n=config.n, **sampling),
+        generation_config(config, n=config.n),
         out / "followups.jsonl",
         progress=config.progress,
     )
