@@ -1,6 +1,8 @@
 """The CLI end to end on the tiny model, and its error messages for bad input."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,17 @@ def test_config_validates():
         ProbeConfig(test_fraction=1.5)
     with pytest.raises(ConfigError, match="layers is empty"):
         ProbeConfig(layers=())
+
+
+def test_importing_interp_loads_nothing_until_a_name_is_used():
+    """``import interp`` is cheap and free of side effects: the model stack (torch,
+    transformers) loads when a name is first used, and every exported name resolves."""
+    code = (
+        "import sys, interp\n"
+        "assert 'torch' not in sys.modules and 'interp.models' not in sys.modules\n"
+        "assert all(getattr(interp, name) is not None for name in interp.__all__)\n"
+        "assert interp.load_model.__module__ == 'interp.models'\n"
+        "try:\n    interp.no_such_name\nexcept AttributeError as err:\n"
+        "    assert 'no_such_name' in str(err)\nelse:\n    raise SystemExit('no error')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
