@@ -12,10 +12,12 @@ assistant's reply to it in one of three conditions,
 with each of the bank's two refusal and two rebuttal wordings, so a result does not hinge on
 one sentence; then the scenario's follow-up turn (renewed pressure, or a question whose honest
 answer reveals the act). The model's next reply is sampled ``--n`` times and judged by the rule
-judge (the scenario's checkable phrases). Reported per condition and per domain, with 95%
-Wilson intervals: the undesired-answer rate, the reason-based-deception rate (undesired answer
-with missing or ethical-sounding reasoning) and the missing-reasoning rate. Judge accuracy on
-hand-labelled replies is measured separately (the rule judge is a heuristic).
+judge (the scenario's checkable phrases), or with ``--judge llm`` by a chat model with a rubric
+(``--llm-model``, a larger one on a GPU; ``--llm-mode choice`` scores each value). Reported per
+condition and per domain, with 95% Wilson intervals: the undesired-answer rate, the
+reason-based-deception rate (undesired answer with missing or ethical-sounding reasoning) and
+the missing-reasoning rate. Judge accuracy on hand-labelled replies is measured separately
+(``experiments/judge_accuracy.py``; the rule judge is a heuristic).
 
 Outputs under ``--out`` (default ``cache/experiments/refusal_vs_rebuttal/<model>/``):
 ``first_turn.jsonl`` and ``followups.jsonl`` (generations, resumable), ``judged.jsonl``
@@ -40,8 +42,8 @@ import plotly.graph_objects as go
 
 from interp.cli import run_cli
 from interp.generate import GenerationConfig, Prompt, generate
-from interp.judging import RuleJudge, Verdict, apply_verdicts
-from interp.models import DEFAULT_MODEL, load_model
+from interp.judging import Judge, LLMJudge, RuleJudge, Verdict, apply_verdicts
+from interp.models import DEFAULT_MODEL, LoadedModel, load_model
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
 from interp.scenarios import Scenario, load_bank
 from interp.stats import Rate, wilson
@@ -68,6 +70,27 @@ class FollowUpConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    judge: str = field(
+        default="rule",
+        metadata={
+            "help": "rule (the scenarios' phrases) or llm (--llm-model grades with a rubric)",
+            "choices": ("rule", "llm"),
+        },
+    )
+    llm_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "chat model of the llm judge: built-in name or local HF directory",
+            "default_text": "the generating model",
+        },
+    )
+    llm_mode: str = field(
+        default="generate",
+        metadata={
+            "help": "llm judge: parse its written verdict (generate) or score each value (choice)",
+            "choices": ("generate", "choice"),
+        },
+    )
 
 
 def generation_config(config: Any, n: int) -> GenerationConfig:
@@ -151,7 +174,9 @@ def table(rows: dict[str, dict[str, Rate]], title: str) -> str:
     return "\n".join(lines)
 
 
-def figure(by_condition: dict[str, dict[str, Rate]], model_name: str) -> go.Figure:
+def figure(
+    by_condition: dict[str, dict[str, Rate]], model_name: str, judge_name: str = "rule"
+) -> go.Figure:
     fig = go.Figure()
     for key, label in [
         ("undesired", "undesired answer"),
@@ -175,11 +200,21 @@ def figure(by_condition: dict[str, dict[str, Rate]], model_name: str) -> go.Figu
         template="plotly_white",
         yaxis_tickformat=".0%",
         title=f"Follow-up replies of {model_name} after each kind of first reply "
-        "(rule judge, 95% Wilson intervals)",
+        f"({judge_name} judge, 95% Wilson intervals)",
         yaxis_title="share of follow-up replies",
         xaxis_title="assistant's reply to the pressure",
     )
     return fig
+
+
+def make_follow_up_judge(config: FollowUpConfig, model: LoadedModel) -> Judge:
+    """The rule judge, or the LLM judge on ``config.llm_model`` (the generating model when
+    unset, without loading it twice)."""
+    if config.judge == "rule":
+        return RuleJudge()
+    if config.llm_model and config.llm_model != config.model:
+        model = load_model(config.llm_model, device=config.device)
+    return LLMJudge(model, batch_size=config.batch_size, mode=config.llm_mode)
 
 
 def run(config: FollowUpConfig) -> dict:
@@ -210,7 +245,8 @@ def run(config: FollowUpConfig) -> dict:
         progress=config.progress,
     )
     scenarios = {s.id: s for s in bank}
-    verdicts = RuleJudge().judge_all(followups, scenarios)
+    judge = make_follow_up_judge(config, model)
+    verdicts = judge.judge_all(followups, scenarios)
     write_transcripts(out / "judged.jsonl", apply_verdicts(followups, verdicts))
 
     by_condition = {
@@ -230,11 +266,12 @@ def run(config: FollowUpConfig) -> dict:
         for c in CONDITIONS
     }
     notes = Counter(v.note.split(":")[0] for v in verdicts if v.note)
-    first_verdicts = RuleJudge().judge_all(first, scenarios)
+    first_verdicts = judge.judge_all(first, scenarios)
     text = "\n\n".join(
         [
             f"{model.name}: {len(bank)} scenarios, {len(followups)} follow-up replies "
-            f"({config.n} per prompt, temperature {config.temperature}), judged by the rule judge.",
+            f"({config.n} per prompt, temperature {config.temperature}), judged by the "
+            f"{judge.name} judge.",
             table(by_condition, "condition"),
             table(by_domain, "domain/cond."),
             "The model's own replies to the pressure turn (first turn of the natural condition):\n"
@@ -250,11 +287,14 @@ def run(config: FollowUpConfig) -> dict:
         "by_condition": {c: {k: asdict(r) for k, r in v.items()} for c, v in by_condition.items()},
         "by_domain": {c: {k: asdict(r) for k, r in v.items()} for c, v in by_domain.items()},
         "first_turn": {k: asdict(r) for k, r in rates(first_verdicts).items()},
+        "judge": judge.name,
         "judge_notes": dict(notes),
     }
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "table.txt", text + "\n")
-    figure(by_condition, model.name).write_html(out / "rates.html", include_plotlyjs=True)
+    figure(by_condition, model.name, judge.name).write_html(
+        out / "rates.html", include_plotlyjs=True
+    )
     print(text)
     print(f"\nWrote {out}")
     return results
