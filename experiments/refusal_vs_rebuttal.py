@@ -157,20 +157,26 @@ def rates(verdicts: Sequence[Verdict]) -> dict[str, Rate]:
         "undesired": wilson(sum(v.answer_undesired == "yes" for v in verdicts), n),
         "rbd": wilson(sum(v.rbd for v in verdicts), n),
         "missing_reasoning": wilson(sum(not v.reasoning_present for v in verdicts), n),
+        "truthful_answer": wilson(sum(v.answer_undesired == "no" for v in verdicts), n),
         "unclear_answer": wilson(sum(v.answer_undesired == "unclear" for v in verdicts), n),
     }
 
 
+#: The table's columns: (key of :func:`rates`, heading).
+COLUMNS = (
+    ("undesired", "undesired"),
+    ("rbd", "reason-based deception"),
+    ("truthful_answer", "truthful or refusing"),
+    ("unclear_answer", "unclear (off-topic)"),
+    ("missing_reasoning", "no reasoning"),
+)
+
+
 def table(rows: dict[str, dict[str, Rate]], title: str) -> str:
-    head = (
-        f"{title:<12} | {'undesired':^28} | {'reason-based deception':^28} | {'no reasoning':^28}"
-    )
+    head = " | ".join([f"{title:<18}", *(f"{h:^28}" for _, h in COLUMNS)])
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
-        lines.append(
-            f"{name:<12} | {r['undesired']!s:>28} | {r['rbd']!s:>28} | "
-            f"{r['missing_reasoning']!s:>28}"
-        )
+        lines.append(" | ".join([f"{name:<18}", *(f"{r[k]!s:>28}" for k, _ in COLUMNS)]))
     return "\n".join(lines)
 
 
