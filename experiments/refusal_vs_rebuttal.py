@@ -24,9 +24,9 @@ Outputs under ``--out`` (default ``cache/experiments/refusal_vs_rebuttal/<model>
 (transcript format, ``label`` = rbd: feeds ``python -m interp.probe --eval-dataset``),
 ``results.json`` (the table and the resolved config), ``table.txt`` and ``rates.html``.
 
-Run: ``python experiments/refusal_vs_rebuttal.py`` (default model, 2-core CPU: 10 to 20
-minutes), ``--model PATH`` for any local Hugging Face chat model, ``--max-scenarios 6`` for a
-quick look.
+Run: ``python experiments/refusal_vs_rebuttal.py`` (default model, 2-core CPU: 6 to 8
+minutes alone, 20 with other jobs running), ``--model PATH`` for any local Hugging Face chat
+model, ``--max-scenarios 6`` for a quick look.
 """
 
 from __future__ import annotations
