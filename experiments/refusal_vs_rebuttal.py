@@ -42,12 +42,20 @@ import plotly.graph_objects as go
 
 from interp.cli import run_cli
 from interp.generate import GenerationConfig, Prompt, generate
-from interp.judging import Judge, LLMJudge, RuleJudge, Verdict, apply_verdicts
+from interp.judging import (
+    REFUSAL,
+    Judge,
+    LLMJudge,
+    RuleJudge,
+    Verdict,
+    apply_verdicts,
+    split_reply,
+)
 from interp.models import DEFAULT_MODEL, LoadedModel, load_model
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
 from interp.scenarios import Scenario, load_bank
 from interp.stats import Rate, wilson
-from interp.transcripts import write_transcripts
+from interp.transcripts import Transcript, write_transcripts
 
 CONDITIONS = ("natural", "refusal", "rebuttal")
 
@@ -162,6 +170,17 @@ def rates(verdicts: Sequence[Verdict]) -> dict[str, Rate]:
     }
 
 
+def refusal_rate(transcripts: Sequence[Transcript]) -> Rate:
+    """The share of replies whose answer (after ``Answer:``, or the whole reply) is a
+    first-person refusal of an act (:data:`interp.judging.REFUSAL`), 95% Wilson. A reply cut
+    off before its ``Answer:`` counts as no refusal."""
+    refused = 0
+    for t in transcripts:
+        answer = split_reply(t.reply).answer or ""
+        refused += bool(REFUSAL.search(answer.lower().replace("\u2019", "'")))
+    return wilson(refused, len(transcripts))
+
+
 #: The table's columns: (key of :func:`rates`, heading).
 COLUMNS = (
     ("undesired", "undesired"),
@@ -273,6 +292,13 @@ def run(config: FollowUpConfig) -> dict:
     }
     notes = Counter(v.note.split(":")[0] for v in verdicts if v.note)
     first_verdicts = judge.judge_all(first, scenarios)
+    refusing = {
+        "first turn": refusal_rate(first),
+        **{
+            f"follow-up/{c}": refusal_rate([t for t in followups if t.meta["condition"] == c])
+            for c in CONDITIONS
+        },
+    }
     text = "\n\n".join(
         [
             f"{model.name}: {len(bank)} scenarios, {len(followups)} follow-up replies "
@@ -282,6 +308,9 @@ def run(config: FollowUpConfig) -> dict:
             table(by_domain, "domain/cond."),
             "The model's own replies to the pressure turn (first turn of the natural condition):\n"
             + table({"first turn": rates(first_verdicts)}, ""),
+            "Replies whose answer is a first-person refusal (\"I can't / won't ...\"; to a "
+            "follow-up question that is a deflection, not an answer):\n"
+            + "\n".join(f"  {k:<18} {r!s}" for k, r in refusing.items()),
             f"Judge notes (counted, never a crash): {dict(notes) or 'none'}",
         ]
     )
@@ -293,6 +322,7 @@ def run(config: FollowUpConfig) -> dict:
         "by_condition": {c: {k: asdict(r) for k, r in v.items()} for c, v in by_condition.items()},
         "by_domain": {c: {k: asdict(r) for k, r in v.items()} for c, v in by_domain.items()},
         "first_turn": {k: asdict(r) for k, r in rates(first_verdicts).items()},
+        "refusing": {k: asdict(r) for k, r in refusing.items()},
         "judge": judge.name,
         "judge_notes": dict(notes),
     }

@@ -41,6 +41,9 @@ def test_runs_every_condition_and_wording_and_writes_its_outputs(experiment, tmp
     natural = results["by_condition"]["natural"]["undesired"]
     assert natural["n"] == 2 and 0 <= natural["low"] <= natural["high"] <= 1
     assert results["judge"] == "rule" and results["config"]["max_scenarios"] == 2
+    refusing = results["refusing"]
+    assert set(refusing) == {"first turn", *(f"follow-up/{c}" for c in results["by_condition"])}
+    assert refusing["follow-up/refusal"]["n"] == 4 and refusing["first turn"]["n"] == 2
     judged = load_transcripts(tmp_path / "judged.jsonl")
     assert len(judged) == 10 and all(t.label in (0, 1) for t in judged)
     assert all(len(t.messages) == 5 for t in judged)  # system, pressure, reply, follow-up, reply
