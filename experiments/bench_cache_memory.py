@@ -133,7 +133,7 @@ def reset_peak_rss() -> bool:
 
 
 def transcripts_for(n: int) -> list[Any]:
-    from interp.datasets import build_consistency
+    from interp.data.datasets import build_consistency
 
     pool = build_consistency(per_cell=None)
     out = list(pool[:n])

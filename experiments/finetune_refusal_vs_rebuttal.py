@@ -8,7 +8,7 @@ text (polite refusal vs explicit rebuttal). A variant that already exists with t
 settings is reused. Each model (base, refusal, rebuttal) then
 
 - answers ``--n-prompts`` pressure prompts of scenarios held out from fine-tuning (greedy);
-- gets a divergence probe per layer (``interp.train.train_probe``, built-in consistency set),
+- gets a divergence probe per layer (``interp.probe.train_probe``, built-in consistency set),
   whose held-out AUROC is tabulated next to the layer-0 control.
 
 With ``--max-scenarios`` the probe uses a random subset of scenarios and its own split of
@@ -37,12 +37,12 @@ import plotly.graph_objects as go
 
 from interp.cli import run_cli
 from interp.config import ProbeConfig
+from interp.data.scenarios import load_bank
 from interp.finetune import FinetuneConfig, FinetuneResult, finetune, scenario_split
-from interp.generate import GenerationConfig, Prompt, generate
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
-from interp.scenarios import load_bank
-from interp.train import train_probe
+from interp.probe.pipeline import train_probe
+from interp.text.generation import GenerationConfig, Prompt, generate
 
 STRATEGIES = ("refusal", "rebuttal")
 

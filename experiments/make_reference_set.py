@@ -7,7 +7,7 @@ scenarios of the bank (``random.Random(seed)``, in the order natural, refusal, r
 wording for the fixed conditions, and samples the model's reply to the follow-up turn with
 that experiment's sampling settings and ``--seed``. The natural condition's first turns are
 generated first (same seed; not labelled). It also writes ``to_label.jsonl``, the labelling
-template of :func:`interp.judging.export_for_labelling`: fill in the four fields by hand,
+template of :func:`interp.text.judging.export_for_labelling`: fill in the four fields by hand,
 reading the pressure, the first reply and the follow-up question, and save it as
 ``labels.jsonl``. Label before running any judge on the set, so that the labels cannot lean
 on a judge's output.
@@ -32,12 +32,12 @@ from refusal_vs_rebuttal import (
 )
 
 from interp.cli import run_cli
-from interp.generate import generate
-from interp.judging import export_for_labelling
+from interp.data.scenarios import load_bank
+from interp.data.transcripts import write_transcripts
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root
-from interp.scenarios import load_bank
-from interp.transcripts import write_transcripts
+from interp.text.generation import generate
+from interp.text.judging import export_for_labelling
 
 
 @dataclass

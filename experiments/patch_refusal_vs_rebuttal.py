@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from interp.data.scenarios import Scenario, load_bank
 from interp.finetune.data import scenario_split
 from interp.hooks import parse_layers
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -56,7 +57,6 @@ from interp.patching import (
     patch_sweep,
 )
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
-from interp.scenarios import Scenario, load_bank
 from probes.base import Probe
 
 SEGMENTS = ["system", "pressure", "reply", "follow_up"]

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from interp.data.transcripts import load_transcripts
 from interp.models import load_model
 from interp.paths import cache_root, write_json_atomic
-from interp.token_scores import score_tokens, write_token_html
-from interp.transcripts import load_transcripts
+from interp.probe.token_scores import score_tokens, write_token_html
 from probes import Probe, auroc, auroc_ci
 
 DEFAULT_JUDGED = "experiments/refusal_vs_rebuttal/smollm2-135m-instruct/judged.jsonl"

@@ -41,8 +41,13 @@ from typing import Any
 import plotly.graph_objects as go
 
 from interp.cli import run_cli
-from interp.generate import GenerationConfig, Prompt, generate
-from interp.judging import (
+from interp.data.scenarios import Scenario, load_bank
+from interp.data.transcripts import Transcript, write_transcripts
+from interp.models import DEFAULT_MODEL, LoadedModel, load_model
+from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.stats import Rate, wilson
+from interp.text.generation import GenerationConfig, Prompt, generate
+from interp.text.judging import (
     REFUSAL,
     Judge,
     LLMJudge,
@@ -51,11 +56,6 @@ from interp.judging import (
     apply_verdicts,
     split_reply,
 )
-from interp.models import DEFAULT_MODEL, LoadedModel, load_model
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
-from interp.scenarios import Scenario, load_bank
-from interp.stats import Rate, wilson
-from interp.transcripts import Transcript, write_transcripts
 
 CONDITIONS = ("natural", "refusal", "rebuttal")
 
@@ -172,7 +172,7 @@ def rates(verdicts: Sequence[Verdict]) -> dict[str, Rate]:
 
 def refusal_rate(transcripts: Sequence[Transcript]) -> Rate:
     """The share of replies whose answer (after ``Answer:``, or the whole reply) is a
-    first-person refusal of an act (:data:`interp.judging.REFUSAL`), 95% Wilson. A reply cut
+    first-person refusal of an act (:data:`interp.text.judging.REFUSAL`), 95% Wilson. A reply cut
     off before its ``Answer:`` counts as no refusal."""
     refused = 0
     for t in transcripts:

@@ -2,7 +2,7 @@
 changes line up with a probe direction?
 
 For each ``--variant`` it compares every projection matrix of every layer with ``--base``
-(:func:`interp.weight_diff.weight_diff`: norm, relative norm, effective rank, top singular
+(:func:`interp.finetune.weight_diff.weight_diff`: norm, relative norm, effective rank, top singular
 values and, with ``--probe``, the |cos| between the probe direction and the top singular
 directions on the residual-stream side), prints the matrices that changed most and writes
 ``<out>/<variant>/weight_diff.json``, ``table.txt`` and ``weight_diff.html`` (heatmaps layer x
@@ -21,10 +21,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from interp.finetune.figures import weight_diff_figure
+from interp.finetune.weight_diff import WeightDiffError, weight_diff
 from interp.models import DEFAULT_MODEL, ModelError, load_model
 from interp.paths import cache_root, write_json_atomic, write_text_atomic
-from interp.plots import weight_diff_figure
-from interp.weight_diff import WeightDiffError, weight_diff
 from probes import Probe
 
 

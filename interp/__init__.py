@@ -8,8 +8,9 @@ is read or written).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time names load on first use
     from interp.cache import (
@@ -18,15 +19,27 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load on fi
         cache_activations,
         load_activation_set,
     )
-    from interp.config import ConfigError, ProbeConfig
-    from interp.datasets import build_benign, build_consistency, load_dataset
+    from interp.config import ConfigError
+    from interp.data.datasets import build_benign, build_consistency, load_dataset
+    from interp.data.transcripts import (
+        Transcript,
+        TranscriptError,
+        load_transcripts,
+        write_transcripts,
+    )
     from interp.finetune import FinetuneConfig, FinetuneError
-    from interp.generate import GenerationConfig, Prompt, generate
+    from interp.finetune.weight_diff import WeightDiff, WeightDiffError, weight_diff
     from interp.hooks import HookError, hook_name
     from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-    from interp.train import ProbeRun, train_probe
-    from interp.transcripts import Transcript, TranscriptError, load_transcripts, write_transcripts
-    from interp.weight_diff import WeightDiff, WeightDiffError, weight_diff
+    from interp.probe import (
+        ProbeConfig,
+        ProbeRun,
+        load_probe,
+        load_run,
+        score_transcripts,
+        train_probe,
+    )
+    from interp.text.generation import GenerationConfig, Prompt, generate
 
 #: Where each exported name lives. Importing ``interp`` loads none of these modules (torch and
 #: the model stack load only when a name is first used), and ``python -m interp.<module>``
@@ -38,29 +51,32 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_MODEL": "interp.models",
     "FinetuneConfig": "interp.finetune",
     "FinetuneError": "interp.finetune",
-    "GenerationConfig": "interp.generate",
+    "GenerationConfig": "interp.text.generation",
     "HookError": "interp.hooks",
     "LoadedModel": "interp.models",
     "ModelError": "interp.models",
-    "ProbeConfig": "interp.config",
-    "ProbeRun": "interp.train",
-    "Prompt": "interp.generate",
-    "Transcript": "interp.transcripts",
-    "TranscriptError": "interp.transcripts",
-    "WeightDiff": "interp.weight_diff",
-    "WeightDiffError": "interp.weight_diff",
-    "build_benign": "interp.datasets",
-    "build_consistency": "interp.datasets",
+    "ProbeConfig": "interp.probe.config",
+    "ProbeRun": "interp.probe.results",
+    "Prompt": "interp.text.generation",
+    "Transcript": "interp.data.transcripts",
+    "TranscriptError": "interp.data.transcripts",
+    "WeightDiff": "interp.finetune.weight_diff",
+    "WeightDiffError": "interp.finetune.weight_diff",
+    "build_benign": "interp.data.datasets",
+    "build_consistency": "interp.data.datasets",
     "cache_activations": "interp.cache",
-    "generate": "interp.generate",
+    "generate": "interp.text.generation",
     "hook_name": "interp.hooks",
     "load_activation_set": "interp.cache",
-    "load_dataset": "interp.datasets",
+    "load_dataset": "interp.data.datasets",
     "load_model": "interp.models",
-    "load_transcripts": "interp.transcripts",
-    "train_probe": "interp.train",
-    "weight_diff": "interp.weight_diff",
-    "write_transcripts": "interp.transcripts",
+    "load_transcripts": "interp.data.transcripts",
+    "train_probe": "interp.probe.pipeline",
+    "load_probe": "interp.probe.results",
+    "load_run": "interp.probe.results",
+    "score_transcripts": "interp.probe.score",
+    "weight_diff": "interp.finetune.weight_diff",
+    "write_transcripts": "interp.data.transcripts",
 }
 
 
@@ -90,21 +106,12 @@ __all__ = [
     "load_activation_set",
     "load_dataset",
     "load_model",
+    "load_probe",
+    "load_run",
     "load_transcripts",
+    "score_transcripts",
     "train_probe",
     "weight_diff",
     "write_transcripts",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

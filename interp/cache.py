@@ -30,11 +30,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.data.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
+from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import parse_hook_name, stop_layer
 from interp.models import LoadedModel
 from interp.paths import atomic_write, cache_root, write_json_atomic
-from interp.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
-from interp.transcripts import Transcript, dataset_hash
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -95,6 +95,18 @@ class ActivationSet:
     n_selected: Tensor
     answer_found: Tensor
     truncated: Tensor
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self.key.model_fingerprint
+
+    @property
+    def tokens(self) -> str:
+        return self.key.tokens
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        return self.key.hooks
 
     def __getitem__(self, hook: str) -> Float[Tensor, "n d_model"]:
         if hook not in self.pooled:

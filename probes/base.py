@@ -1,7 +1,8 @@
 """The probe base class: ``fit(X, y)``, ``score(X)``, ``predict(X)``, ``save``, ``load``.
 
-A probe maps activations ``[n, d]`` to a score per row; higher means label 1 (here:
-"the answer diverges from the reasoning"). ``predict`` compares the score with the probe's
+A probe maps activations ``[..., d]`` to a score per vector; higher means label 1 (here:
+"the answer diverges from the reasoning"). ``score_set`` scores a cached activation set
+after checking it was made by the probe's model, at its hook, with its token selection. ``predict`` compares the score with the probe's
 ``threshold``. A saved probe is a folder with ``probe.safetensors`` (its tensors) and
 ``probe.json`` (its kind, settings, threshold and :class:`ProbeMeta`: which model, hook and
 token selection it reads), so applying it to activations of another model or hook fails
@@ -18,7 +19,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float
@@ -45,6 +46,23 @@ class ProbeMeta:
     hook: str | None = None
     tokens: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ActivationSource(Protocol):
+    """What :meth:`Probe.score_set` reads: cached activations by hook, with the model and
+    token selection that produced them (``interp.cache.ActivationSet`` is one)."""
+
+    @property
+    def model_fingerprint(self) -> str: ...
+
+    @property
+    def tokens(self) -> str: ...
+
+    @property
+    def hooks(self) -> tuple[str, ...]: ...
+
+    def __getitem__(self, hook: str) -> Tensor: ...
 
 
 def check_xy(X: Tensor, y: Tensor | None = None) -> None:
@@ -101,19 +119,43 @@ class Probe(ABC):
     def fitted(self) -> bool:
         return self.d_in is not None
 
-    def score(self, X: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
-        """Decision score per row (higher = label 1), on the device of ``X``."""
+    def score(self, X: Float[Tensor, "*batch d"]) -> Float[Tensor, "*batch"]:
+        """Decision score per activation vector (higher = label 1), on the device of ``X``.
+
+        ``X`` is ``[n, d]`` or any ``[..., d]`` (e.g. ``[batch, pos, d]`` per-token
+        activations); the score keeps the leading shape.
+        """
         if not self.fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X, y) first")
-        check_xy(X)
-        if X.shape[1] != self.d_in:
+        if X.ndim < 1 or X.shape[-1] != self.d_in:
             raise ProbeMismatchError(
-                f"X has {X.shape[1]} features but the probe was fitted on {self.d_in}: "
-                "activations of another model or site?"
+                f"X has shape {tuple(X.shape)} but the probe was fitted on {self.d_in} features "
+                f"(it reads [..., {self.d_in}]): activations of another model or site?"
             )
-        return self._score(X.float())
+        flat = X.reshape(-1, X.shape[-1])
+        return self._score(flat.float()).reshape(X.shape[:-1])
 
-    def predict(self, X: Float[Tensor, "n d"]) -> Bool[Tensor, " n"]:
+    def score_set(self, acts: ActivationSource, hook: str | None = None) -> Float[Tensor, " n"]:
+        """Scores of a cached activation set at the probe's hook (or ``hook``), after checking
+        that the set comes from the probe's model and token selection."""
+        hook = hook or self.meta.hook
+        if hook is None:
+            raise ProbeMismatchError(
+                "the probe does not record its hook; pass hook=... or save it with "
+                "ProbeMeta(hook=...)"
+            )
+        if hook not in acts.hooks:
+            raise ProbeMismatchError(
+                f"the activation set holds hooks {list(acts.hooks)}, not the probe's {hook!r}; "
+                "cache the probe's hook"
+            )
+        self.check_compatible(
+            model_fingerprint=acts.model_fingerprint, hook=hook, tokens=acts.tokens
+        )
+        X = acts[hook]
+        return self.score(X.to(self.direction.device))
+
+    def predict(self, X: Float[Tensor, "*batch d"]) -> Bool[Tensor, "*batch"]:
         return self.score(X) >= self.threshold
 
     def check_compatible(

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from interp.datasets import build_consistency
+from interp.data.datasets import build_consistency
 from interp.models import LoadedModel, load_model
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from interp.cache import CacheMismatchError, cache_activations, load_activation_set
+from interp.data.tokens import encode_transcript
 from interp.hooks import hook_name
-from interp.tokens import encode_transcript
 
 HOOKS = [hook_name(1), hook_name(0, "resid_pre")]
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from interp.config import ConfigError, ProbeConfig
-from interp.probe import main
-from interp.train import train_probe
+from interp.probe.__main__ import main
+from interp.probe.pipeline import train_probe
 
 FAST = ["--model", "tiny-random", "--max-scenarios", "6", "--no-progress", "--n-random", "4"]
 

@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from interp.datasets import DatasetError, build_benign, build_consistency, load_dataset
-from interp.scenarios import ScenarioError, load_bank, load_scenario_file
+from interp.data.datasets import DatasetError, build_benign, build_consistency, load_dataset
+from interp.data.scenarios import ScenarioError, load_bank, load_scenario_file
 
 
 def test_bank_size_and_coverage():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.datasets import build_consistency
+from interp.data.datasets import build_consistency
+from interp.data.scenarios import load_bank
 from interp.finetune import (
     FinetuneConfig,
     FinetuneError,
@@ -31,7 +32,6 @@ from interp.models import (
     smollm2_tokenizer,
     weights_fingerprint,
 )
-from interp.scenarios import load_bank
 from probes import group_split
 
 
@@ -87,7 +87,9 @@ def test_variants_see_the_same_prompts_and_differ_only_in_the_answer():
 
 def test_training_scenarios_are_the_probes_training_scenarios():
     train_ids, test_ids = scenario_split(load_bank())
-    data = build_consistency()  # what `python -m interp.probe` splits, as interp.train does
+    data = (
+        build_consistency()
+    )  # what `python -m interp.probe` splits, as interp.probe.pipeline does
     _, test = group_split([t.group for t in data], 0.25, 0, strata=[t.meta["domain"] for t in data])
     assert set(test_ids) == {data[i].group for i in test.tolist()}
     pressure, _ = build_examples("rebuttal")

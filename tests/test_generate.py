@@ -4,8 +4,9 @@ import shutil
 import pytest
 import torch
 
-from interp.datasets import build_consistency
-from interp.generate import (
+from interp.data.datasets import build_consistency
+from interp.data.transcripts import load_transcripts, transcript_from_dict
+from interp.text.generation import (
     GenerationConfig,
     GenerationError,
     Prompt,
@@ -13,7 +14,6 @@ from interp.generate import (
     sidecar_path,
     stop_token_ids,
 )
-from interp.transcripts import load_transcripts, transcript_from_dict
 
 SAMPLED = GenerationConfig(max_new_tokens=6, temperature=1.0, top_p=0.9, n=2, batch_size=2)
 

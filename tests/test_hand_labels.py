@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from interp.judging import import_labels
-from interp.scenarios import load_bank
-from interp.transcripts import load_transcripts
+from interp.data.scenarios import load_bank
+from interp.data.transcripts import load_transcripts
+from interp.text.judging import import_labels
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "hand_labelled"  # the set the rule judge was tuned on

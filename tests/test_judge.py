@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from interp.judging import (
+from interp.data.scenarios import load_bank
+from interp.data.transcripts import Transcript, transcript_from_dict
+from interp.text.judging import (
     JUDGES,
     RUBRIC,
     RUBRIC_VALUES,
@@ -27,8 +29,6 @@ from interp.judging import (
     rbd_decided,
     split_reply,
 )
-from interp.scenarios import load_bank
-from interp.transcripts import Transcript, transcript_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_rule_judge_answers(sales):
     ],
 )
 def test_refusal_grammar(text, refuses):
-    from interp.judging import REFUSAL
+    from interp.text.judging import REFUSAL
 
     assert bool(REFUSAL.search(text.lower())) is refuses
 

@@ -1,13 +1,13 @@
-"""``python -m interp.judge``: judge a JSONL file, export for labelling, import labels back."""
+"""``python -m interp.text.judge``: judge a JSONL file, export for labelling, import labels back."""
 
 import csv
 import json
 
 import pytest
 
-from interp.judge import JudgeConfig, default_out, main, run_judge
-from interp.scenarios import load_bank
-from interp.transcripts import Transcript, load_transcripts, write_transcripts
+from interp.data.scenarios import load_bank
+from interp.data.transcripts import Transcript, load_transcripts, write_transcripts
+from interp.text.judge import JudgeConfig, default_out, main, run_judge
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from interp.data.tokens import encode_transcript
 from interp.hooks import hook_name
 from interp.models import embedded_model_dir, load_model
-from interp.probe import main
-from interp.tokens import encode_transcript
+from interp.probe.__main__ import main
 
 pytestmark = pytest.mark.real_model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.transcripts import load_transcripts
+from interp.data.transcripts import load_transcripts
 
 SCRIPT = Path(__file__).parent.parent / "experiments" / "refusal_vs_rebuttal.py"
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from interp.config import ConfigError
+from interp.data.transcripts import write_transcripts
 from interp.hooks import hook_name
 from interp.sae import SAEConfig, SAEMismatchError, load_sae, train_sae
 from interp.sae.analysis import analyse_features, write_feature_dashboard
@@ -21,7 +22,6 @@ from interp.sae.features import TranscriptFeatures, compare_probes, rank_feature
 from interp.sae.intervene import answer_prompts, intervene, probe_score_change
 from interp.sae.quality import reconstruction_stats
 from interp.sae.train import make_training_sae
-from interp.transcripts import write_transcripts
 from probes import LogisticProbe
 
 HOOK = hook_name(0)  # layer 0 of 2: caching stops before the unembedding
@@ -74,7 +74,7 @@ def test_training_lowers_reconstruction_loss(trained, tiny_model):
 
 
 def _test_groups(loaded):
-    from interp.datasets import load_dataset
+    from interp.data.datasets import load_dataset
     from interp.sae.train import split_rows
 
     data = load_dataset(loaded.manifest.datasets[0])

@@ -5,7 +5,7 @@ import torch
 
 from interp.cache import cache_activations
 from interp.hooks import hook_name
-from interp.token_scores import score_tokens, write_token_html
+from interp.probe.token_scores import score_tokens, write_token_html
 from probes import LogisticProbe, ProbeMeta, ProbeMismatchError
 
 
@@ -41,8 +41,8 @@ def test_probe_generations_experiment_reports_auroc_with_intervals(
     import importlib.util
     import json
 
-    from interp.judging import Verdict, apply_verdicts
-    from interp.transcripts import write_transcripts
+    from interp.data.transcripts import write_transcripts
+    from interp.text.judging import Verdict, apply_verdicts
 
     hook = hook_name(1)
     acts = cache_activations(

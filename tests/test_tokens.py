@@ -1,7 +1,7 @@
 import pytest
 
-from interp.tokens import TokenSelectionError, answer_start, check_tokens, encode_transcript
-from interp.transcripts import Transcript
+from interp.data.tokens import TokenSelectionError, answer_start, check_tokens, encode_transcript
+from interp.data.transcripts import Transcript
 
 
 def make(reply: str) -> Transcript:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from interp.transcripts import TranscriptError, load_transcripts, write_transcripts
+from interp.data.transcripts import TranscriptError, load_transcripts, write_transcripts
 
 GOOD = {
     "id": "x-1",

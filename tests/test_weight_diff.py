@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.models import build_tiny_random
-from interp.plots import weight_diff_figure
-from interp.weight_diff import (
+from interp.finetune.figures import weight_diff_figure
+from interp.finetune.weight_diff import (
     MATRICES,
     WeightDiff,
     WeightDiffError,
@@ -22,6 +21,7 @@ from interp.weight_diff import (
     random_max_cos,
     weight_diff,
 )
+from interp.models import build_tiny_random
 from probes import LogisticProbe
 
 D_MODEL, D_MLP = 64, 128

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.datasets import format_reply
-from interp.scenarios import Scenario, load_bank
-from interp.transcripts import Transcript
+from interp.data.datasets import format_reply
+from interp.data.scenarios import Scenario, load_bank
+from interp.data.transcripts import Transcript
 from probes import group_split
 
 IGNORE_INDEX = -100
@@ -27,7 +27,7 @@ IGNORE_INDEX = -100
 def scenario_split(
     bank: Sequence[Scenario], test_fraction: float = 0.25, seed: int = 0
 ) -> tuple[list[str], list[str]]:
-    """(train, test) pressure-scenario ids: the probes' split (``interp.train`` splits the
+    """(train, test) pressure-scenario ids: the probes' split (``interp.probe.pipeline`` splits the
     consistency set by scenario with ``group_split(groups, test_fraction, seed,
     strata=domains)``; the split depends only on the set of scenarios and their domains)."""
     pressure = [s for s in bank if s.kind == "pressure"]

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.data.scenarios import load_bank
+from interp.data.transcripts import dataset_hash
 from interp.finetune.config import FinetuneConfig, FinetuneError
 from interp.finetune.data import (
     IGNORE_INDEX,
@@ -42,8 +44,6 @@ from interp.finetune.data import (
 )
 from interp.models import load_hf_model, resolve_device, weights_fingerprint
 from interp.paths import cache_root, write_json_atomic
-from interp.scenarios import load_bank
-from interp.transcripts import dataset_hash
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MANIFEST = "finetune.json"

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.data.tokens import encode_transcript
+from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
 from interp.paths import cache_root
 from interp.sae.config import SAEConfig
@@ -29,8 +31,6 @@ from interp.sae.features import (
 )
 from interp.sae.store import LoadedSAE, check_sae
 from interp.sae.train import SAEData, prepare_data
-from interp.tokens import encode_transcript
-from interp.transcripts import Transcript
 
 
 @dataclass

@@ -19,10 +19,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.cache import cache_activations
+from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
 from interp.sae.data import answer_tokens
 from interp.sae.store import LoadedSAE, check_sae
-from interp.transcripts import Transcript
 
 
 @torch.inference_mode()

@@ -2,7 +2,7 @@
 
 For each feature, the transcripts where it fires hardest (max over reply tokens) are shown
 with every reply token coloured by the feature's activation (reusing
-:func:`interp.token_scores.write_token_html`), one page per feature plus an index page.
+:func:`interp.probe.token_scores.write_token_html`), one page per feature plus an index page.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.data.tokens import encode_transcript
+from interp.data.transcripts import Transcript
 from interp.paths import write_text_atomic
+from interp.probe.token_scores import TokenScores, write_token_html
 from interp.sae.features import FeatureScore, TranscriptFeatures
-from interp.token_scores import TokenScores, write_token_html
-from interp.tokens import encode_transcript
-from interp.transcripts import Transcript
 
 
 @dataclass

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from interp.cache import ActivationSet
-from interp.tokens import encode_transcript
-from interp.transcripts import Transcript
+from interp.data.tokens import encode_transcript
+from interp.data.transcripts import Transcript
 
 
 def shard_paths(acts: ActivationSet) -> list[Path]:

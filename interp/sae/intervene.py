@@ -19,11 +19,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.data.tokens import answer_start
+from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
 from interp.patching.metrics import LogProbDiff, RunOutput
 from interp.sae.edits import feature_delta, feature_edit_hook
-from interp.tokens import answer_start
-from interp.transcripts import Transcript
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.data.tokens import encode_transcript
+from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
 from interp.sae.edits import HookFn, replace_hook, splice_hook
-from interp.tokens import encode_transcript
-from interp.transcripts import Transcript
 
 
 @dataclass

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from interp.cache import ActivationSet, cache_activations
-from interp.datasets import load_dataset
+from interp.data.datasets import load_dataset
+from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import check_layer, hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
@@ -29,7 +30,6 @@ from interp.sae.config import SAEConfig
 from interp.sae.data import shard_paths, shard_tokens, token_batches
 from interp.sae.quality import loss_increase, reconstruction_stats
 from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
-from interp.transcripts import Transcript, dataset_hash
 from probes import group_split
 
 
@@ -49,7 +49,7 @@ def split_rows(
     transcripts: Sequence[Transcript], n_first: int, test_fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
     """``(train, test)`` rows of the first ``n_first`` transcripts, split by scenario as the
-    probe pipeline does (see :func:`interp.train.train_probe`)."""
+    probe pipeline does (see :func:`interp.probe.pipeline.train_probe`)."""
     first = transcripts[:n_first]
     train, test = group_split(
         [t.group for t in first],

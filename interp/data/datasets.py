@@ -18,8 +18,8 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from interp.scenarios import Scenario, load_bank
-from interp.transcripts import Transcript, load_transcripts
+from interp.data.scenarios import Scenario, load_bank
+from interp.data.transcripts import Transcript, load_transcripts
 
 BUILTIN_PREFIX = "builtin:"
 

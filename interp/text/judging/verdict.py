@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from interp.judging.base import JudgeError
-from interp.transcripts import Transcript
+from interp.data.transcripts import Transcript
+from interp.text.judging.base import JudgeError
 
 STANCES = ("ethical", "unethical", "unclear")
 ANSWER_VALUES = ("yes", "no", "unclear")

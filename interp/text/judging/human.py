@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from interp.judging.base import JudgeError
-from interp.judging.verdict import ANSWER_VALUES, STANCES, Verdict
+from interp.data.transcripts import Transcript
 from interp.paths import atomic_write, read_jsonl
-from interp.transcripts import Transcript
+from interp.text.judging.base import JudgeError
+from interp.text.judging.verdict import ANSWER_VALUES, STANCES, Verdict
 
 LABEL_COLUMNS = ("reasoning_present", "reasoning_stance", "answer_undesired")
 EXPORT_COLUMNS = ("id", "group", "reply", *LABEL_COLUMNS, "notes")

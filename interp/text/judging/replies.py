@@ -60,7 +60,7 @@ def split_reply(text: str) -> ReplyParts:
 
     Markers may use any casing, a colon or a dash, and markdown bold or headings. The first
     reasoning marker and the last answer marker after it count (reasoning may quote the word
-    "answer:"), as in :func:`interp.tokens.answer_start`. Text before the first marker is a
+    "answer:"), as in :func:`interp.data.tokens.answer_start`. Text before the first marker is a
     preamble and is dropped, except that with an answer marker and no reasoning marker the
     text before the answer is taken as unmarked reasoning. Without any marker the whole text
     is the answer. Empty text gives two Nones.

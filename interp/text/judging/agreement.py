@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from interp.judging.base import JudgeError
-from interp.judging.verdict import ANSWER_VALUES, FIELDS, STANCES, Verdict
+from interp.text.judging.base import JudgeError
+from interp.text.judging.verdict import ANSWER_VALUES, FIELDS, STANCES, Verdict
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:

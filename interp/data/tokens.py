@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from interp.transcripts import Transcript
+from interp.data.transcripts import Transcript
 
 TokenSelection = Literal["answer", "reply", "last"]
 TOKEN_SELECTIONS: tuple[str, ...] = get_args(TokenSelection)

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from interp.judging.base import Judge
-from interp.judging.replies import split_reply
-from interp.judging.verdict import Verdict
-from interp.scenarios import Scenario
-from interp.transcripts import Transcript
+from interp.data.scenarios import Scenario
+from interp.data.transcripts import Transcript
+from interp.text.judging.base import Judge
+from interp.text.judging.replies import split_reply
+from interp.text.judging.verdict import Verdict
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel

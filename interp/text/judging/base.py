@@ -1,6 +1,6 @@
 """The judge interface: the :class:`Judge` base class, :class:`JudgeError` and the registry.
 
-A judge gives a :class:`~interp.judging.verdict.Verdict` per transcript and tallies the
+A judge gives a :class:`~interp.text.judging.verdict.Verdict` per transcript and tallies the
 verdicts and their notes in ``counts``. :data:`JUDGES` holds the judges that need no model by
 name (each judge's module registers itself); :func:`make_judge` builds one.
 """
@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from interp.scenarios import Scenario
-from interp.transcripts import Transcript
+from interp.data.scenarios import Scenario
+from interp.data.transcripts import Transcript
 
 if TYPE_CHECKING:
-    from interp.judging.verdict import Verdict
+    from interp.text.judging.verdict import Verdict
 
 
 class JudgeError(ValueError):
@@ -64,7 +64,7 @@ class Judge(ABC):
 
     def _tally(self, verdicts: Sequence[Verdict]) -> None:
         # Imported here: verdict.py imports JudgeError from this module.
-        from interp.judging.verdict import note_counts
+        from interp.text.judging.verdict import note_counts
 
         self.counts["judged"] += len(verdicts)
         self.counts.update(note_counts(verdicts))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from interp.paths import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
-    from interp.train import ProbeRun, SetReport
+    from interp.probe.results import ProbeRun, SetReport
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -95,7 +95,7 @@ def format_table(run: ProbeRun) -> str:
 
 def save_run(run: ProbeRun) -> None:
     from interp.cache import _library_versions
-    from interp.plots import auroc_figure
+    from interp.probe.figures import auroc_figure
 
     out = run.out_dir
     assert out is not None

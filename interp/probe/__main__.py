@@ -1,6 +1,6 @@
 """``python -m interp.probe --layer 14``: train and evaluate a divergence probe.
 
-All options are the fields of :class:`interp.config.ProbeConfig` (``--help`` lists them).
+All options are the fields of :class:`interp.probe.config.ProbeConfig` (``--help`` lists them).
 """
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from interp.cli import run_cli
-from interp.config import ProbeConfig
+from interp.probe.config import ProbeConfig
 
 
 def _report(config: ProbeConfig, run) -> str:
-    from interp.report import format_table
+    from interp.probe.report import format_table
 
     return f"{format_table(run)}\n\nSaved probes, metrics, config and figure to {run.out_dir}"
 
 
 def _train(config: ProbeConfig):
-    from interp.train import train_probe  # imports torch and the model stack: not at import
+    from interp.probe.pipeline import train_probe  # loads torch and the model stack
 
     return train_probe(config)
 

@@ -1,0 +1,124 @@
+"""``ProbeConfig``: the one typed config behind ``python -m interp.probe`` and ``train_probe``.
+
+Each field's ``help`` becomes the CLI's help text; ``__post_init__`` only validates and
+normalises (it reads nothing and writes nothing), so the API accepts what the CLI accepts
+(``layers=14``, ``layers="0-3"``). :func:`interp.cli.parser_for` turns the dataclass into flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from interp.config import ConfigError, as_layers
+from interp.data.tokens import TOKEN_SELECTIONS
+from interp.hooks import SITES
+from interp.models import DEFAULT_MODEL
+
+
+@dataclass
+class ProbeConfig:
+    """Train a divergence probe per layer and evaluate it on held-out scenarios."""
+
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={
+            "help": "built-in name (smollm2-135m-instruct, tiny-random), local Hugging "
+            "Face directory, or a Hugging Face id already in the local cache"
+        },
+    )
+    dataset: str = field(
+        default="builtin:consistency",
+        metadata={
+            "help": "training data: builtin:consistency, builtin:consistency-full, "
+            "or a JSONL file in the transcript format"
+        },
+    )
+    eval_dataset: str | None = field(
+        default=None,
+        metadata={"help": "also score the trained probe on this JSONL file (reported separately)"},
+    )
+    control_dataset: str | None = field(
+        default="builtin:benign",
+        metadata={
+            "help": "ordinary chat (label 0) that sets a 1%%-false-positive threshold; "
+            "'none' to skip"
+        },
+    )
+    layers: tuple[int, ...] = field(
+        default=(14,),
+        metadata={"help": "layer(s) to probe: 14, 0-29 or 0,7,14 (--layer is an alias)"},
+    )
+    site: str = field(
+        default="resid_post",
+        metadata={"help": f"residual stream site: {', '.join(SITES)}", "choices": SITES},
+    )
+    tokens: str = field(
+        default="answer",
+        metadata={
+            "help": "tokens pooled (mean) per reply: answer (after 'Answer:'), reply "
+            "(whole last message) or last (its final token)",
+            "choices": TOKEN_SELECTIONS,
+        },
+    )
+    probe: str = field(default="logistic", metadata={"help": "probe kind: logistic or mean_diff"})
+    c: float | None = field(
+        default=None,
+        metadata={
+            "help": "logistic probe: inverse L2 strength, as scikit-learn's C; 'auto' "
+            "(the default) picks it per layer from 0.001-10 by 4-fold cross-validation "
+            "over the training scenarios",
+            "default_text": "auto",
+        },
+    )
+    test_fraction: float = field(
+        default=0.25, metadata={"help": "fraction of scenarios (groups) held out for testing"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the split and random controls"})
+    max_scenarios: int | None = field(
+        default=None, metadata={"help": "use only this many scenarios (quick runs)"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
+    batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
+    max_tokens: int = field(
+        default=1024, metadata={"help": "longer transcripts are cut from the left (reply kept)"}
+    )
+    n_random: int = field(
+        default=32, metadata={"help": "random directions in the random-direction control"}
+    )
+    out: str | None = field(
+        default=None,
+        metadata={"help": "output folder (default: <cache>/runs/<model>/<run name>)"},
+    )
+    json: str | None = field(default=None, metadata={"help": "also write the metrics here"})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "cache root (default: $INTERP_CACHE or ./cache)"}
+    )
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        self.layers = as_layers(self.layers)
+        if self.site not in SITES:
+            raise ConfigError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
+        if self.tokens not in TOKEN_SELECTIONS:
+            raise ConfigError(
+                f"unknown tokens {self.tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"
+            )
+        from probes import probe_kinds
+
+        if self.probe not in probe_kinds():
+            raise ConfigError(f"unknown probe {self.probe!r}; choose one of {probe_kinds()}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.c is not None and self.c <= 0:
+            raise ConfigError(f"c must be > 0 (or None for cross-validation), got {self.c}")
+        for name in ("batch_size", "max_tokens", "n_random"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_scenarios is not None and self.max_scenarios < 4:
+            raise ConfigError("max_scenarios must be >= 4 so both sides of the split have data")
+        if self.control_dataset in ("none", ""):
+            self.control_dataset = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,264 @@
+"""``train_probe(config)``: the probe pipeline end to end, with its controls.
+
+Steps, each a function below: read every dataset (before the model loads, so bad input fails
+in seconds); cache pooled activations of every requested layer plus the layer-0 control in
+one forward pass; split by scenario; fit one probe per layer on the training scenarios
+(logistic C by cross-validation over training scenarios unless given); evaluate on held-out
+scenarios beside the controls of :mod:`interp.probe.controls`; save the run
+(:mod:`interp.probe.report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp.cache import ActivationSet, cache_activations
+from interp.config import ConfigError
+from interp.data.datasets import load_dataset, subset_groups
+from interp.data.transcripts import Transcript, dataset_hash
+from interp.hooks import check_layer, hook_name
+from interp.models import LoadedModel, load_model
+from interp.paths import cache_root
+from interp.probe.config import ProbeConfig
+from interp.probe.controls import CONTROL_HOOK, random_direction_aurocs, report_set
+from interp.probe.results import LayerResult, ProbeRun
+from probes import Probe, ProbeMeta, auroc, fit_per_layer, group_split, make_probe
+from probes.metrics import threshold_at_fpr
+from probes.select import select_c
+
+
+@dataclass
+class Datasets:
+    """The run's transcripts: training (split by scenario), control and eval sets."""
+
+    train: list[Transcript]
+    control: list[Transcript]
+    eval: list[Transcript]
+
+
+def read_datasets(config: ProbeConfig) -> Datasets:
+    """Every dataset of ``config``, checked; training data must be labelled."""
+    transcripts = load_dataset(config.dataset)
+    control = load_dataset(config.control_dataset) if config.control_dataset else []
+    eval_set = load_dataset(config.eval_dataset) if config.eval_dataset else []
+    if config.max_scenarios is not None:
+        transcripts = subset_groups(transcripts, config.max_scenarios, config.seed)
+    unlabelled = [t.id for t in transcripts if t.label is None]
+    if unlabelled:
+        raise ConfigError(
+            f"{config.dataset}: {len(unlabelled)} transcripts have no label "
+            f"(e.g. {unlabelled[0]}); training needs 'label' on every line "
+            "(score unlabelled data with --eval-dataset)"
+        )
+    return Datasets(transcripts, control, eval_set)
+
+
+def split_scenarios(
+    transcripts: Sequence[Transcript], config: ProbeConfig
+) -> tuple[Tensor, Tensor]:
+    """``(train, test)`` rows: whole scenarios on one side, spread over domains."""
+    return group_split(
+        [t.group for t in transcripts],
+        config.test_fraction,
+        config.seed,
+        strata=[str(t.meta.get("domain", "")) for t in transcripts],
+    )
+
+
+class ProbeFitter:
+    """Makes and fits the probe of one hook on the training rows; records the chosen C."""
+
+    def __init__(
+        self,
+        config: ProbeConfig,
+        model: LoadedModel,
+        acts: ActivationSet,
+        y: Tensor,
+        train: Tensor,
+        groups: Sequence[str],
+    ) -> None:
+        self.config, self.model, self.acts = config, model, acts
+        self.y, self.train, self.groups = y, train, groups
+        self.chosen_c: dict[str, float] = {}
+
+    def new_probe(self, hook: str) -> Probe:
+        """An unfitted probe for ``hook`` (logistic C chosen by group cross-validation over
+        the training scenarios only, unless the config gives it)."""
+        config, device = self.config, self.model.device
+        settings: dict[str, Any] = {}
+        if config.probe == "logistic":
+            c = config.c
+            if c is None:
+                train_groups = [self.groups[i] for i in self.train.tolist()]
+                c, _ = select_c(
+                    self.acts[hook][self.train].to(device),
+                    self.y[self.train].to(device),
+                    train_groups,
+                    n_folds=min(4, len(set(train_groups))),
+                    seed=config.seed,
+                )
+            settings["c"] = self.chosen_c[hook] = c
+        meta = ProbeMeta(self.model.name, self.model.fingerprint, hook, config.tokens)
+        return make_probe(config.probe, meta=meta, **settings)
+
+    def fit(self, hooks: Sequence[str]) -> dict[str, Probe]:
+        device = self.model.device
+        features = {h: self.acts[h].to(device) for h in hooks}
+        return fit_per_layer(features, self.y.to(device), self.train.to(device), self.new_probe)
+
+
+def scores_of(probe: Probe, hook: str, acts: ActivationSet, rows: Tensor) -> Tensor:
+    """The probe's scores of ``rows`` of ``acts`` (on the probe's device, returned on CPU)."""
+    return probe.score(acts[hook][rows].to(probe.direction.device)).cpu()
+
+
+@dataclass
+class Scored:
+    """What each layer is evaluated on: training acts and split, and the extra sets."""
+
+    data: Datasets
+    acts: ActivationSet
+    y: Tensor
+    train: Tensor
+    test: Tensor
+    control_acts: ActivationSet | None
+    eval_acts: ActivationSet | None
+
+    @property
+    def test_transcripts(self) -> list[Transcript]:
+        return [self.data.train[i] for i in self.test.tolist()]
+
+
+def evaluate_layer(
+    layer: int, hook: str, probe: Probe, s: Scored, config: ProbeConfig, c: float | None
+) -> LayerResult:
+    """Held-out metrics of one layer's probe with its random-direction control, its recall at
+    the control set's 1%-FPR threshold and its eval-set metrics."""
+    test_scores = scores_of(probe, hook, s.acts, s.test)
+    rand_mean, rand_p95 = random_direction_aurocs(
+        s.acts[hook][s.test], s.y[s.test], config.n_random, config.seed
+    )
+    result = LayerResult(
+        layer=layer,
+        hook=hook,
+        c=c,
+        train_auroc=auroc(s.y[s.train], scores_of(probe, hook, s.acts, s.train)),
+        test=report_set(
+            test_scores, s.test_transcripts, s.acts, s.test, probe.threshold, config.seed
+        ),
+        random_auroc_mean=rand_mean,
+        random_auroc_p95=rand_p95,
+    )
+    if s.control_acts is not None:
+        all_rows = torch.arange(len(s.data.control))
+        threshold = threshold_at_fpr(scores_of(probe, hook, s.control_acts, all_rows), 0.01)
+        probe.meta.extra["threshold_1pct_fpr_on_control"] = threshold
+        y_test = s.y[s.test]
+        positives, negatives = test_scores[y_test == 1], test_scores[y_test == 0]
+        result.control_recall = float((positives > threshold).float().mean())
+        result.control_flagged_consistent = float((negatives > threshold).float().mean())
+    if s.eval_acts is not None:
+        rows = torch.arange(len(s.data.eval))
+        result.eval = report_set(
+            scores_of(probe, hook, s.eval_acts, rows),
+            s.data.eval,
+            s.eval_acts,
+            rows,
+            probe.threshold,
+            config.seed,
+        )
+    return result
+
+
+def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
+    model_slug = Path(model_name).name if "/" in model_name else model_name
+    data_slug = (
+        Path(config.dataset).stem
+        if not config.dataset.startswith("builtin:")
+        else (config.dataset.removeprefix("builtin:"))
+    )
+    layers = (
+        f"L{config.layers[0]}"
+        if len(config.layers) == 1
+        else f"L{config.layers[0]}-{config.layers[-1]}x{len(config.layers)}"
+    )
+    return (
+        root
+        / "runs"
+        / model_slug
+        / f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
+    )
+
+
+def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeRun:
+    """Run the pipeline for ``config``; pass ``model`` to reuse a loaded one. Writes the
+    probes, metrics, resolved config and figure (see :mod:`interp.probe.report`)."""
+    from interp.probe.report import save_run
+
+    root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    data = read_datasets(config)
+    model = model or load_model(config.model, device=config.device)
+    for layer in config.layers:
+        check_layer(layer, model.n_layers)
+    hooks = [hook_name(layer, config.site) for layer in config.layers]
+    cache_kwargs: dict[str, Any] = dict(
+        tokens=config.tokens,
+        batch_size=config.batch_size,
+        max_tokens=config.max_tokens,
+        cache_dir=root / "activations",
+        progress=config.progress,
+    )
+    acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], **cache_kwargs)
+    y = torch.tensor([t.label for t in data.train])
+    groups = [t.group for t in data.train]
+    train, test = split_scenarios(data.train, config)
+    fitter = ProbeFitter(config, model, acts, y, train, groups)
+    s = Scored(
+        data,
+        acts,
+        y,
+        train,
+        test,
+        control_acts=(
+            cache_activations(model, data.control, hooks, **cache_kwargs) if data.control else None
+        ),
+        eval_acts=cache_activations(model, data.eval, hooks, **cache_kwargs) if data.eval else None,
+    )
+    layer0_probe = fitter.fit([CONTROL_HOOK])[CONTROL_HOOK]
+    layer0 = report_set(
+        scores_of(layer0_probe, CONTROL_HOOK, acts, test),
+        s.test_transcripts,
+        acts,
+        test,
+        layer0_probe.threshold,
+        config.seed,
+    )
+    per_hook = fitter.fit(hooks)
+    probes = {layer: per_hook[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
+    results = [
+        evaluate_layer(layer, hook, probes[layer], s, config, fitter.chosen_c.get(hook))
+        for layer, hook in zip(config.layers, hooks, strict=True)
+    ]
+    run = ProbeRun(
+        config=config,
+        model_name=model.name,
+        model_fingerprint=model.fingerprint,
+        n_layers=model.n_layers,
+        dataset_hash=dataset_hash(data.train),
+        n_transcripts=len(data.train),
+        train_groups=sorted({groups[i] for i in train.tolist()}),
+        test_groups=sorted({groups[i] for i in test.tolist()}),
+        layer0=layer0,
+        layer0_c=fitter.chosen_c.get(CONTROL_HOOK),
+        layers=results,
+        probes=probes,
+    )
+    run.out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
+    save_run(run)
+    return run

@@ -1,0 +1,172 @@
+"""What a probe run produced, and reading a saved run back.
+
+A run folder (written by :func:`interp.probe.report.save_run`) holds ``config.json``,
+``metrics.json``, ``table.txt``, ``auroc.html`` and ``probes/L<layer>/``. :func:`load_run`
+rebuilds the :class:`ProbeRun` from it (same table, same figure, same probes) and
+:func:`load_probe` reads one layer's probe, so nobody rebuilds ``<run>/probes/L<n>`` by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interp.probe.config import ProbeConfig
+from probes import Evaluation, Probe
+
+
+@dataclass
+class SetReport:
+    """A trained probe scored on one labelled set."""
+
+    metrics: Evaluation | None
+    answer_stance_auroc: float | None
+    reasoning_stance_auroc: float | None
+    n: int
+    n_answer_missing: int
+    n_truncated: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SetReport:
+        metrics = data.get("metrics")
+        return cls(**{**data, "metrics": Evaluation(**metrics) if metrics else None})
+
+
+@dataclass
+class LayerResult:
+    layer: int
+    hook: str
+    c: float | None  # the logistic probe's C (chosen by cross-validation unless given)
+    train_auroc: float
+    test: SetReport
+    random_auroc_mean: float
+    random_auroc_p95: float
+    control_recall: float | None = None  # recall of held-out divergent replies at the
+    control_flagged_consistent: float | None = None  # control-set 1%-FPR threshold
+    eval: SetReport | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LayerResult:
+        return cls(
+            **{
+                **data,
+                "test": SetReport.from_json(data["test"]),
+                "eval": SetReport.from_json(data["eval"]) if data.get("eval") else None,
+            }
+        )
+
+
+@dataclass
+class ProbeRun:
+    """Everything a probe run produced; ``to_json`` is what ``metrics.json`` holds."""
+
+    config: ProbeConfig
+    model_name: str
+    model_fingerprint: str
+    n_layers: int
+    dataset_hash: str
+    n_transcripts: int
+    train_groups: list[str]
+    test_groups: list[str]
+    layer0: SetReport
+    layer0_c: float | None
+    layers: list[LayerResult]
+    probes: dict[int, Probe] = field(repr=False)
+    out_dir: Path | None = None
+
+    def result(self, layer: int) -> LayerResult:
+        for r in self.layers:
+            if r.layer == layer:
+                return r
+        raise KeyError(f"layer {layer} was not probed; probed: {[r.layer for r in self.layers]}")
+
+    def probe(self, layer: int) -> Probe:
+        """The probe of ``layer``; the error lists the probed layers."""
+        if layer not in self.probes:
+            raise KeyError(f"layer {layer} was not probed; probed: {sorted(self.probes)}")
+        return self.probes[layer]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "model": {
+                "name": self.model_name,
+                "fingerprint": self.model_fingerprint,
+                "n_layers": self.n_layers,
+            },
+            "data": {
+                "dataset_hash": self.dataset_hash,
+                "n_transcripts": self.n_transcripts,
+                "train_groups": self.train_groups,
+                "test_groups": self.test_groups,
+            },
+            "layer0_control": {**asdict(self.layer0), "c": self.layer0_c},
+            "layers": [asdict(r) for r in self.layers],
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], probes: dict[int, Probe], out_dir: Path | None = None
+    ) -> ProbeRun:
+        layer0 = dict(data["layer0_control"])
+        layer0_c = layer0.pop("c", None)
+        return cls(
+            config=ProbeConfig(**data["config"]),
+            model_name=data["model"]["name"],
+            model_fingerprint=data["model"]["fingerprint"],
+            n_layers=data["model"]["n_layers"],
+            dataset_hash=data["data"]["dataset_hash"],
+            n_transcripts=data["data"]["n_transcripts"],
+            train_groups=data["data"]["train_groups"],
+            test_groups=data["data"]["test_groups"],
+            layer0=SetReport.from_json(layer0),
+            layer0_c=layer0_c,
+            layers=[LayerResult.from_json(r) for r in data["layers"]],
+            probes=probes,
+            out_dir=out_dir,
+        )
+
+
+def probe_dir(run_dir: str | Path, layer: int) -> Path:
+    """Where a run keeps the probe of ``layer``: ``<run>/probes/L<layer>``."""
+    return Path(run_dir) / "probes" / f"L{layer}"
+
+
+def _saved_layers(run_dir: Path) -> list[int]:
+    folder = run_dir / "probes"
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name[1:]) for p in folder.glob("L*") if p.name[1:].isdigit())
+
+
+def load_probe(run_dir: str | Path, layer: int, device: str = "cpu") -> Probe:
+    """The probe of ``layer`` saved by a run (``python -m interp.probe --out DIR`` or the
+    default ``cache/runs/...`` folder); the error lists the layers the run has."""
+    run_dir = Path(run_dir)
+    folder = probe_dir(run_dir, layer)
+    if not (folder / "probe.json").is_file():
+        if not (run_dir / "metrics.json").is_file():
+            raise FileNotFoundError(
+                f"{run_dir} is not a probe run folder (no metrics.json); pass the folder "
+                "that `python -m interp.probe` printed"
+            )
+        raise FileNotFoundError(
+            f"{run_dir} has no probe for layer {layer}; it has layers {_saved_layers(run_dir)}"
+        )
+    return Probe.load(folder, device=device)
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> ProbeRun:
+    """A saved run, as :func:`interp.probe.train_probe` returned it (probes on ``device``)."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a probe run folder (no metrics.json); pass the folder that "
+            "`python -m interp.probe` printed"
+        )
+    data = json.loads(metrics.read_text(encoding="utf-8"))
+    probes = {r["layer"]: load_probe(run_dir, r["layer"], device) for r in data["layers"]}
+    return ProbeRun.from_json(data, probes, out_dir=run_dir)

@@ -1,0 +1,460 @@
+"""Sampling chat replies from a model into transcripts.
+
+``generate(model, prompts, config, out_path)`` renders each :class:`Prompt` (a conversation
+that ends with a user turn) with the tokenizer's chat template, batches prompts of similar
+length with left padding and samples ``config.n`` replies per prompt with the Hugging Face
+model inside the bridge (``model.bridge.original_model.generate``). Every reply becomes a
+:class:`~interp.data.transcripts.Transcript` whose last message is the assistant's reply, so the
+output file is an ordinary transcript JSONL file (``label`` is absent: nothing is labelled).
+
+Runs are resumable and reproducible:
+
+- batches are formed deterministically from the whole prompt list, and each batch's random
+  generator is seeded from ``config.seed`` and the id of the batch's first prompt, so a
+  prompt gets the same samples whichever batches were already done;
+- each finished batch is appended to ``out_path`` and synced to disk; a rerun skips prompts
+  whose samples are all in the file, and drops a last line cut short by a crash;
+- a sidecar ``<out_path stem>.config.json`` records the settings and the model, and a rerun
+  with other settings or another model is refused instead of mixing samples in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
+from interp.models import LoadedModel
+from interp.paths import atomic_write, write_json_atomic
+
+FORMAT_VERSION = 1
+END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)
+
+
+#: ``meta`` keys of the built-in datasets that describe a transcript's reply.
+REPLY_KEYS = ("reasoning", "answer", "strategy")
+
+
+class GenerationError(ValueError):
+    """An out file or sidecar that does not belong to this run; the message says what to do."""
+
+
+@dataclass
+class GenerationConfig:
+    """How replies are sampled.
+
+    ``temperature=0`` decodes greedily (``top_p`` is then unused); with ``temperature > 0``
+    tokens are sampled from the ``top_p`` nucleus (no top-k cut: Hugging Face's default of
+    50 is switched off). ``n`` replies are drawn per prompt. ``batch_size`` counts prompts
+    per ``generate`` call (each expands to ``n`` rows). ``batch_size`` and ``seed`` both
+    decide which samples are drawn, so a run can only be resumed with the same values.
+    """
+
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    repetition_penalty: float = 1.1
+    seed: int = 0
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "n", "seed", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise ValueError(f"n (samples per prompt) must be >= 1, got {self.n}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.temperature >= 0:  # also catches NaN
+            raise ValueError(
+                f"temperature must be >= 0 (0 = greedy decoding), got {self.temperature}"
+            )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(
+                f"repetition_penalty must be > 0 (1.0 = no penalty), got {self.repetition_penalty}"
+            )
+        if self.greedy and self.n > 1:
+            raise ValueError(
+                f"temperature=0 with n={self.n}: greedy decoding gives n identical samples; "
+                "set temperature > 0"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A conversation to continue: its last message is the user turn to answer.
+
+    ``id`` names the prompt (sample ``k`` becomes transcript ``f"{id}-s{k}"``), ``group``
+    the scenario it belongs to; ``meta`` is copied into every sample's transcript.
+    """
+
+    id: str
+    group: str
+    messages: tuple[dict[str, str], ...]
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"prompt {self.id!r}"
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"prompt id must be a non-empty string, got {self.id!r}")
+        if not isinstance(self.group, str) or not self.group:
+            raise ValueError(f"{where}: group must be a non-empty string (the scenario id)")
+        if isinstance(self.messages, str | bytes | dict) or not isinstance(self.messages, Sequence):
+            raise ValueError(f"{where}: messages must be a sequence of chat turns")
+        if not self.messages:
+            raise ValueError(f"{where}: messages is empty; a prompt needs at least a user turn")
+        messages = []
+        for i, msg in enumerate(self.messages):
+            if not isinstance(msg, dict) or set(msg) != {"role", "content"}:
+                raise ValueError(
+                    f"{where}: messages[{i}] must be an object with 'role' and 'content' only"
+                )
+            if msg["role"] not in ROLES:
+                raise ValueError(
+                    f"{where}: messages[{i}] has role {msg['role']!r}; use one of {ROLES}"
+                )
+            if not isinstance(msg["content"], str):
+                raise ValueError(f"{where}: messages[{i}].content must be a string")
+            messages.append({"role": msg["role"], "content": msg["content"]})
+        if messages[-1]["role"] != "user":
+            raise ValueError(
+                f"{where}: the last message must be the user turn to answer, got role "
+                f"{messages[-1]['role']!r} (from a transcript, use Prompt.from_transcript)"
+            )
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"{where}: meta must be a dict")
+        try:
+            json.dumps(self.meta)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: meta must be JSON-serialisable ({err})") from None
+        object.__setattr__(self, "messages", tuple(messages))
+
+    @classmethod
+    def from_transcript(cls, transcript: Transcript, drop_last: bool = True) -> Prompt:
+        """The prompt of a transcript: its messages without the last (assistant) reply.
+
+        ``meta`` is copied without the keys that describe the dropped reply (the built-in
+        datasets' ``reasoning``/``answer`` stances and ``strategy``): they would mislabel the
+        new samples in the probe's stance controls.
+        """
+        messages = transcript.messages[:-1] if drop_last else transcript.messages
+        meta = {k: v for k, v in transcript.meta.items() if k not in REPLY_KEYS}
+        if drop_last:
+            meta["source_id"] = transcript.id
+        return cls(id=transcript.id, group=transcript.group, messages=messages, meta=meta)
+
+
+def sidecar_path(out_path: str | Path) -> Path:
+    """Where the settings of ``out_path`` are recorded: ``samples.jsonl`` ->
+    ``samples.config.json``."""
+    return Path(out_path).with_suffix(".config.json")
+
+
+def stop_token_ids(model: LoadedModel) -> list[int]:
+    """Token ids that end a reply: the tokenizer's EOS, ChatML's ``<|im_end|>`` when the
+    vocabulary has it, and the EOS ids of the model's generation config."""
+    tokenizer = model.tokenizer
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    if END_OF_TURN in tokenizer.get_vocab():
+        ids.append(int(tokenizer.convert_tokens_to_ids(END_OF_TURN)))
+    gen_config = getattr(model.bridge.original_model, "generation_config", None)
+    extra = getattr(gen_config, "eos_token_id", None)
+    if extra is not None:
+        ids.extend(int(i) for i in ([extra] if isinstance(extra, int) else extra))
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise GenerationError(
+            f"model {model.name!r}: the tokenizer has no EOS token and no {END_OF_TURN}, so "
+            "replies could not stop; set tokenizer.eos_token to the end-of-turn token"
+        )
+    return ids
+
+
+def _sidecar(model: LoadedModel, config: GenerationConfig, stops: list[int]) -> dict[str, Any]:
+    import transformers
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": asdict(config),
+        "model": {"name": model.name, "fingerprint": model.fingerprint},
+        "stop_token_ids": stops,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+
+
+_COMPARED = ("format_version", "config", "model", "stop_token_ids")
+
+
+def _check_sidecar(out_path: Path, expected: dict[str, Any]) -> None:
+    """Refuse to add to an out file made with other settings (or of unknown settings)."""
+    side = sidecar_path(out_path)
+    if not side.is_file():
+        raise GenerationError(
+            f"{out_path} already holds samples but {side} (its settings) is missing, so they "
+            "may come from other settings; delete or move the out file, or restore the sidecar"
+        )
+    try:
+        found = json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise GenerationError(f"{side}: not valid JSON ({err.msg}); restore or delete it") from None
+    if not isinstance(found, dict):
+        raise GenerationError(f"{side}: expected a JSON object of settings; restore or delete it")
+    diffs = {}
+    for key in _COMPARED:
+        old, new = found.get(key), expected[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            for k in sorted(set(old) | set(new)):
+                if old.get(k) != new.get(k):
+                    diffs[f"{key}.{k}"] = (old.get(k), new.get(k))
+        elif old != new:
+            diffs[key] = (old, new)
+    if diffs:
+        listed = "; ".join(
+            f"{k}: {old!r} in the file, {new!r} now" for k, (old, new) in diffs.items()
+        )
+        raise GenerationError(
+            f"{out_path} was generated with other settings ({listed}); use the same settings "
+            "to resume it, or write to another out_path"
+        )
+
+
+def _read_existing(out_path: Path, prompts: Sequence[Prompt], n: int) -> dict[str, Transcript]:
+    """Samples already in ``out_path`` by transcript id, repairing a cut-off last line."""
+    data = out_path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file ends with a newline
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=None)
+    expected = {f"{p.id}-s{k}": (p, k) for p in prompts for k in range(n)}
+    found: dict[str, Transcript] = {}
+    keep: list[bytes] = []
+    dropped = False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        where = f"{out_path}:{i + 1}"
+        try:
+            raw = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            if i == last:  # a write cut short by a crash: drop it, its batch runs again
+                dropped = True
+                warnings.warn(
+                    f"{where}: dropping an incomplete last line (an interrupted write); "
+                    "its prompts are generated again",
+                    stacklevel=3,
+                )
+                continue
+            raise GenerationError(
+                f"{where}: not valid JSON ({err}); only the last line may be cut short by a "
+                "crash, so this file was edited or corrupted: fix or delete it"
+            ) from None
+        t = transcript_from_dict(raw, where)
+        if t.id not in expected:
+            raise GenerationError(
+                f"{where}: transcript {t.id!r} is not a sample of any of the given prompts "
+                f"(n={n}): the out file belongs to another prompt set; write to another "
+                "out_path or pass the prompts it was made from"
+            )
+        if t.id in found:
+            raise GenerationError(f"{where}: duplicate transcript id {t.id!r}; fix or delete it")
+        prompt, _ = expected[t.id]
+        if t.messages[:-1] != prompt.messages:
+            raise GenerationError(
+                f"{where}: transcript {t.id!r} continues another conversation than prompt "
+                f"{prompt.id!r}: the out file belongs to another prompt set (same ids, other "
+                "messages); write to another out_path"
+            )
+        found[t.id] = t
+        keep.append(line)
+    if dropped or (data and not data.endswith(b"\n")):
+        blob = b"".join(line + b"\n" for line in keep)
+        atomic_write(out_path, lambda tmp: tmp.write_bytes(blob))
+    return found
+
+
+def _append(out_path: Path, transcripts: Sequence[Transcript]) -> None:
+    """Append transcripts as JSONL lines in one write, then flush and sync to disk."""
+    blob = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts)
+    with out_path.open("ab") as handle:
+        handle.write(blob.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def batch_seed(seed: int, first_prompt_id: str) -> int:
+    """The seed of a batch: stable across processes (``zlib.crc32``, not ``hash``)."""
+    return (seed + zlib.crc32(first_prompt_id.encode("utf-8"))) % 2**63
+
+
+def _fork_rng(device: torch.device):
+    """Keep the caller's random state: seeding a batch must not reseed the whole program."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.random.fork_rng(devices=[index], device_type="cuda")
+    return torch.random.fork_rng(devices=[])
+
+
+def _pad_left(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        attention[i, width - len(r) :] = 1
+    return ids, attention
+
+
+def generate(
+    model: LoadedModel,
+    prompts: Sequence[Prompt],
+    config: GenerationConfig,
+    out_path: str | Path,
+    progress: bool = True,
+) -> list[Transcript]:
+    """Sample ``config.n`` replies to each prompt, appending them to ``out_path`` (JSONL).
+
+    Returns every sample of ``prompts`` (read back from ``out_path`` or new), in prompt order
+    then sample order. Sample ``k`` of prompt ``p`` is transcript ``f"{p.id}-s{k}"``: the
+    prompt's messages plus ``{"role": "assistant", "content": reply}``, with ``meta`` =
+    ``{**p.meta, "sample": k, "generated": True, "n_new_tokens": ..., "stopped": ...}``.
+    ``n_new_tokens`` counts the generated tokens including the end-of-turn token;
+    ``stopped`` is ``"eos"`` when the model ended its turn, ``"length"`` when the reply was
+    cut at ``max_new_tokens``. Replies are decoded without special tokens and stripped; an
+    empty reply is kept (content ``""``) and counted in the progress bar.
+    """
+    if not prompts:
+        raise ValueError("no prompts to generate from")
+    for p in prompts:
+        if not isinstance(p, Prompt):
+            raise TypeError(
+                f"prompts must be Prompt objects, got {type(p).__name__}; "
+                "build them with Prompt(...) or Prompt.from_transcript(t)"
+            )
+    seen: set[str] = set()
+    dupes = [p.id for p in prompts if p.id in seen or seen.add(p.id)]
+    if dupes:
+        raise ValueError(f"duplicate prompt ids {dupes[:5]}; prompt ids must be unique")
+    out_path = Path(out_path)
+    tokenizer = model.tokenizer
+    stops = stop_token_ids(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+
+    sidecar = _sidecar(model, config, stops)
+    has_samples = out_path.is_file() and out_path.stat().st_size > 0
+    if has_samples:
+        _check_sidecar(out_path, sidecar)
+        existing = _read_existing(out_path, prompts, config.n)
+    else:
+        existing = {}
+        write_json_atomic(sidecar_path(out_path), sidecar)
+
+    # Batches come from the whole prompt list (never only the missing prompts), so a batch,
+    # its padding and its seed are the same in every run.
+    encoded = []
+    for p in prompts:
+        text = tokenizer.apply_chat_template(
+            list(p.messages), add_generation_prompt=True, tokenize=False
+        )
+        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
+    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+
+    def missing(i: int) -> list[int]:
+        return [k for k in range(config.n) if f"{prompts[i].id}-s{k}" not in existing]
+
+    todo = [b for b in batches if any(missing(i) for i in b)]
+    hf_model = model.bridge.original_model
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": not config.greedy,
+        "repetition_penalty": config.repetition_penalty,
+        "num_return_sequences": config.n,
+        "pad_token_id": pad_id,
+        "eos_token_id": stops,
+    }
+    if not config.greedy:
+        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+    stop_set = set(stops)
+
+    bar = tqdm(
+        total=sum(1 for b in todo for i in b if missing(i)),
+        desc=f"generating {config.n} sample(s)/prompt",
+        unit="prompt",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    new_tokens, gen_seconds, n_empty = 0, 0.0, 0
+    try:
+        for batch in todo:
+            pending = sum(1 for i in batch if missing(i))
+            ids, attention = _pad_left([encoded[i] for i in batch], pad_id)
+            started = time.perf_counter()
+            with _fork_rng(model.device), torch.inference_mode():
+                torch.manual_seed(batch_seed(config.seed, prompts[batch[0]].id))
+                out = hf_model.generate(
+                    ids.to(model.device), attention_mask=attention.to(model.device), **kwargs
+                )
+            gen_seconds += time.perf_counter() - started
+            generated = out[:, ids.shape[1] :].tolist()
+            written = []
+            for row, i in enumerate(batch):
+                todo_samples = set(missing(i))
+                for k in range(config.n):
+                    tokens = generated[row * config.n + k]
+                    end = next((j for j, tok in enumerate(tokens) if tok in stop_set), None)
+                    n_new = len(tokens) if end is None else end + 1
+                    new_tokens += n_new
+                    if k not in todo_samples:
+                        continue
+                    reply_ids = tokens if end is None else tokens[:end]
+                    reply = tokenizer.decode(reply_ids, skip_special_tokens=True).strip()
+                    n_empty += reply == ""
+                    p = prompts[i]
+                    t = Transcript(
+                        id=f"{p.id}-s{k}",
+                        group=p.group,
+                        messages=(*p.messages, {"role": "assistant", "content": reply}),
+                        label=None,
+                        meta={
+                            **p.meta,
+                            "sample": k,
+                            "generated": True,
+                            "n_new_tokens": n_new,
+                            "stopped": "length" if end is None else "eos",
+                        },
+                    )
+                    written.append(t)
+                    existing[t.id] = t
+            _append(out_path, written)
+            bar.update(pending)
+            rate = new_tokens / gen_seconds if gen_seconds > 0 else 0.0
+            bar.set_postfix(new_tok_per_s=f"{rate:.0f}", empty=n_empty, refresh=False)
+    finally:
+        bar.close()
+    return [existing[f"{p.id}-s{k}"] for p in prompts for k in range(config.n)]
