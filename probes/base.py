@@ -2,11 +2,11 @@
 
 A probe maps activations ``[..., d]`` to a score per vector; higher means label 1 (here:
 "the answer diverges from the reasoning"). ``score_set`` scores a cached activation set
-after checking it was made by the probe's model, at its hook, with its token selection. ``predict`` compares the score with the probe's
-``threshold``. A saved probe is a folder with ``probe.safetensors`` (its tensors) and
-``probe.json`` (its kind, settings, threshold and :class:`ProbeMeta`: which model, hook and
-token selection it reads), so applying it to activations of another model or hook fails
-loudly instead of giving silent nonsense.
+after checking it was made by the probe's model, at its hook, with its token selection.
+``predict`` compares the score with the probe's ``threshold``. A saved probe is a folder
+with ``probe.safetensors`` (its tensors) and ``probe.json`` (its kind, settings, threshold
+and :class:`ProbeMeta`: which model, hook and token selection it reads), so applying it to
+activations of another model or hook fails loudly instead of giving silent nonsense.
 
 This package never imports ``interp``: a probe can be fitted on any tensor.
 """
