@@ -1,0 +1,1 @@
+"""The scenario bank's JSON files (read by :mod:`interp.data.scenarios`)."""
