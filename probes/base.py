@@ -14,8 +14,6 @@ This package never imports ``interp``: a probe can be fitted on any tensor.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,8 @@ import torch
 from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from probes.io import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -195,8 +195,8 @@ class Probe(ABC):
             "d_in": self.d_in,
             "meta": asdict(self.meta),
         }
-        _atomic(folder / "probe.safetensors", lambda p: save_file(tensors, str(p)))
-        _atomic(folder / "probe.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+        atomic_write(folder / "probe.safetensors", lambda p: save_file(tensors, str(p)))
+        atomic_write(folder / "probe.json", lambda p: p.write_text(json.dumps(config, indent=2)))
         return folder
 
     @staticmethod
@@ -216,13 +216,3 @@ class Probe(ABC):
             {k: v.to(device) for k, v in load_file(folder / "probe.safetensors").items()}
         )
         return probe
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
