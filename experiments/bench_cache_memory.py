@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         f"transcripts; difference {diff:+.1f} MiB; target ~1)"
     )
 
-    from interp.paths import cache_root, write_json_atomic
+    from interp.artifacts import write_json_atomic
+    from interp.paths import cache_root
 
     out = args.out or cache_root() / "benchmarks" / "cache_memory.json"
     result = {

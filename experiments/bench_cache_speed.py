@@ -53,13 +53,14 @@ from typing import Any
 
 import torch
 
+from interp.artifacts import write_json_atomic
 from interp.cache import _pad_left, cache_activations, mean_pool
 from interp.data.datasets import build_consistency
 from interp.data.tokens import TOKEN_SELECTIONS, encode_transcript
 from interp.data.transcripts import Transcript
 from interp.hooks import check_layer, hook_name, stop_layer
 from interp.models import DEFAULT_MODEL, _build, load_model
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,10 +37,11 @@ import torch
 import transformer_lens
 import transformer_lens.patching as tl_patching
 
+from interp.artifacts import write_json_atomic
 from interp.hooks import parse_layers
 from interp.models import DEFAULT_MODEL, load_model
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 
 CLEAN = "The seller knew the brakes were faulty. When the buyer asked if the car was safe, she said"
 CORRUPT = "The seller knew the brakes were fine. When the buyer asked if the car was safe, she said"

@@ -57,12 +57,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from interp.artifacts import write_json_atomic
 from interp.cache import CacheKey, cache_activations, load_activation_set
 from interp.data.datasets import build_consistency
 from interp.data.transcripts import dataset_hash
 from interp.hooks import hook_name
 from interp.models import DEFAULT_MODEL, resolve_device
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 
 # Submodules, not the package: an editable install made before probes/__init__.py existed
 # maps ``probes`` to a namespace package when the script's folder, not the repo, is on path.

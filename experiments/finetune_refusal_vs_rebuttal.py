@@ -35,12 +35,13 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.cli import run_cli
 from interp.config import ProbeConfig
 from interp.data.scenarios import load_bank
 from interp.finetune import FinetuneConfig, FinetuneResult, finetune, scenario_split
 from interp.models import DEFAULT_MODEL, load_model
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.paths import cache_root
 from interp.probe.pipeline import train_probe
 from interp.text.generation import GenerationConfig, Prompt, generate
 

@@ -38,9 +38,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from interp.artifacts import write_json_atomic
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
-from interp.paths import write_json_atomic
 from interp.stats import Rate, wilson
 from interp.text.judging import (
     Judge,

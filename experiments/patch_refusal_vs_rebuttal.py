@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.data.scenarios import Scenario, load_bank
 from interp.finetune.data import scenario_split
 from interp.hooks import parse_layers
@@ -56,7 +57,7 @@ from interp.patching import (
     chat_input,
     patch_sweep,
 )
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.paths import cache_root
 from probes.base import Probe
 
 SEGMENTS = ["system", "pressure", "reply", "follow_up"]

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
+from interp.artifacts import write_json_atomic
 from interp.data.transcripts import load_transcripts
 from interp.models import load_model
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 from interp.probe.token_scores import score_tokens, write_token_html
 from probes import Probe, auroc, auroc_ci
 

@@ -40,11 +40,12 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.cli import run_cli
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript, write_transcripts
 from interp.models import DEFAULT_MODEL, LoadedModel, load_model
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.paths import cache_root
 from interp.stats import Rate, wilson
 from interp.text.generation import GenerationConfig, Prompt, generate
 from interp.text.judging import (

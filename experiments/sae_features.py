@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.cli import config_from_args, parser_for
 from interp.models import load_model
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.paths import cache_root
 from interp.sae import SAEConfig, load_sae, train_sae
 from interp.sae.__main__ import summary
 from interp.sae.analysis import analyse_features, write_feature_dashboard

@@ -21,10 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.finetune.figures import weight_diff_figure
 from interp.finetune.weight_diff import WeightDiffError, weight_diff
 from interp.models import DEFAULT_MODEL, ModelError, load_model
-from interp.paths import cache_root, write_json_atomic, write_text_atomic
+from interp.paths import cache_root
 from probes import Probe
 
 

@@ -30,11 +30,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.artifacts import atomic_write, write_json_atomic
 from interp.data.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import parse_hook_name, stop_layer
 from interp.models import LoadedModel
-from interp.paths import atomic_write, cache_root, write_json_atomic
+from interp.paths import cache_root
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

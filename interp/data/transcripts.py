@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.paths import atomic_write, read_jsonl
+from interp.artifacts import atomic_write, read_jsonl
 
 ROLES = ("system", "user", "assistant")
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.artifacts import write_json_atomic
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import dataset_hash
 from interp.finetune.config import FinetuneConfig, FinetuneError
@@ -43,7 +44,7 @@ from interp.finetune.data import (
     tokenize_example,
 )
 from interp.models import load_hf_model, resolve_device, weights_fingerprint
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MANIFEST = "finetune.json"

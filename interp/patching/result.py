@@ -14,7 +14,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from interp.paths import write_json_atomic, write_text_atomic
+from interp.artifacts import write_json_atomic, write_text_atomic
 
 AXES = ("site", "layer", "column")
 

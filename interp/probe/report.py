@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.paths import write_json_atomic, write_text_atomic
+from interp.artifacts import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from interp.probe.results import ProbeRun, SetReport

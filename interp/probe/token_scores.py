@@ -14,11 +14,11 @@ from pathlib import Path
 
 from torch import Tensor
 
+from interp.artifacts import write_text_atomic
 from interp.cache import cache_activations
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
-from interp.paths import write_text_atomic
 from probes import Probe
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.artifacts import write_text_atomic
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import Transcript
-from interp.paths import write_text_atomic
 from interp.probe.token_scores import TokenScores, write_token_html
 from interp.sae.features import FeatureScore, TranscriptFeatures
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp.artifacts import write_json_atomic
 from interp.models import LoadedModel
-from interp.paths import cache_root, write_json_atomic
+from interp.paths import cache_root
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

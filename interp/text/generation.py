@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.artifacts import atomic_write, write_json_atomic
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
-from interp.paths import atomic_write, write_json_atomic
 
 FORMAT_VERSION = 1
 END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)

@@ -234,7 +234,7 @@ def run_judge(config: JudgeConfig, model: LoadedModel | None = None) -> JudgeRep
         table = confusion(labels, by_id, "answer_undesired", common)
     report = JudgeReport(by_id, counts, compared, table, written, elsewhere)
     if config.json:
-        from interp.paths import write_json_atomic
+        from interp.artifacts import write_json_atomic
 
         write_json_atomic(Path(config.json), {"config": asdict(config), **report.to_dict()})
         written["json"] = config.json

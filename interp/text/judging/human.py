@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from interp.artifacts import atomic_write, read_jsonl
 from interp.data.transcripts import Transcript
-from interp.paths import atomic_write, read_jsonl
 from interp.text.judging.base import JudgeError
 from interp.text.judging.verdict import ANSWER_VALUES, STANCES, Verdict
 

@@ -1,0 +1,179 @@
+"""Writing and checking artefacts: the one place for each mechanism.
+
+- :func:`atomic_write`, :func:`write_text_atomic`, :func:`write_json_atomic`: a file is
+  written under a temporary name and renamed, so an interrupted run never leaves a half-written
+  file. The primitive is :func:`probes.io.atomic_write` (``probes`` may not import ``interp``,
+  so the one implementation lives there); it is imported on first use because importing the
+  ``probes`` package loads torch, and modules such as :mod:`interp.data.transcripts` must
+  stay importable without it.
+- :func:`publish_folder`: a folder (a saved model, an SAE) is built as ``<name>.partial/`` and
+  renamed to ``<name>/`` when complete, so a folder that exists is whole.
+- :func:`write_figure`: a plotly figure as a self-contained HTML page (plotly.js embedded, so
+  it renders on a machine without internet), written atomically.
+- :func:`library_versions`: the versions recorded beside every result.
+- :func:`check_same`: compare the settings saved with an artefact with the requested ones and
+  refuse with one error format that lists every difference and says how to fix it.
+- :func:`read_jsonl`: read a JSON Lines file with errors that name the line.
+
+Importing this module loads nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: Libraries whose versions are recorded with results: key -> distribution name.
+LIBRARIES = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "transformer_lens": "transformer-lens",
+    "sae_lens": "sae-lens",
+    "peft": "peft",
+    "accelerate": "accelerate",
+    "tokenizers": "tokenizers",
+    "safetensors": "safetensors",
+    "numpy": "numpy",
+    "plotly": "plotly",
+}
+
+
+class ArtifactMismatchError(ValueError):
+    """An artefact made with other settings than the ones requested."""
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place
+    (parent folders are created)."""
+    from probes.io import atomic_write as write_then_rename
+
+    write_then_rename(path, write)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (anything else as ``str``) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_figure(fig: Any, path: str | Path) -> Path:
+    """Write a plotly figure to ``path`` as one self-contained HTML page, atomically.
+
+    plotly.js is embedded (about 4.5 MB) rather than linked: a page that loads plotly.js from
+    the internet is blank on an offline machine, where these results are often read.
+    """
+    path = Path(path)
+    write_text_atomic(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    return path
+
+
+@contextmanager
+def publish_folder(final: str | Path) -> Iterator[Path]:
+    """Build a folder under ``<final>.partial/`` and rename it to ``final`` when the block ends:
+    ``with publish_folder(out) as partial: model.save_pretrained(partial)``.
+
+    The partial folder is emptied first (a crashed run may have left one) and created. On
+    success an existing ``final`` is replaced; if the block raises, ``final`` is untouched
+    and the partial folder stays behind, to be cleared by the next attempt.
+    """
+    final = Path(final)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    yield partial
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+
+
+def read_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[str, Any]]:
+    """``("file:line", decoded value)`` for each non-blank line of a JSON Lines file.
+
+    A line that is not valid JSON raises ``error`` naming the file, line and column.
+    """
+    with Path(path).open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(
+                    f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "each line must be one complete JSON object"
+                ) from None
+
+
+# --- provenance and checks -------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the installed :data:`LIBRARIES` (read from the installed
+    distributions' metadata, so a module without ``__version__`` is still known); a library
+    that is not installed is left out."""
+    versions = {"python": platform.python_version()}
+    for key, distribution in LIBRARIES.items():
+        try:
+            versions[key] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+_ABSENT = object()
+
+
+def differences(
+    found: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """``(key, saved, requested)`` for every key whose value differs, sorted by key; nested
+    dicts are compared key by key (``config.top_p``). A key missing on one side counts as a
+    difference (its value reads ``<absent>``)."""
+    diffs: list[tuple[str, Any, Any]] = []
+    for key in sorted(set(found) | set(wanted), key=str):
+        old, new = found.get(key, _ABSENT), wanted.get(key, _ABSENT)
+        name = f"{prefix}{key}"
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            diffs += differences(old, new, prefix=f"{name}.")
+        elif old != new:
+            diffs.append((name, old, new))
+    return diffs
+
+
+def _show(value: Any) -> str:
+    return "<absent>" if value is _ABSENT else repr(value)
+
+
+def check_same(
+    found: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    *,
+    where: str | Path,
+    fix: str,
+    error: type[Exception] = ArtifactMismatchError,
+) -> None:
+    """Raise ``error`` if the settings saved with an artefact (``found``) differ from the
+    requested ones (``wanted``).
+
+    The message has one format everywhere: ``<where> was made with other settings (key:
+    saved X, requested Y; ...); <fix>``, listing every differing key (nested dicts by dotted
+    key), so a user sees at once what to change or which folder to delete.
+    """
+    diffs = differences(found, wanted)
+    if diffs:
+        listed = "; ".join(f"{k}: saved {_show(a)}, requested {_show(b)}" for k, a, b in diffs)
+        raise error(f"{where} was made with other settings ({listed}); {fix}")
