@@ -1,8 +1,15 @@
 """Turn a config dataclass into an ``argparse`` parser, and parsed flags back into it.
 
 Fields become ``--kebab-case`` flags with the field's ``help``; ``bool`` fields get
-``--flag/--no-flag``; tuples of ints are read by :func:`interp.hooks.parse_layers` and
-tuples of strings as comma-separated lists.
+``--flag/--no-flag``; tuples of ints are read by :func:`interp.config.as_layers` (``14``,
+``0-3``, ``0,7,14``) and tuples of strings as comma-separated lists. A field without a default
+is a required flag. Field metadata may also hold ``choices``, ``default_text`` (the default as
+the help shows it), ``nargs`` (``"+"`` or ``"*"``: a tuple read from several words),
+``repeat`` (a tuple collected from a repeated flag) and ``hidden`` (left out of ``--help``).
+
+Every flag's type raises :class:`argparse.ArgumentTypeError` with the reason a value is wrong
+(``--layers 3-1`` says how to write layers), never argparse's bare "invalid value".
+:func:`run_cli` is the one body of every command's ``main``.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from interp.hooks import parse_layers
+from interp.config import as_layers
 
 C = TypeVar("C")
+
+#: What a value of a builtin flag type must look like, for the error message.
+_EXPECTED = {int: "an integer", float: "a number"}
 
 
 def _base_type(annotation: Any) -> Any:
@@ -33,18 +43,77 @@ def _is_optional(annotation: Any) -> bool:
     return type(None) in typing.get_args(annotation)
 
 
-def _optional(kind: Any) -> Any:
-    """A flag type that also reads ``none`` / ``auto`` as None."""
+def _tuple_element(annotation: Any) -> Any:
+    """``tuple[int, ...]`` (or ``tuple[str, ...] | None``) -> int (str)."""
+    if _is_optional(annotation):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return (typing.get_args(annotation) or (int,))[0]
 
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "auto") else kind(text)
 
-    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names it in errors
-    return parse
+def flag_type(parse: Callable[[str], Any], optional: bool = False) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type``: a ``ValueError`` becomes an
+    :class:`argparse.ArgumentTypeError` carrying the explanation (``parse``'s own message, or
+    what an ``int`` / ``float`` looks like), so argparse prints it instead of "invalid value".
+    With ``optional``, ``none`` and ``auto`` read as None."""
+    expected = _EXPECTED.get(parse)  # type: ignore[call-overload]
+
+    def convert(text: str) -> Any:
+        if optional and text.lower() in ("none", "auto"):
+            return None
+        try:
+            return parse(text)
+        except (TypeError, ValueError) as err:
+            if expected is None:
+                raise argparse.ArgumentTypeError(str(err)) from None
+            also = " (or 'none')" if optional else ""
+            raise argparse.ArgumentTypeError(f"expected {expected}{also}, got {text!r}") from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _default_help(f: dataclasses.Field, required: bool) -> str:
+    help_text = f.metadata.get("help", "")
+    if required:
+        return f"{help_text} (required)"
+    if "default_text" in f.metadata:
+        return f"{help_text} (default: {f.metadata['default_text']})"
+    if isinstance(f.default, tuple):
+        return f"{help_text} (default: {','.join(map(str, f.default))})"
+    return f"{help_text} (default: {f.default})"
+
+
+def _flag_kwargs(f: dataclasses.Field, annotation: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for a non-bool field."""
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    kwargs: dict[str, Any] = {"dest": f.name, "help": _default_help(f, required)}
+    if required:
+        kwargs["required"] = True
+    else:
+        kwargs["default"] = f.default
+    kind = _base_type(annotation)
+    if kind is tuple:
+        element = _tuple_element(annotation)
+        if "nargs" in f.metadata or f.metadata.get("repeat"):
+            # One word per element: ``--variant a b`` or ``--labels-dir a --labels-dir b``.
+            kwargs["type"] = flag_type(element)
+            if f.metadata.get("repeat"):
+                kwargs["action"] = "append"
+            else:
+                kwargs["nargs"] = f.metadata["nargs"]
+        else:
+            kwargs["type"] = flag_type(as_layers if element is int else _comma_list)
+    else:
+        kwargs["type"] = flag_type(kind, optional=_is_optional(annotation))
+    if "choices" in f.metadata:
+        kwargs["choices"] = f.metadata["choices"]
+    if f.metadata.get("hidden"):
+        kwargs["help"] = argparse.SUPPRESS
+    return kwargs
 
 
 def parser_for(
@@ -59,32 +128,24 @@ def parser_for(
         alias_of.setdefault(field_name, []).append(flag)
     for f in dataclasses.fields(cls):
         flags = [f"--{f.name.replace('_', '-')}", *alias_of.get(f.name, [])]
-        kind = _base_type(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
+        if _base_type(hints[f.name]) is bool:
             parser.add_argument(
-                *flags, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+                *flags,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f.metadata.get("help", ""),
             )
-            continue
-        kwargs: dict[str, Any] = {"default": f.default, "dest": f.name}
-        if kind is tuple:
-            element = (typing.get_args(hints[f.name]) or (int,))[0]
-            kwargs["type"] = parse_layers if element is int else _comma_list
-            kwargs["help"] = f"{help_text} (default: {','.join(map(str, f.default))})"
-        elif _is_optional(hints[f.name]):
-            kwargs["type"] = _optional(kind)
-            kwargs["help"] = f"{help_text} (default: {f.metadata.get('default_text', f.default)})"
         else:
-            kwargs["type"] = kind
-            kwargs["help"] = f"{help_text} (default: %(default)s)"
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(*flags, **kwargs)
+            parser.add_argument(*flags, **_flag_kwargs(f, hints[f.name]))
     return parser
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+    """The ``cls`` config of parsed flags (a list from ``nargs`` or a repeated flag becomes a
+    tuple); its ``__post_init__`` validates."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
 
 
 def run_cli(
@@ -98,16 +159,17 @@ def run_cli(
     """The body of a command's ``main``: parse ``argv`` into a ``cls`` config, call
     ``run(config)`` and print ``report(config, result)``; returns the exit status.
 
-    Bad input (a ``ValueError`` or a missing file: an unknown model, a malformed JSONL line, a
-    layer out of range, ...) prints ``error: ...`` without a traceback and returns 2; the
-    toolkit's own errors (``TranscriptError``, ``JudgeError``, ``FinetuneError``, ...) are
-    ``ValueError``s.
+    A malformed flag value makes argparse exit with status 2 and the flag type's explanation.
+    Bad input found later (a ``ValueError`` or an ``OSError`` such as a missing file: an
+    unknown model, a malformed JSONL line, a layer out of range, ...) prints ``error: ...``
+    without a traceback and returns 2; the toolkit's own errors (``ConfigError``,
+    ``TranscriptError``, ``JudgeError``, ``FinetuneError``, ...) are ``ValueError``s.
     """
     args = parser_for(cls, prog=prog, aliases=aliases).parse_args(argv)
     try:
         config = config_from_args(cls, args)
         result = run(config)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if report is not None:

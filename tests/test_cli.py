@@ -1,5 +1,6 @@
 """The CLI end to end on the tiny model, and its error messages for bad input."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -118,6 +119,77 @@ def test_cli_rejects_bad_flag_values(capsys):
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--layers", "x-y"])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--layer", "-1"), ("--layers", "3-1"), ("--layers", "abc")]
+)
+def test_bad_layers_say_how_to_write_them(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot read layers '{value}'" in err and "a range (0-29)" in err
+    assert "invalid" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--c", "x"], "argument --c: expected a number (or 'none'), got 'x'"),
+        (["--n-random", "1.5"], "argument --n-random: expected an integer, got '1.5'"),
+    ],
+)
+def test_every_flag_type_explains_a_bad_value(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_entry_points_report_bad_input_without_a_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "interp.sae", "--layer", "-1"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "error: layer must be >= 0, got -1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@dataclasses.dataclass
+class _Words:
+    """A config with every kind of flag the parser builds."""
+
+    variant: tuple[str, ...] = dataclasses.field(metadata={"nargs": "+"})
+    labels_dir: tuple[str, ...] | None = dataclasses.field(default=None, metadata={"repeat": True})
+    layers: tuple[int, ...] = (1,)
+    child: int | None = dataclasses.field(default=None, metadata={"hidden": True})
+
+
+def test_parser_reads_several_words_repeated_flags_and_required_flags(capsys):
+    from interp.cli import config_from_args, parser_for
+
+    parser = parser_for(_Words, prog="x", aliases={"--reference": "labels_dir"})
+    args = ["--variant", "a", "b", "--labels-dir", "d1", "--reference", "d2", "--layers", "0-2"]
+    config = config_from_args(_Words, parser.parse_args(args))
+    assert config == _Words(variant=("a", "b"), labels_dir=("d1", "d2"), layers=(0, 1, 2))
+    assert config_from_args(_Words, parser.parse_args(["--variant", "a"])).labels_dir is None
+    assert "--child" not in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    assert "the following arguments are required: --variant" in capsys.readouterr().err
+
+
+def test_run_cli_turns_bad_input_into_an_error_line(capsys):
+    from interp.cli import run_cli
+
+    def missing(config):
+        raise FileNotFoundError(f"no file {config.variant[0]}")
+
+    assert run_cli(_Words, missing, ["--variant", "f.json"], prog="x") == 2
+    assert capsys.readouterr().err == "error: no file f.json\n"
+    report = run_cli(_Words, repr, ["--variant", "a"], prog="x", report=lambda c, r: f"{c.variant}")
+    assert report == 0 and capsys.readouterr().out == "('a',)\n"
 
 
 def test_optional_flags_read_auto_and_numbers():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from interp.cli import config_from_args, parser_for
+from interp.cli import run_cli
 from interp.sae.config import SAEConfig
 from interp.sae.store import LoadedSAE
 
@@ -28,13 +28,16 @@ def summary(loaded: LoadedSAE) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = parser_for(SAEConfig, prog="python -m interp.sae")
-    config = config_from_args(SAEConfig, parser.parse_args(argv))
-    from interp.sae.train import train_sae
+def _train(config: SAEConfig) -> LoadedSAE:
+    from interp.sae.train import train_sae  # loads torch, sae_lens and the model stack
 
-    print(summary(train_sae(config)))
-    return 0
+    return train_sae(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        SAEConfig, _train, argv, prog="python -m interp.sae", report=lambda _, r: summary(r)
+    )
 
 
 if __name__ == "__main__":
