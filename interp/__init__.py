@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load on fi
         load_activation_set,
     )
     from interp.config import ConfigError
-    from interp.data.datasets import build_benign, build_consistency, load_dataset
+    from interp.data.datasets import build_benign, build_consistency, list_datasets, load_dataset
     from interp.data.transcripts import (
         Transcript,
         TranscriptError,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load on fi
     from interp.finetune import FinetuneConfig, FinetuneError
     from interp.finetune.weight_diff import WeightDiff, WeightDiffError, weight_diff
     from interp.hooks import HookError, hook_name
-    from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+    from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, list_models, load_model
     from interp.probe import (
         ProbeConfig,
         ProbeRun,
@@ -67,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     "cache_activations": "interp.cache",
     "generate": "interp.text.generation",
     "hook_name": "interp.hooks",
+    "list_datasets": "interp.data.datasets",
+    "list_models": "interp.models",
     "load_activation_set": "interp.cache",
     "load_dataset": "interp.data.datasets",
     "load_model": "interp.models",
@@ -103,6 +105,8 @@ __all__ = [
     "cache_activations",
     "generate",
     "hook_name",
+    "list_datasets",
+    "list_models",
     "load_activation_set",
     "load_dataset",
     "load_model",

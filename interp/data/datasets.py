@@ -20,6 +20,7 @@ from pathlib import Path
 
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript, load_transcripts
+from probes.registry import Registry
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -126,25 +127,44 @@ def build_benign(bank: Sequence[Scenario] | None = None) -> list[Transcript]:
     return out
 
 
-#: Built-in datasets, by name; ``--dataset builtin:NAME`` selects one.
-BUILTIN_DATASETS: dict[str, Callable[[], list[Transcript]]] = {
-    "consistency": build_consistency,
-    "consistency-full": lambda: build_consistency(per_cell=None),
-    "benign": build_benign,
-}
+#: What a dataset builder returns: the whole set, built in memory.
+DatasetBuilder = Callable[[], list[Transcript]]
+
+#: Built-in datasets, by name; ``--dataset builtin:NAME`` selects one. Register more with
+#: :func:`register_dataset`; :func:`list_datasets` lists them.
+DATASETS: Registry[DatasetBuilder] = Registry("dataset", DatasetError)
+DATASETS.register("consistency", build_consistency)
+DATASETS.register("consistency-full", lambda: build_consistency(per_cell=None))
+DATASETS.register("benign", build_benign)
+
+
+def register_dataset(name: str, builder: DatasetBuilder) -> DatasetBuilder:
+    """Add a dataset that ``load_dataset("builtin:<name>")`` builds by calling ``builder()``;
+    a name that is already taken raises :class:`DatasetError`."""
+    return DATASETS.register(name, builder)
+
+
+def list_datasets() -> list[str]:
+    """The registered dataset names, sorted; ``load_dataset("builtin:<name>")`` builds one."""
+    return DATASETS.names()
+
+
+def _builtin_specs() -> str:
+    return ", ".join(BUILTIN_PREFIX + name for name in list_datasets())
 
 
 def load_dataset(spec: str) -> list[Transcript]:
     """``"builtin:consistency"`` (or another registered name) or a path to a JSONL file."""
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX) :]
-        if name not in BUILTIN_DATASETS:
-            known = ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_DATASETS)
-            raise DatasetError(f"unknown built-in dataset {spec!r}; choose one of {known}")
-        return BUILTIN_DATASETS[name]()
+        if name not in DATASETS:
+            raise DatasetError(
+                f"unknown built-in dataset {spec!r}; choose one of {_builtin_specs()}"
+            )
+        return DATASETS.get(name)()
     if not Path(spec).exists():
         raise DatasetError(
-            f"dataset {spec!r} is neither a built-in name (builtin:consistency, builtin:benign) "
+            f"dataset {spec!r} is neither a built-in name ({_builtin_specs()}) "
             "nor an existing JSONL file"
         )
     return load_transcripts(spec)
