@@ -28,6 +28,8 @@ class HookError(ValueError):
 
 
 def check_site(site: str) -> Site:
+    """Return ``site`` if it is a residual stream site, else raise an error listing them (the
+    one check of a site name: configs and :func:`hook_name` call it)."""
     if site not in SITES:
         raise HookError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
     return site  # type: ignore[return-value]

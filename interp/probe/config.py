@@ -12,7 +12,7 @@ from typing import Any
 
 from interp.config import ConfigError, as_layers
 from interp.data.tokens import TOKEN_SELECTIONS
-from interp.hooks import SITES
+from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
 
 
@@ -98,8 +98,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         self.layers = as_layers(self.layers)
-        if self.site not in SITES:
-            raise ConfigError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
+        check_site(self.site)
         if self.tokens not in TOKEN_SELECTIONS:
             raise ConfigError(
                 f"unknown tokens {self.tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"
@@ -107,7 +106,9 @@ class ProbeConfig:
         from probes import probe_kinds
 
         if self.probe not in probe_kinds():
-            raise ConfigError(f"unknown probe {self.probe!r}; choose one of {probe_kinds()}")
+            raise ConfigError(
+                f"unknown probe {self.probe!r}; choose one of {', '.join(probe_kinds())}"
+            )
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.c is not None and self.c <= 0:

@@ -4,7 +4,7 @@ interventions and comparisons across models.
 >>> from interp.sae import SAEConfig, train_sae, load_sae
 """
 
-from interp.sae.config import ARCHITECTURES, SAEConfig
+from interp.sae.config import ARCHITECTURES, SAEConfig, register_architecture
 from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
 from interp.sae.train import train_sae
 
@@ -15,5 +15,6 @@ __all__ = [
     "SAEManifest",
     "SAEMismatchError",
     "load_sae",
+    "register_architecture",
     "train_sae",
 ]

@@ -9,11 +9,28 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from interp.config import ConfigError
-from interp.hooks import SITES
+from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
+from probes.registry import Registry
 
-#: SAELens training architectures this toolkit offers (all registered by ``sae_lens``).
-ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "standard", "jumprelu", "gated")
+#: SAELens training architectures this toolkit offers (all registered by ``sae_lens``), each
+#: with the field of its SAELens training config that sets the sparsity. Iterating it gives the
+#: names (it is the CLI's ``--architecture`` choices); :func:`register_architecture` adds one.
+ARCHITECTURES: Registry[str] = Registry("SAE architecture", ConfigError)
+for _name, _sparsity_field in (
+    ("topk", "k"),
+    ("batchtopk", "k"),
+    ("standard", "l1_coefficient"),
+    ("jumprelu", "l0_coefficient"),
+    ("gated", "l1_coefficient"),
+):
+    ARCHITECTURES.register(_name, _sparsity_field)
+
+
+def register_architecture(name: str, sparsity_field: str) -> str:
+    """Offer another SAELens architecture (one ``sae_lens`` registers) by its name; a name that
+    is already offered raises :class:`ConfigError`."""
+    return ARCHITECTURES.register(name, sparsity_field)
 
 
 @dataclass
@@ -91,13 +108,8 @@ class SAEConfig:
         self.datasets = tuple(self.datasets)
         if not self.datasets:
             raise ConfigError("datasets is empty: name at least one, e.g. builtin:consistency")
-        if self.site not in SITES:
-            raise ConfigError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(
-                f"unknown architecture {self.architecture!r}; choose one of "
-                f"{', '.join(ARCHITECTURES)}"
-            )
+        check_site(self.site)
+        ARCHITECTURES.get(self.architecture)
         if self.layer < 0:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
         if self.d_sae is not None and self.d_sae < 1:
