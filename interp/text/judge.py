@@ -145,21 +145,21 @@ def default_out(input_path: str | Path, judge: str) -> Path:
     return path.with_name(f"{path.stem}.judged-{judge}.jsonl")
 
 
-def _make_judge(config: JudgeConfig, model: LoadedModel | None) -> Any:
-    from interp.text.judging import LLMJudge, RuleJudge
-
-    if config.judge == "rule":
-        return RuleJudge()
-    if model is None:
-        from interp.models import load_model
-
-        model = load_model(config.llm_model, device=config.device)
-    return LLMJudge(
-        model,
-        max_new_tokens=config.llm_max_new_tokens,
-        batch_size=config.llm_batch_size,
-        mode=config.llm_mode,
-    )
+def judge_options(config: JudgeConfig, model: LoadedModel | None = None) -> dict[str, Any]:
+    """The options :func:`interp.text.judging.make_judge` takes for ``config.judge``: the llm
+    judge's model (``model`` if given, else ``config.llm_model``) and settings, the human
+    judge's labels file."""
+    if config.judge == "llm":
+        return {
+            "model": model if model is not None else config.llm_model,
+            "device": config.device,
+            "max_new_tokens": config.llm_max_new_tokens,
+            "batch_size": config.llm_batch_size,
+            "mode": config.llm_mode,
+        }
+    if config.judge == "human":
+        return {"labels": config.labels}
+    return {}
 
 
 def _summary(verdicts: Sequence[Any]) -> dict[str, int]:
@@ -185,7 +185,7 @@ def run_judge(config: JudgeConfig, model: LoadedModel | None = None) -> JudgeRep
         confusion,
         export_for_labelling,
         import_labels,
-        note_counts,
+        make_judge,
     )
 
     assert config.input is not None  # checked in JudgeConfig
@@ -200,21 +200,10 @@ def run_judge(config: JudgeConfig, model: LoadedModel | None = None) -> JudgeRep
 
     if config.judge == "none":
         return JudgeReport({}, {"judged": 0}, None, None, written, elsewhere)
-    if config.judge == "human":
-        assert labels is not None  # checked in JudgeConfig
-        missing = [t.id for t in transcripts if t.id not in labels]
-        if missing:
-            raise JudgeError(
-                f"{config.labels}: no label for {len(missing)} of {len(transcripts)} replies "
-                f"(e.g. {missing[:3]}); label them or judge with --judge rule"
-            )
-        verdicts = [labels[t.id] for t in transcripts]
-        notes = note_counts(verdicts)
-    else:
-        judge = _make_judge(config, model)
-        bank = load_bank(Path(config.bank) if config.bank else None)
-        verdicts = judge.judge_all(transcripts, {s.id: s for s in bank})
-        notes = Counter({k: n for k, n in judge.counts.items() if k != "judged"})
+    judge = make_judge(config.judge, **judge_options(config, model))
+    bank = load_bank(Path(config.bank) if config.bank else None)
+    verdicts = judge.judge_all(transcripts, {s.id: s for s in bank})
+    notes = Counter({k: n for k, n in judge.counts.items() if k != "judged"})
     out = Path(config.out) if config.out else default_out(config.input, config.judge)
     write_transcripts(out, apply_verdicts(transcripts, verdicts, drop_unclear=config.drop_unclear))
     written["judged"] = str(out)

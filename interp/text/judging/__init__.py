@@ -13,8 +13,12 @@ Three judges give verdicts:
 - :class:`LLMJudge` (``llm``): a chat model graded with a fixed rubric (:data:`RUBRIC`), its
   output read by :func:`parse_llm_verdict`; output it cannot read gives an "unclear" verdict
   with a note;
-- human labels (``human``): a CSV or JSONL file (:func:`export_for_labelling`,
-  :func:`import_labels`).
+- :class:`HumanJudge` (``human``): hand labels in a CSV or JSONL file
+  (:func:`export_for_labelling`, :func:`import_labels`).
+
+:func:`make_judge` builds any of them by name with its options (``make_judge("llm",
+model="smollm2", mode="choice")``, ``make_judge("human", labels="labels.csv")``);
+:func:`register_judge` adds one to :data:`JUDGES`.
 
 :func:`agreement` compares two sets of verdicts (Cohen's kappa and accuracy per field;
 :func:`confusion` for one field's value pairs), and
@@ -27,10 +31,11 @@ Modules: ``replies`` (splitting), ``verdict`` (verdicts and applying them), ``ba
 """
 
 from interp.text.judging.agreement import agreement, cohen_kappa, confusion, format_confusion
-from interp.text.judging.base import JUDGES, Judge, JudgeError, make_judge
+from interp.text.judging.base import JUDGES, Judge, JudgeError, make_judge, register_judge
 from interp.text.judging.human import (
     EXPORT_COLUMNS,
     LABEL_COLUMNS,
+    HumanJudge,
     export_for_labelling,
     import_labels,
 )
@@ -41,6 +46,7 @@ from interp.text.judging.llm import (
     RUBRIC_VALUES,
     LLMJudge,
     build_rubric_prompt,
+    llm_judge,
     parse_llm_verdict,
 )
 from interp.text.judging.replies import ReplyParts, split_reply
@@ -84,6 +90,7 @@ __all__ = [
     "RUBRIC_VALUES",
     "STANCES",
     "UNETHICAL_CUES",
+    "HumanJudge",
     "Judge",
     "JudgeError",
     "LLMJudge",
@@ -101,12 +108,14 @@ __all__ = [
     "format_confusion",
     "import_labels",
     "is_refusal_wording",
+    "llm_judge",
     "make_judge",
     "note_counts",
     "note_kind",
     "parse_llm_verdict",
     "rbd_decided",
     "refusal_pattern",
+    "register_judge",
     "split_reply",
     "verdicts_by_id",
 ]

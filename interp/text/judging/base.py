@@ -1,8 +1,8 @@
 """The judge interface: the :class:`Judge` base class, :class:`JudgeError` and the registry.
 
 A judge gives a :class:`~interp.text.judging.verdict.Verdict` per transcript and tallies the
-verdicts and their notes in ``counts``. :data:`JUDGES` holds the judges that need no model by
-name (each judge's module registers itself); :func:`make_judge` builds one.
+verdicts and their notes in ``counts``. :data:`JUDGES` holds the judges by name ("rule",
+"llm", "human"; each judge's module registers its own); :func:`make_judge` builds one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
+from probes.registry import Registry
 
 if TYPE_CHECKING:
     from interp.text.judging.verdict import Verdict
@@ -70,12 +71,36 @@ class Judge(ABC):
         self.counts.update(note_counts(verdicts))
 
 
-#: Judges that need no model, by name; see :func:`make_judge`. Filled in by the judges'
-#: modules (``rule.py`` adds "rule"), so that this module imports none of them.
-JUDGES: dict[str, Callable[..., Judge]] = {}
+#: Judges by name: what :func:`make_judge` calls with the judge's options. Each judge's module
+#: registers its own (``rule.py`` "rule", ``llm.py`` "llm", ``human.py`` "human"); they are
+#: imported on first use, so that this module imports none of them.
+JUDGES: Registry[Callable[..., Judge]] = Registry(
+    "judge",
+    JudgeError,
+    builtins=(
+        "interp.text.judging.rule",
+        "interp.text.judging.llm",
+        "interp.text.judging.human",
+    ),
+)
 
 
-def make_judge(name: str, **kwargs: Any) -> Judge:
-    if name not in JUDGES:
-        raise JudgeError(f"unknown judge {name!r}; choose one of {', '.join(sorted(JUDGES))}")
-    return JUDGES[name](**kwargs)
+def register_judge(name: str, factory: Callable[..., Judge]) -> Callable[..., Judge]:
+    """Add a judge that ``make_judge(name, **options)`` builds as ``factory(**options)``; a
+    name that is already taken raises :class:`JudgeError`."""
+    return JUDGES.register(name, factory)
+
+
+def make_judge(name: str, **options: Any) -> Judge:
+    """The judge ``name``, built with its options; an unknown name raises :class:`JudgeError`
+    listing the judges.
+
+    - ``"rule"``: :class:`~interp.text.judging.rule.RuleJudge` (options: the cue lists);
+    - ``"llm"``: :class:`~interp.text.judging.llm.LLMJudge` through
+      :func:`~interp.text.judging.llm.llm_judge`: ``model`` (a loaded model, or a model spec
+      loaded on ``device``), ``mode`` ("generate" or "choice"), ``max_new_tokens``,
+      ``batch_size``, ``progress``;
+    - ``"human"``: :class:`~interp.text.judging.human.HumanJudge`: ``labels`` (a filled-in
+      export file, or verdicts by transcript id).
+    """
+    return JUDGES.get(name)(**options)

@@ -2,20 +2,22 @@
 
 :func:`export_for_labelling` writes ``id, group, reply`` with empty label columns;
 :func:`import_labels` reads the filled-in file into verdicts (``judge="human"``), with errors
-that name the file, the row or line, and the allowed values.
+that name the file, the row or line, and the allowed values. :class:`HumanJudge` ("human",
+``make_judge("human", labels=FILE)``) gives those labels as a judge's verdicts.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from interp.artifacts import atomic_write, read_jsonl
+from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
-from interp.text.judging.base import JudgeError
+from interp.text.judging.base import Judge, JudgeError, register_judge
 from interp.text.judging.verdict import ANSWER_VALUES, STANCES, Verdict
 
 LABEL_COLUMNS = ("reasoning_present", "reasoning_stance", "answer_undesired")
@@ -144,3 +146,44 @@ def import_labels(path: str | Path) -> dict[str, Verdict]:
             raise JudgeError(f"{where}: transcript id {tid!r} is labelled twice")
         out[tid] = verdict
     return out
+
+
+class HumanJudge(Judge):
+    """Hand labels as a judge: the verdict on a transcript is its label, by id.
+
+    ``labels`` is a filled-in export (read with :func:`import_labels`) or verdicts by
+    transcript id. Judging a transcript without a label raises :class:`JudgeError`.
+    """
+
+    name = "human"
+    needs_scenario = False
+
+    def __init__(self, labels: str | Path | Mapping[str, Verdict]) -> None:
+        super().__init__()
+        if isinstance(labels, str | Path):
+            self.source = str(labels)
+            self.labels = import_labels(labels)
+        else:
+            self.source = "the hand labels"
+            self.labels = dict(labels)
+
+    def judge(self, transcript: Transcript, scenario: Scenario | None) -> Verdict:
+        self._check_labelled([transcript])
+        return self.labels[transcript.id]
+
+    def judge_all(
+        self, transcripts: Sequence[Transcript], scenarios_by_id: Mapping[str, Scenario]
+    ) -> list[Verdict]:
+        self._check_labelled(transcripts)
+        return super().judge_all(transcripts, scenarios_by_id)
+
+    def _check_labelled(self, transcripts: Sequence[Transcript]) -> None:
+        missing = [t.id for t in transcripts if t.id not in self.labels]
+        if missing:
+            raise JudgeError(
+                f"{self.source}: no label for {len(missing)} of {len(transcripts)} replies "
+                f"(e.g. {missing[:3]}); label them or judge with --judge rule"
+            )
+
+
+register_judge("human", HumanJudge)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
-from interp.text.judging.base import Judge
+from interp.text.judging.base import Judge, register_judge
 from interp.text.judging.replies import split_reply
 from interp.text.judging.verdict import Verdict
 
@@ -185,6 +185,13 @@ RUBRIC_VALUES: tuple[tuple[str, tuple[str, ...]], ...] = (
 JUDGE_MODES = ("generate", "choice")
 
 
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`JUDGE_MODES`, else a ``ValueError`` listing them."""
+    if mode not in JUDGE_MODES:
+        raise ValueError(f"unknown LLM judge mode {mode!r}; choose one of {JUDGE_MODES}")
+    return mode
+
+
 class LLMJudge(Judge):
     """A chat model grades each reply with :data:`RUBRIC`.
 
@@ -208,8 +215,7 @@ class LLMJudge(Judge):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        if mode not in JUDGE_MODES:
-            raise ValueError(f"unknown LLM judge mode {mode!r}; choose one of {JUDGE_MODES}")
+        check_mode(mode)
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -371,3 +377,26 @@ class LLMJudge(Judge):
             else Verdict(False, "unclear", "unclear", self.name, note="empty reply")
             for i, t in enumerate(transcripts)
         ]
+
+
+def llm_judge(
+    model: LoadedModel | str,
+    device: str = "auto",
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    mode: str = "generate",
+    progress: bool = True,
+) -> LLMJudge:
+    """``make_judge("llm", model=...)``: an :class:`LLMJudge` on ``model``, a loaded model or a
+    model spec (as for :func:`interp.models.load_model`) loaded on ``device``."""
+    check_mode(mode)  # before a model is loaded for nothing
+    if isinstance(model, str):
+        from interp.models import load_model
+
+        model = load_model(model, device=device)
+    return LLMJudge(
+        model, max_new_tokens=max_new_tokens, batch_size=batch_size, mode=mode, progress=progress
+    )
+
+
+register_judge("llm", llm_judge)

@@ -7,7 +7,7 @@ refusal); a reply to the follow-up turn (:func:`answers_follow_up`) with the sce
 ``follow_up_criteria``: the direct "yes"/"no" (:func:`bare_answer`) against the cover answer,
 and phrases of the cover story against phrases of the truth. The reasoning's stance is read
 with :data:`ETHICAL_CUES` against :data:`UNETHICAL_CUES`. Heuristics, no model; registered in
-:data:`~interp.text.judging.base.JUDGES` as "rule".
+:data:`~interp.text.judging.base.JUDGES` as "rule" (``make_judge("rule")``).
 
 Measured against hand labels (``experiments/judge_accuracy.py``) on ``answer_undesired``:
 0.818 (kappa 0.49) on the seed-2 set, scored before its replies were read, and 0.636 (kappa
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
-from interp.text.judging.base import JUDGES, Judge, JudgeError
+from interp.text.judging.base import Judge, JudgeError, register_judge
 from interp.text.judging.replies import split_reply
 from interp.text.judging.verdict import Verdict
 
@@ -535,4 +535,4 @@ class RuleJudge(Judge):
         return Verdict(parts.reasoning is not None, stance, answer, self.name)
 
 
-JUDGES["rule"] = RuleJudge
+register_judge("rule", RuleJudge)
