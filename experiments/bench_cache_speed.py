@@ -16,7 +16,7 @@ What is measured (all on the same left-padded batches, in the same run):
 
 Batches are built like ``cache_activations`` builds them: transcripts encoded with
 ``encode_transcript``, sorted by length, cut into ``--batch-size`` chunks and left-padded with
-``_pad_left``. A warm-up batch runs through each path first; then the paths run in turn
+``pad_batch``. A warm-up batch runs through each path first; then the paths run in turn
 (rotating their order) ``--repeats`` times and the median time of each is reported. Before
 timing, the hooked activations are checked against the HF copy's ``hidden_states[layer + 1]``
 on non-padding positions, so both paths compute the same thing.
@@ -54,7 +54,7 @@ from typing import Any
 import torch
 
 from interp.artifacts import write_json_atomic
-from interp.cache import _pad_left, cache_activations, mean_pool
+from interp.cache import cache_activations, mean_pool, pad_batch
 from interp.data.datasets import build_consistency
 from interp.data.tokens import TOKEN_SELECTIONS, encode_transcript
 from interp.data.transcripts import Transcript
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(range(len(encoded)), key=lambda i: (lengths[i], i))  # as cache_activations
     pad_id = model.tokenizer.pad_token_id
     batches = [
-        _pad_left([encoded[i] for i in order[k : k + args.batch_size]], pad_id, device)
+        pad_batch([encoded[i] for i in order[k : k + args.batch_size]], pad_id, device)
         for k in range(0, len(order), args.batch_size)
     ]
     n_real = sum(lengths)

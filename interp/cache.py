@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.artifacts import atomic_write, write_json_atomic
+from interp.artifacts import atomic_write, check_same, library_versions, write_json_atomic
+from interp.data.padding import pad_left
 from interp.data.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import parse_hook_name, stop_layer
@@ -67,17 +68,6 @@ class CacheKey:
     def digest(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
-
-
-def _library_versions() -> dict[str, str]:
-    import transformer_lens
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
-    }
 
 
 @dataclass
@@ -145,14 +135,8 @@ def load_activation_set(path: Path, expect: CacheKey | None = None) -> Activatio
         raise FileNotFoundError(f"{path} is not an activation cache (no {MANIFEST})")
     manifest = json.loads(manifest_path.read_text())
     key = CacheKey.from_json(manifest["key"])
-    if expect is not None and key != expect:
-        diffs = {
-            k: (v, getattr(expect, k)) for k, v in asdict(key).items() if getattr(expect, k) != v
-        }
-        raise CacheMismatchError(
-            f"{path} holds activations of other inputs (cached vs requested: {diffs}); "
-            "delete the folder or point the cache elsewhere"
-        )
+    if expect is not None:
+        _check_key(key, expect, path)
     if manifest.get("status") != "complete":
         raise CacheMismatchError(
             f"{path} is an incomplete cache; run cache_activations to finish it"
@@ -184,18 +168,16 @@ def load_activation_set(path: Path, expect: CacheKey | None = None) -> Activatio
     )
 
 
-def _pad_left(
+def pad_batch(
     encoded: Sequence[EncodedTranscript], pad_id: int, device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Left-pad a batch: returns ``input_ids``, ``attention_mask`` and the selection mask."""
-    width = max(len(e.input_ids) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attention = torch.zeros(len(encoded), width, dtype=torch.long)
+    """Left-pad a batch: returns ``input_ids``, ``attention_mask`` and the selection mask
+    (1.0 on the tokens to pool), on ``device``."""
+    ids, attention = pad_left([e.input_ids for e in encoded], pad_id)
+    width = ids.shape[1]
     selection = torch.zeros(len(encoded), width)
     for row, e in enumerate(encoded):
         pad = width - len(e.input_ids)
-        ids[row, pad:] = torch.tensor(e.input_ids)
-        attention[row, pad:] = 1
         selection[row, [pad + p for p in e.selected]] = 1.0
     return ids.to(device), attention.to(device), selection.to(device)
 
@@ -206,6 +188,149 @@ def mean_pool(
     """Mean of the selected positions of each row."""
     total = einops.einsum(acts.float(), selection, "b p d, b p -> b d")
     return total / selection.sum(dim=1, keepdim=True)
+
+
+def _check_key(found: CacheKey, wanted: CacheKey, folder: Path) -> None:
+    """Refuse a cache folder whose manifest records other inputs than the request's."""
+    check_same(
+        asdict(found),
+        asdict(wanted),
+        where=folder,
+        fix="delete the folder or point the cache elsewhere",
+        error=CacheMismatchError,
+    )
+
+
+def _check_request(
+    transcripts: Sequence[Transcript], hooks: Sequence[str], tokens: str
+) -> tuple[TokenSelection, tuple[str, ...]]:
+    """Validate a request before any work (at least one hook and one transcript, a known token
+    selection, residual hook names); returns the selection and the hooks sorted without
+    repeats, so the same request always gives the same cache key."""
+    if not hooks:
+        raise ValueError("hooks is empty: name at least one hook, e.g. interp.hooks.hook_name(14)")
+    if not transcripts:
+        raise ValueError("no transcripts to cache")
+    selection = check_tokens(tokens)
+    names = tuple(sorted(set(hooks)))
+    for h in names:
+        parse_hook_name(h)
+    return selection, names
+
+
+def _read_existing(folder: Path, key: CacheKey) -> tuple[ActivationSet | None, int | None]:
+    """What ``folder`` already holds for ``key``: ``(complete set, None)``, ``(None, planned
+    shard size)`` for an interrupted run (a resumed run keeps the first run's shards, or they
+    would not line up), or ``(None, None)`` for a new folder. Other inputs are refused."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return None, None
+    manifest = json.loads(manifest_path.read_text())
+    _check_key(CacheKey.from_json(manifest["key"]), key, folder)
+    if manifest.get("status") == "complete":
+        return load_activation_set(folder, expect=key), None
+    return None, manifest["shard_size"]
+
+
+class _Progress:
+    """The progress bar of a caching run, showing the forward passes' token throughput."""
+
+    def __init__(self, total: int, n_hooks: int, enabled: bool) -> None:
+        self.bar = tqdm(
+            total=total,
+            desc=f"caching {n_hooks} hook(s)",
+            unit="transcript",
+            disable=not enabled,
+            mininterval=1.0,
+        )
+        self.started, self.n_tokens = time.perf_counter(), 0
+
+    def update(self, n_transcripts: int, n_tokens: int) -> None:
+        self.n_tokens += n_tokens
+        self.bar.update(n_transcripts)
+        rate = self.n_tokens / (time.perf_counter() - self.started)
+        self.bar.set_postfix(tok_per_s=f"{rate:.0f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _shard_tensors(
+    members: Sequence[int],
+    encoded: dict[int, EncodedTranscript],
+    pooled: dict[str, list[Tensor]],
+    per_tok: dict[str, list[Tensor]] | None,
+) -> dict[str, Tensor]:
+    """The contents of one shard file: pooled vectors per hook, the dataset rows they belong
+    to (``index``), per-row token statistics and, when per-token vectors were kept, those
+    vectors concatenated with each row's start offset."""
+    tensors = {f"pooled.{h}": torch.cat(rows) for h, rows in pooled.items()}
+    tensors["index"] = torch.tensor(members, dtype=torch.long)
+    tensors["n_selected"] = torch.tensor([len(encoded[i].selected) for i in members])
+    tensors["answer_found"] = torch.tensor([int(encoded[i].answer_found) for i in members])
+    tensors["truncated"] = torch.tensor([int(encoded[i].truncated) for i in members])
+    if per_tok is not None:
+        counts = torch.tensor([len(encoded[i].selected) for i in members])
+        tensors["token_offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        for h, rows in per_tok.items():
+            tensors[f"tokens.{h}"] = torch.cat(rows)
+    return tensors
+
+
+@dataclass(frozen=True)
+class _Capture:
+    """What a caching run reads from each batch: ``hooks`` only (the pass stops at block
+    ``stop``), pooled means and, with ``per_token``, each row's selected token vectors, stored
+    in ``dtype``."""
+
+    model: LoadedModel
+    hooks: tuple[str, ...]
+    stop: int | None
+    batch_size: int
+    per_token: bool
+    dtype: torch.dtype
+
+    def shard(
+        self,
+        members: Sequence[int],
+        encoded: dict[int, EncodedTranscript],
+        progress: _Progress,
+    ) -> dict[str, Tensor]:
+        """Run the transcripts ``members`` of one shard batch by batch; returns the shard's
+        tensors (see :func:`_shard_tensors`)."""
+        pooled: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
+        per_tok: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
+        pad_id = self.model.tokenizer.pad_token_id
+        for start in range(0, len(members), self.batch_size):
+            batch = members[start : start + self.batch_size]
+            ids, attention, selection = pad_batch(
+                [encoded[i] for i in batch], pad_id, self.model.device
+            )
+            with torch.inference_mode():
+                _, acts = self.model.bridge.run_with_cache(
+                    ids,
+                    attention_mask=attention,
+                    names_filter=list(self.hooks),
+                    stop_at_layer=self.stop,
+                )
+            for h in self.hooks:
+                pooled[h].append(mean_pool(acts[h], selection).to("cpu", self.dtype))
+                if self.per_token:
+                    mask = selection.bool()
+                    per_tok[h].extend(
+                        acts[h][r][mask[r]].to("cpu", self.dtype) for r in range(len(batch))
+                    )
+            del acts
+            progress.update(len(batch), int(attention.sum()))
+        return _shard_tensors(members, encoded, pooled, per_tok if self.per_token else None)
+
+
+def _mark_complete(folder: Path, n_shards: int) -> None:
+    """Record in the manifest that every shard is written (only then is the cache read)."""
+    manifest_path = folder / MANIFEST
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    manifest.update(status="complete", shards=[_shard_name(i) for i in range(n_shards)])
+    write_json_atomic(manifest_path, manifest)
 
 
 def cache_activations(
@@ -228,14 +353,7 @@ def cache_activations(
     those are captured and the pass stops after the deepest one. Returns the cached set,
     reusing an existing complete cache of the same inputs without running the model.
     """
-    if not hooks:
-        raise ValueError("hooks is empty: name at least one hook, e.g. interp.hooks.hook_name(14)")
-    if not transcripts:
-        raise ValueError("no transcripts to cache")
-    tokens = check_tokens(tokens)
-    hooks = tuple(sorted(set(hooks)))
-    for h in hooks:
-        parse_hook_name(h)
+    tokens, hooks = _check_request(transcripts, hooks, tokens)
     stop = stop_layer(hooks, model.n_layers)
     key = CacheKey(
         model_name=model.name,
@@ -249,14 +367,11 @@ def cache_activations(
         dtype=str(dtype).removeprefix("torch."),
     )
     folder = (cache_dir or cache_root() / "activations") / key.digest()
-    manifest_path = folder / MANIFEST
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if CacheKey.from_json(manifest["key"]) != key:
-            raise CacheMismatchError(f"{folder} belongs to other inputs; delete it to rebuild")
-        if manifest.get("status") == "complete":
-            return load_activation_set(folder, expect=key)
-        shard_size = manifest["shard_size"]  # resume with the shards the first run planned
+    complete, planned_shard_size = _read_existing(folder, key)
+    if complete is not None:
+        return complete
+    if planned_shard_size is not None:
+        shard_size = planned_shard_size  # resume with the shards the first run planned
 
     def encode(i: int) -> EncodedTranscript:
         return encode_transcript(model.tokenizer, transcripts[i], tokens, max_tokens)
@@ -266,7 +381,7 @@ def cache_activations(
     lengths = [len(encode(i).input_ids) for i in range(len(transcripts))]
     order = sorted(range(len(transcripts)), key=lambda i: (lengths[i], i))
     write_json_atomic(
-        manifest_path,
+        folder / MANIFEST,
         {
             "status": "incomplete",
             "key": asdict(key),
@@ -274,60 +389,18 @@ def cache_activations(
             "ids": [t.id for t in transcripts],
             "shard_size": shard_size,
             "stop_at_layer": stop,
-            "versions": _library_versions(),
+            "versions": library_versions(),
         },
     )
     shards = [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
     todo = [(i, s) for i, s in enumerate(shards) if not (folder / _shard_name(i)).is_file()]
-    bar = tqdm(
-        total=sum(len(s) for _, s in todo),
-        desc=f"caching {len(hooks)} hook(s)",
-        unit="transcript",
-        disable=not progress,
-        mininterval=1.0,
-    )
-    started, n_tokens = time.perf_counter(), 0
-    pad_id = model.tokenizer.pad_token_id
+    capture = _Capture(model, hooks, stop, batch_size, per_token, dtype)
+    bar = _Progress(sum(len(s) for _, s in todo), len(hooks), progress)
     for shard_index, members in todo:
-        encoded = {i: encode(i) for i in members}
-        pooled: dict[str, list[Tensor]] = {h: [] for h in hooks}
-        per_tok: dict[str, list[Tensor]] = {h: [] for h in hooks}
-        for start in range(0, len(members), batch_size):
-            batch = members[start : start + batch_size]
-            ids, attention, selection = _pad_left([encoded[i] for i in batch], pad_id, model.device)
-            with torch.inference_mode():
-                _, acts = model.bridge.run_with_cache(
-                    ids, attention_mask=attention, names_filter=list(hooks), stop_at_layer=stop
-                )
-            for h in hooks:
-                pooled[h].append(mean_pool(acts[h], selection).to("cpu", dtype))
-                if per_token:
-                    mask = selection.bool()
-                    per_tok[h].extend(
-                        acts[h][r][mask[r]].to("cpu", dtype) for r in range(len(batch))
-                    )
-            del acts
-            n_tokens += int(attention.sum())
-            bar.update(len(batch))
-            rate = n_tokens / (time.perf_counter() - started)
-            bar.set_postfix(tok_per_s=f"{rate:.0f}", refresh=False)
-        tensors = {f"pooled.{h}": torch.cat(pooled[h]) for h in hooks}
-        tensors["index"] = torch.tensor(members, dtype=torch.long)
-        tensors["n_selected"] = torch.tensor([len(encoded[i].selected) for i in members])
-        tensors["answer_found"] = torch.tensor([int(encoded[i].answer_found) for i in members])
-        tensors["truncated"] = torch.tensor([int(encoded[i].truncated) for i in members])
-        if per_token:
-            counts = torch.tensor([len(encoded[i].selected) for i in members])
-            tensors["token_offsets"] = torch.cat(
-                [torch.zeros(1, dtype=torch.long), counts.cumsum(0)]
-            )
-            for h in hooks:
-                tensors[f"tokens.{h}"] = torch.cat(per_tok[h])
+        tensors = capture.shard(members, {i: encode(i) for i in members}, bar)
         atomic_write(
             folder / _shard_name(shard_index), lambda tmp, t=tensors: save_file(t, str(tmp))
         )
     bar.close()
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    manifest.update(status="complete", shards=[_shard_name(i) for i in range(len(shards))])
-    write_json_atomic(manifest_path, manifest)
+    _mark_complete(folder, len(shards))
     return load_activation_set(folder, expect=key)
