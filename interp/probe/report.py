@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import (
+    library_versions,
+    write_figure,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     from interp.probe.results import ProbeRun, SetReport
@@ -94,7 +99,6 @@ def format_table(run: ProbeRun) -> str:
 
 
 def save_run(run: ProbeRun) -> None:
-    from interp.cache import _library_versions
     from interp.probe.figures import auroc_figure
 
     out = run.out_dir
@@ -109,7 +113,7 @@ def save_run(run: ProbeRun) -> None:
             "model": run.model_name,
             "model_fingerprint": run.model_fingerprint,
             "dataset_hash": run.dataset_hash,
-            "versions": _library_versions(),
+            "versions": library_versions(),
         },
     )
     metrics = run.to_json()
@@ -117,4 +121,4 @@ def save_run(run: ProbeRun) -> None:
     if run.config.json:
         write_json_atomic(Path(run.config.json), metrics)
     write_text_atomic(out / "table.txt", format_table(run) + "\n")
-    auroc_figure(run).write_html(out / "auroc.html", include_plotlyjs=True)
+    write_figure(auroc_figure(run), out / "auroc.html")
