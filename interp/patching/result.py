@@ -14,7 +14,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic
 
 AXES = ("site", "layer", "column")
 
@@ -88,7 +88,7 @@ class PatchResult:
         """Write ``<name>.json`` and ``<name>.html`` (the heatmap) into ``folder``."""
         folder = Path(folder)
         write_json_atomic(folder / f"{name}.json", self.to_dict())
-        write_text_atomic(folder / f"{name}.html", self.heatmap().to_html(include_plotlyjs="cdn"))
+        write_figure(self.heatmap(), folder / f"{name}.html")
         return folder / f"{name}.json"
 
     @classmethod
