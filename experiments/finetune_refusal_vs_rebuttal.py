@@ -35,7 +35,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.cli import run_cli
 from interp.config import ProbeConfig
 from interp.data.scenarios import load_bank
@@ -132,7 +132,7 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
     started = time.perf_counter()
     trained = {s: finetune(config.finetune_config(s)) for s in STRATEGIES}
     out.mkdir(parents=True, exist_ok=True)
-    loss_figure(trained).write_html(out / "losses.html", include_plotlyjs=True)
+    write_figure(loss_figure(trained), out / "losses.html")
     for r in trained.values():
         print(f"{r.name}: loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}, {r.manifest['wall_s']} s")
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic
 from interp.data.scenarios import Scenario, load_bank
 from interp.finetune.data import scenario_split
 from interp.hooks import parse_layers
@@ -138,11 +138,9 @@ def summarise(name: str, results: list[PatchResult], args, out_dir: Path) -> dic
         source_value=1.0,
         meta={**first.meta, "scenarios_averaged": n_used},
     )
-    write_text_atomic(
+    write_figure(
+        averaged.heatmap(normalised=False, title=f"{name}: {averaged.metric}"),
         out_dir / f"mean_{name}.html",
-        averaged.heatmap(normalised=False, title=f"{name}: {averaged.metric}").to_html(
-            include_plotlyjs="cdn"
-        ),
     )
     print(f"\n== {name}: mean normalised effect over {n_used}/{len(results)} scenarios ==")
     print(averaged.table(8))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.cli import config_from_args, parser_for
 from interp.models import load_model
 from interp.paths import cache_root
@@ -98,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings["analysis"] = time.perf_counter() - t
     ranking = analysis.ranking
     title = f"{model.name} {loaded.hook}, SAE {loaded.path.name}"
-    feature_auroc_figure(ranking, f"Top SAE features, divergent vs consistent: {title}").write_html(
-        out / "feature_auroc.html", include_plotlyjs="cdn"
+    write_figure(
+        feature_auroc_figure(ranking, f"Top SAE features, divergent vs consistent: {title}"),
+        out / "feature_auroc.html",
     )
-    probe_comparison_figure(ranking, f"Sparse vs dense probe: {title}").write_html(
-        out / "probe_comparison.html", include_plotlyjs="cdn"
+    write_figure(
+        probe_comparison_figure(ranking, f"Sparse vs dense probe: {title}"),
+        out / "probe_comparison.html",
     )
 
     # interventions on held-out prompts
@@ -127,9 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             interventions.append(r)
     timings["interventions"] = time.perf_counter() - t
     if interventions:
-        intervention_figure(
-            interventions, f"Feature edits on held-out prompts: {title}"
-        ).write_html(out / "interventions.html", include_plotlyjs="cdn")
+        write_figure(
+            intervention_figure(interventions, f"Feature edits on held-out prompts: {title}"),
+            out / "interventions.html",
+        )
 
     # across models
     others = args.models if args.models is not None else finetuned_variants(root)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.finetune.figures import weight_diff_figure
 from interp.finetune.weight_diff import WeightDiffError, weight_diff
 from interp.models import DEFAULT_MODEL, ModelError, load_model
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         write_json_atomic(folder / "weight_diff.json", result)
         write_text_atomic(folder / "table.txt", table + "\n")
-        weight_diff_figure(diff).write_html(folder / "weight_diff.html", include_plotlyjs=True)
+        write_figure(weight_diff_figure(diff), folder / "weight_diff.html")
         print(f"\n{table}\n({seconds:.1f} s; wrote {folder}/weight_diff.json, .html, table.txt)")
         by_kind = {
             m: sum(diff.cell(ly, m).norm ** 2 for ly in diff.layers) ** 0.5 for m in diff.matrices
