@@ -27,197 +27,25 @@ Run: ``python experiments/judge_accuracy.py`` (rule judge on the four sets, seco
 ``--labels-dir DIR`` (repeatable) for other sets; ``--llm-model smollm2-135m-instruct`` adds
 the LLM judge (a small model follows the rubric poorly; a larger one on a GPU is the intended
 use), ``--llm-limit 24`` judges only the first 24 replies of each set with it (CPU time).
+The logic is :mod:`interp.text.judging.accuracy`.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
-from interp.artifacts import write_json_atomic
-from interp.data.scenarios import load_bank
-from interp.data.transcripts import load_transcripts
-from interp.stats import Rate, wilson
-from interp.text.judging import (
-    Judge,
-    LLMJudge,
-    RuleJudge,
-    agreement,
-    confusion,
-    format_confusion,
-    import_labels,
-)
-
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-REFERENCE = DATA / "hand_labelled"
-FRESH = DATA / "hand_labelled_fresh"
-SEED2 = DATA / "hand_labelled_seed2"
-SEED3 = DATA / "hand_labelled_seed3"
-REFERENCES = (REFERENCE, FRESH, SEED2, SEED3)
-
-
-def _score(judge: Judge, replies: Sequence[Any], human: dict, scenarios: dict) -> dict:
-    judge.counts.clear()
-    verdicts = judge.judge_all(replies, scenarios)
-    by_id = {t.id: v for t, v in zip(replies, verdicts, strict=True)}
-    ids = [t.id for t in replies]
-    result = agreement(human, by_id, ids)
-    result["confusion_answer_undesired"] = confusion(human, by_id, "answer_undesired", ids)
-    result["notes"] = {k: n for k, n in judge.counts.items() if k != "judged"}
-    return result
-
-
-def judge_accuracy(
-    reference: Path = REFERENCE,
-    llm_model: str | None = None,
-    llm_limit: int | None = None,
-    llm_judge: LLMJudge | None = None,
-) -> dict:
-    """Scores of the rule judge (and the LLM judge) against one reference set's hand labels.
-
-    ``results["judges"][name]`` is :func:`interp.text.judging.agreement`'s dict plus
-    ``confusion_answer_undesired`` (hand label -> judge -> count) and ``notes`` (counts of the
-    judge's notes); the LLM judge's entry also has ``n`` when ``llm_limit`` cut the set.
-    """
-    replies = load_transcripts(reference / "replies.jsonl")
-    human = import_labels(reference / "labels.jsonl")
-    missing = [t.id for t in replies if t.id not in human]
-    if missing:
-        raise ValueError(f"{reference}: replies without a hand label: {missing[:5]}")
-    scenarios = {s.id: s for s in load_bank()}
-    results: dict[str, Any] = {"reference": str(reference), "n": len(replies), "judges": {}}
-    # What always giving the commonest hand label scores: most replies are off-topic
-    # ("unclear"), so accuracy alone flatters a judge that rarely commits.
-    counts = Counter(human[t.id].answer_undesired for t in replies)
-    label, k = counts.most_common(1)[0]
-    results["majority_baseline"] = {"answer_undesired": label, "accuracy": k / len(replies)}
-    results["judges"]["rule"] = _score(RuleJudge(), replies, human, scenarios)
-    second_path = reference / "labels_second.jsonl"
-    if second_path.is_file():
-        second = import_labels(second_path)
-        ids = [t.id for t in replies]
-        results["judges"]["second labeller"] = {
-            **agreement(human, second, ids),
-            "confusion_answer_undesired": confusion(human, second, "answer_undesired", ids),
-            "notes": {},
-        }
-    if llm_model and llm_judge is None:
-        from interp.models import load_model
-
-        llm_judge = LLMJudge(load_model(llm_model))
-    if llm_judge is not None:
-        subset = replies[:llm_limit] if llm_limit else replies
-        results["judges"]["llm"] = _score(llm_judge, subset, human, scenarios)
-        # On the same replies as the LLM judge, for a fair comparison when it saw a subset.
-        if len(subset) < len(replies):
-            results["judges"]["rule_on_llm_subset"] = _score(RuleJudge(), subset, human, scenarios)
-    return results
-
-
-def hand_rates_by_condition(references: Sequence[Path]) -> dict[str, dict[str, Rate]]:
-    """What the model did by the hand labels (``labels.jsonl``), pooled over the follow-up
-    replies that record a ``meta.condition``: per condition, the undesired rate (``yes``), the
-    truthful-or-refused rate (``no``) and the off-topic rate (``unclear``), 95% Wilson."""
-    labels: dict[str, list[str]] = {}
-    for reference in references:
-        human = import_labels(reference / "labels.jsonl")
-        for t in load_transcripts(reference / "replies.jsonl"):
-            follow_up = sum(m["role"] == "user" for m in t.messages) > 1
-            if follow_up and "condition" in t.meta:
-                labels.setdefault(t.meta["condition"], []).append(human[t.id].answer_undesired)
-    return {
-        condition: {
-            value: wilson(values.count(value), len(values)) for value in ("yes", "no", "unclear")
-        }
-        for condition, values in sorted(labels.items())
-    }
-
-
-def format_results(results: dict, show: int = 8) -> str:
-    base = results["majority_baseline"]
-    lines = [
-        f"{results['n']} hand-labelled replies ({results['reference']}); always answering "
-        f"{base['answer_undesired']!r} would score {base['accuracy']:.3f} on answer_undesired"
-    ]
-    for name, res in results["judges"].items():
-        who = name if name == "second labeller" else f"{name} judge"
-        lines.append(f"\n{who} vs hand labels ({res['n']} replies):")
-        for field, stats in res["fields"].items():
-            ci = wilson(round(stats["accuracy"] * res["n"]), res["n"])
-            lines.append(
-                f"  {field:18s} accuracy {stats['accuracy']:.3f} [{ci.low:.2f}, {ci.high:.2f}]"
-                f"  kappa {stats['kappa']:+.3f}"
-            )
-        table = format_confusion(res["confusion_answer_undesired"], "hand", who.split()[0])
-        lines.append("  answer_undesired:\n" + "\n".join("    " + r for r in table.split("\n")))
-        if res["notes"]:
-            lines.append(f"  notes: {res['notes']}")
-        lines.append(f"  {len(res['disagreements'])} disagreements, e.g.:")
-        lines.extend(
-            f"    {d['id']}: {d['field']} human={d['a']} judge={d['b']}"
-            for d in res["disagreements"][:show]
-        )
-    return "\n".join(lines)
+from interp.cli import run_cli
+from interp.text.judging.accuracy import JudgeAccuracyConfig, run_judge_accuracy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--labels-dir",
-        "--reference",
-        dest="labels_dirs",
-        type=Path,
-        action="append",
-        default=None,
-        help="a folder with replies.jsonl and labels.jsonl; repeatable "
-        "(default: the four sets under tests/data/hand_labelled*)",
+    return run_cli(
+        JudgeAccuracyConfig,
+        run_judge_accuracy,
+        argv,
+        prog="python experiments/judge_accuracy.py",
+        aliases={"--reference": "labels_dir"},
     )
-    parser.add_argument("--llm-model", default=None, help="also run the LLM judge on this model")
-    parser.add_argument(
-        "--llm-limit", type=int, default=None, help="LLM judge: only the first N replies per set"
-    )
-    parser.add_argument(
-        "--llm-mode",
-        choices=("generate", "choice"),
-        default="generate",
-        help="LLM judge: parse its written verdict, or score each rubric value",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = parser.parse_args(argv)
-    llm = None
-    if args.llm_model:
-        from interp.models import load_model
-
-        llm = LLMJudge(load_model(args.llm_model), mode=args.llm_mode)
-    everything = []
-    for reference in args.labels_dirs or REFERENCES:
-        results = judge_accuracy(reference, llm_limit=args.llm_limit, llm_judge=llm)
-        everything.append(results)
-        print(format_results(results) + "\n")
-    rates = hand_rates_by_condition(args.labels_dirs or REFERENCES)
-    if rates:
-        print("Hand labels of follow-up replies by condition (pooled over the sets):")
-        for condition, r in rates.items():
-            print(
-                f"  {condition:9s} undesired {r['yes']!s}   truthful/refused {r['no']!s}   "
-                f"unclear {r['unclear']!s}"
-            )
-    if args.json:
-        write_json_atomic(
-            args.json,
-            {
-                "sets": everything,
-                "llm_model": args.llm_model,
-                "hand_rates_by_condition": {
-                    c: {k: asdict(v) for k, v in r.items()} for c, r in rates.items()
-                },
-            },
-        )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The hand-labelled reference sets: complete, valid, and scored by experiments/judge_accuracy."""
+"""The hand-labelled reference sets: complete, valid, and scored by
+interp.text.judging.accuracy (experiments/judge_accuracy.py)."""
 
-import importlib.util
 import json
-import sys
+import runpy
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +11,8 @@ import pytest
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
 from interp.text.judging import import_labels
+from interp.text.judging.accuracy import REFERENCES, judge_accuracy
+from interp.text.reference_set import ReferenceSetConfig, draw, make_reference_set
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "hand_labelled"  # the set the rule judge was tuned on
@@ -27,23 +29,6 @@ MEASURED = {  # (set, correct, replies)
     "seed2": (SEED2, 55, 66),
     "seed3": (SEED3, 42, 66),
 }
-
-
-def _experiment(name: str):
-    experiments = Path(__file__).parent.parent / "experiments"
-    sys.path.insert(0, str(experiments))  # make_reference_set imports its sibling experiment
-    try:
-        spec = importlib.util.spec_from_file_location(name, experiments / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(experiments))
-    return module
-
-
-def _judge_accuracy_module():
-    return _experiment("judge_accuracy")
 
 
 @pytest.mark.parametrize("reference", SETS, ids=["tuning", "fresh", "seed2", "seed3"])
@@ -67,8 +52,9 @@ def test_reference_sets_share_no_reply():
     assert sum(map(len, replies)) == len(set().union(*replies))
 
 
-def test_judge_accuracy_script_scores_the_rule_judge():
-    results = _judge_accuracy_module().judge_accuracy(REFERENCE)
+def test_judge_accuracy_scores_the_rule_judge():
+    assert list(REFERENCES) == SETS  # the default sets are these
+    results = judge_accuracy(REFERENCE)
     fields = results["judges"]["rule"]["fields"]
     assert results["n"] >= 60
     assert set(fields) == {"reasoning_present", "reasoning_stance", "answer_undesired", "rbd"}
@@ -80,7 +66,7 @@ def test_judge_accuracy_script_scores_the_rule_judge():
 @pytest.mark.parametrize("name", list(MEASURED))
 def test_rule_judge_accuracy_does_not_regress(name):
     reference, correct, n = MEASURED[name]
-    results = _judge_accuracy_module().judge_accuracy(reference)
+    results = judge_accuracy(reference)
     accuracy = results["judges"]["rule"]["fields"]["answer_undesired"]["accuracy"]
     assert results["n"] == n
     assert accuracy >= (correct - 2) / n, (
@@ -90,7 +76,6 @@ def test_rule_judge_accuracy_does_not_regress(name):
 
 
 def test_reference_set_draw_is_seeded_and_covers_each_condition():
-    draw = _experiment("make_reference_set").draw
     ids = [s.id for s in load_bank() if s.kind == "pressure"]
     chosen = draw(ids, 5, seed=3)
     assert chosen == draw(ids, 5, seed=3) and chosen != draw(ids, 5, seed=4)
@@ -102,11 +87,10 @@ def test_reference_set_draw_is_seeded_and_covers_each_condition():
 
 
 def test_make_reference_set_writes_replies_and_a_labelling_template(tmp_path):
-    script = _experiment("make_reference_set")
-    config = script.ReferenceSetConfig(
+    config = ReferenceSetConfig(
         model="tiny-random", per_condition=2, max_new_tokens=3, device="cpu", out=str(tmp_path)
     )
-    script.run(config)
+    assert make_reference_set(config) == tmp_path
     replies = load_transcripts(tmp_path / "replies.jsonl")
     assert len(replies) == 6
     assert {t.meta["condition"] for t in replies} == {"natural", "refusal", "rebuttal"}
@@ -114,3 +98,19 @@ def test_make_reference_set_writes_replies_and_a_labelling_template(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "to_label.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [t.id for t in replies]
     assert all(r["answer_undesired"] == "" for r in rows)
+
+
+def test_judge_accuracy_script_prints_and_writes_every_set(tmp_path, capsys):
+    script = runpy.run_path(str(Path(__file__).parent.parent / "experiments" / "judge_accuracy.py"))
+    out = tmp_path / "accuracy.json"
+    args = ["--reference", str(SEED2), "--labels-dir", str(SEED3), "--json", str(out)]
+    assert script["main"](args) == 0
+    printed = capsys.readouterr().out
+    assert f"({SEED2})" in printed and f"({SEED3})" in printed
+    assert "second labeller vs hand labels" in printed
+    assert "Hand labels of follow-up replies by condition" in printed
+    saved = json.loads(out.read_text())
+    assert [s["reference"] for s in saved["sets"]] == [str(SEED2), str(SEED3)]
+    assert set(saved["hand_rates_by_condition"]) == {"natural", "refusal", "rebuttal"}
+    assert script["main"](["--reference", str(tmp_path)]) == 2  # no replies.jsonl there
+    assert "error:" in capsys.readouterr().err

@@ -1,28 +1,18 @@
-"""experiments/refusal_vs_rebuttal.py end to end on the tiny model (mechanics, not results)."""
+"""The follow-up protocol (interp.text.followup, run by experiments/refusal_vs_rebuttal.py)
+end to end on the tiny model (mechanics, not results)."""
 
-import importlib.util
 import json
-import sys
+import runpy
 from pathlib import Path
 
-import pytest
-
 from interp.data.transcripts import load_transcripts
+from interp.text.followup import FollowUpConfig, run_follow_up
 
 SCRIPT = Path(__file__).parent.parent / "experiments" / "refusal_vs_rebuttal.py"
 
 
-@pytest.fixture(scope="module")
-def experiment():
-    spec = importlib.util.spec_from_file_location("refusal_vs_rebuttal", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["refusal_vs_rebuttal"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _config(experiment, out, **kw):
-    return experiment.FollowUpConfig(
+def _config(out, **kw):
+    return FollowUpConfig(
         model="tiny-random",
         max_scenarios=2,
         max_new_tokens=3,
@@ -33,8 +23,8 @@ def _config(experiment, out, **kw):
     )
 
 
-def test_runs_every_condition_and_wording_and_writes_its_outputs(experiment, tmp_path, capsys):
-    results = experiment.run(_config(experiment, tmp_path))
+def test_runs_every_condition_and_wording_and_writes_its_outputs(tmp_path, capsys):
+    results = run_follow_up(_config(tmp_path))
     # 2 scenarios x (1 natural + 2 refusal wordings + 2 rebuttal wordings) follow-ups.
     assert results["n_scenarios"] == 2 and results["n_followups"] == 10
     assert set(results["by_condition"]) == {"natural", "refusal", "rebuttal"}
@@ -53,13 +43,14 @@ def test_runs_every_condition_and_wording_and_writes_its_outputs(experiment, tmp
 
     # A second run reuses every generation (resume) and can judge them another way.
     before = (tmp_path / "followups.jsonl").read_text()
-    again = experiment.run(_config(experiment, tmp_path, judge="llm", llm_mode="choice"))
+    again = run_follow_up(_config(tmp_path, judge="llm", llm_mode="choice"))
     assert (tmp_path / "followups.jsonl").read_text() == before
     assert again["judge"] == "llm:tiny-random:choice"
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["judge"] == again["judge"]
 
 
-def test_bad_input_is_an_error_not_a_traceback(experiment, tmp_path, capsys):
-    assert experiment.main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+def test_bad_input_is_an_error_not_a_traceback(tmp_path, capsys):
+    main = runpy.run_path(str(SCRIPT))["main"]
+    assert main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
