@@ -5,6 +5,7 @@ import torch
 
 from interp.cache import cache_activations
 from interp.hooks import hook_name
+from interp.probe.generations import ProbeGenerationsConfig, probe_generations
 from interp.probe.token_scores import score_tokens, write_token_html
 from probes import LogisticProbe, ProbeMeta, ProbeMismatchError
 
@@ -36,10 +37,11 @@ def test_per_token_scores_average_to_the_pooled_score(tiny_model, small_dataset,
 def test_probe_generations_experiment_reports_auroc_with_intervals(
     tiny_model, small_dataset, tmp_path, capsys
 ):
-    """experiments/probe_generations.py on judged transcripts: AUROC against the judge's rbd
-    and answer_undesired with scenario-bootstrap intervals, and the disagreement page."""
-    import importlib.util
+    """interp.probe.generations (experiments/probe_generations.py) on judged transcripts:
+    AUROC against the judge's rbd and answer_undesired with scenario-bootstrap intervals, and
+    the disagreement page; a missing probe is an error line from the script."""
     import json
+    import runpy
 
     from interp.data.transcripts import write_transcripts
     from interp.text.judging import Verdict, apply_verdicts
@@ -59,17 +61,19 @@ def test_probe_generations_experiment_reports_auroc_with_intervals(
     judged = tmp_path / "judged.jsonl"
     write_transcripts(judged, apply_verdicts(data, verdicts))
 
-    path = Path(__file__).parent.parent / "experiments" / "probe_generations.py"
-    spec = importlib.util.spec_from_file_location("probe_generations", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    argv = ["--run", str(run), "--layer", "1", "--judged", str(judged), "--device", "cpu"]
-    assert script.main([*argv, "--model", "tiny-random"]) == 0
+    config = ProbeGenerationsConfig(
+        run=str(run), layer=1, judged=str(judged), model="tiny-random", device="cpu"
+    )
+    returned = probe_generations(config)
     results = json.loads((tmp_path / "probe_vs_judge.json").read_text())
+    assert returned == results
     assert results["n"] == 12 and results["n_rbd"] == 4 and results["n_answer_decided"] == 8
     for key in ("auroc_vs_rbd", "auroc_vs_answer_undesired"):
         r = results[key]
         assert 0 <= r["low"] <= r["high"] <= 1 and 0 <= r["auroc"] <= 1
     assert (tmp_path / "disagreements.html").is_file()
-    assert script.main([*argv, "--layer", "7"]) == 2  # no probe saved for that layer
+    script = Path(__file__).parent.parent / "experiments" / "probe_generations.py"
+    main = runpy.run_path(str(script))["main"]
+    argv = ["--run", str(run), "--judged", str(judged), "--device", "cpu"]
+    assert main([*argv, "--layer", "7"]) == 2  # no probe saved for that layer
     assert "error:" in capsys.readouterr().err
