@@ -1,20 +1,62 @@
-"""Shared fixtures: a tiny random Llama with SmolLM2's tokenizer, seeded everything."""
+"""Shared fixtures: a tiny random Llama with SmolLM2's tokenizer, seeded everything.
+
+Every function and dataclass of ``interp`` and ``probes`` is checked at run time during the
+tests: jaxtyping's import hook wraps them in ``@jaxtyped(typechecker=beartype)``, so a tensor
+whose shape or dtype breaks its annotation (``Float[Tensor, "n d"]``), or a value of the wrong
+type, raises. The hook is installed here rather than with ``--jaxtyping-packages`` because
+beartype needs a setting: it rejects ``-> Self`` on a method unless it decorates the whole
+class, so ``Self`` is checked as ``Any``. (jaxtyping 0.3's pytest option cannot pass a
+typechecker with arguments together with more than one package.)
+"""
 
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 import torch
+from jaxtyping import install_import_hook
 
-from interp.data.datasets import build_consistency
-from interp.models import LoadedModel, load_model
+if {"interp", "probes"} & set(sys.modules):
+    raise RuntimeError("interp or probes was imported before tests/conftest.py could check it")
+install_import_hook(
+    ["interp", "probes"],
+    "beartype.beartype(conf=beartype.BeartypeConf("
+    "hint_overrides=beartype.FrozenDict({beartype.typing.Self: beartype.typing.Any})))",
+)
+
+import jaxtyping  # noqa: E402
+
+from interp.data.datasets import build_consistency  # noqa: E402 (after the hook)
+from interp.models import LoadedModel, load_model  # noqa: E402
+from interp.probe.config import ProbeConfig  # noqa: E402
+
+# ``ProbeConfig(layers=14)``, ``layers="0-3"`` and ``layers=[0, 7]`` are documented API input
+# that ``__post_init__`` turns into the annotated ``tuple[int, ...]`` (the CLI reads that
+# annotation), so its generated ``__init__`` stays unchecked; its fields are checked where
+# they are used.
+ProbeConfig.__init__ = ProbeConfig.__init__.__wrapped__  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _typecheck(request: pytest.FixtureRequest):
+    """Run-time annotation checks, off for tests marked ``no_typecheck`` (those assert a
+    function's own message for input that breaks its annotation)."""
+    if request.node.get_closest_marker("no_typecheck") is None:
+        yield
+        return
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ equals the source's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,7 +246,7 @@ def _chain(fns: list[Callable[[Tensor], Tensor]]) -> Callable[..., Tensor]:
 
 
 def source_activations(
-    model: LoadedModel, prompt: PatchInput, hooks: Sequence[str]
+    model: LoadedModel, prompt: PatchInput, hooks: Iterable[str]
 ) -> dict[str, Tensor]:
     """``hook -> [pos, d_model]`` of one clean run (``resid_mid`` read through its alias)."""
     names = sorted(set(hooks))
