@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
+import runpy
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from interp.finetune.weight_diff import (
     random_max_cos,
     weight_diff,
 )
+from interp.finetune.weight_diff_report import WeightDiffConfig, run_weight_diff
 from interp.models import build_tiny_random
 from probes import LogisticProbe
 
@@ -186,17 +187,23 @@ def test_experiment_script_on_a_tiny_variant(tmp_path, capsys):
     X = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(0))
     LogisticProbe().fit(X, (X[:, 0] > 0).long()).save(probe_dir)
 
-    path = Path(__file__).parents[1] / "experiments" / "weight_diff.py"
-    spec = importlib.util.spec_from_file_location("weight_diff_experiment", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    argv = ["--base", "tiny-random", "--variant", str(tmp_path / "variant")]
-    argv += ["--probe", str(probe_dir / "probe.json"), "--out", str(tmp_path / "out")]
-    assert script.main(argv) == 0
+    config = WeightDiffConfig(
+        variant=(str(tmp_path / "variant"),),
+        base="tiny-random",
+        probe=str(probe_dir / "probe.json"),
+        out=str(tmp_path / "out"),
+    )
+    totals = run_weight_diff(config)
+    assert max(totals[config.variant[0]], key=totals[config.variant[0]].get) == "down_proj"
     folder = tmp_path / "out" / "variant"
     saved = WeightDiff.from_dict(json.loads((folder / "weight_diff.json").read_text()))
     assert saved.largest(1)[0].layer == 1 and saved.largest(1)[0].matrix == "down_proj"
     assert saved.cell(1, "down_proj").norm == pytest.approx(0.5, rel=1e-3)
     assert (folder / "weight_diff.html").is_file()
     assert "down_proj" in capsys.readouterr().out
-    assert script.main([*argv[:4], "--probe", str(tmp_path)]) == 2  # no probe there
+    main = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "weight_diff.py"))["main"]
+    argv = ["--base", "tiny-random", "--variant", str(tmp_path / "variant")]
+    assert main([*argv, "--probe", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "error: no saved probe at" in capsys.readouterr().err
+    assert main([*argv, "--variant", str(tmp_path / "nothing")]) == 2
+    assert "nothing: " in capsys.readouterr().err  # the error names the variant
