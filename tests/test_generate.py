@@ -257,7 +257,7 @@ def test_config_mismatch_is_refused(tiny_model, baseline, tmp_path, monkeypatch)
     path = copy_run(baseline, tmp_path)
     calls = counting(tiny_model, monkeypatch)
     other = GenerationConfig(**{**SAMPLED.__dict__, "top_p": 0.5})
-    with pytest.raises(GenerationError, match=r"config.top_p: 0.9 in the file, 0.5 now"):
+    with pytest.raises(GenerationError, match=r"config\.top_p: saved 0\.9, requested 0\.5"):
         generate(tiny_model, make_prompts(5), other, path, progress=False)
     sidecar = json.loads(sidecar_path(path).read_text())
     sidecar["model"]["fingerprint"] = "0" * 24

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import atomic_write, write_json_atomic
+from interp.artifacts import atomic_write, check_same, library_versions, write_json_atomic
+from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
 
@@ -197,17 +198,16 @@ def stop_token_ids(model: LoadedModel) -> list[int]:
 
 
 def _sidecar(model: LoadedModel, config: GenerationConfig, stops: list[int]) -> dict[str, Any]:
-    import transformers
-
     return {
         "format_version": FORMAT_VERSION,
         "config": asdict(config),
         "model": {"name": model.name, "fingerprint": model.fingerprint},
         "stop_token_ids": stops,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": library_versions(),
     }
 
 
+#: Sidecar entries a resumed run must match (``versions`` is a record, not compared).
 _COMPARED = ("format_version", "config", "model", "stop_token_ids")
 
 
@@ -225,23 +225,13 @@ def _check_sidecar(out_path: Path, expected: dict[str, Any]) -> None:
         raise GenerationError(f"{side}: not valid JSON ({err.msg}); restore or delete it") from None
     if not isinstance(found, dict):
         raise GenerationError(f"{side}: expected a JSON object of settings; restore or delete it")
-    diffs = {}
-    for key in _COMPARED:
-        old, new = found.get(key), expected[key]
-        if isinstance(old, dict) and isinstance(new, dict):
-            for k in sorted(set(old) | set(new)):
-                if old.get(k) != new.get(k):
-                    diffs[f"{key}.{k}"] = (old.get(k), new.get(k))
-        elif old != new:
-            diffs[key] = (old, new)
-    if diffs:
-        listed = "; ".join(
-            f"{k}: {old!r} in the file, {new!r} now" for k, (old, new) in diffs.items()
-        )
-        raise GenerationError(
-            f"{out_path} was generated with other settings ({listed}); use the same settings "
-            "to resume it, or write to another out_path"
-        )
+    check_same(
+        {k: found[k] for k in _COMPARED if k in found},
+        {k: expected[k] for k in _COMPARED},
+        where=out_path,
+        fix="use the same settings to resume it, or write to another out_path",
+        error=GenerationError,
+    )
 
 
 def _read_existing(out_path: Path, prompts: Sequence[Prompt], n: int) -> dict[str, Transcript]:
@@ -267,7 +257,7 @@ def _read_existing(out_path: Path, prompts: Sequence[Prompt], n: int) -> dict[st
                 warnings.warn(
                     f"{where}: dropping an incomplete last line (an interrupted write); "
                     "its prompts are generated again",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 continue
             raise GenerationError(
@@ -320,14 +310,109 @@ def _fork_rng(device: torch.device):
     return torch.random.fork_rng(devices=[])
 
 
-def _pad_left(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-        attention[i, width - len(r) :] = 1
-    return ids, attention
+def _check_prompts(prompts: Sequence[Prompt]) -> None:
+    """Refuse an empty prompt list, anything that is not a :class:`Prompt`, and repeated
+    prompt ids (a sample's transcript id is built from its prompt's id)."""
+    if not prompts:
+        raise ValueError("no prompts to generate from")
+    for p in prompts:
+        if not isinstance(p, Prompt):
+            raise TypeError(
+                f"prompts must be Prompt objects, got {type(p).__name__}; "
+                "build them with Prompt(...) or Prompt.from_transcript(t)"
+            )
+    seen: set[str] = set()
+    dupes = [p.id for p in prompts if p.id in seen or seen.add(p.id)]
+    if dupes:
+        raise ValueError(f"duplicate prompt ids {dupes[:5]}; prompt ids must be unique")
+
+
+def _open_out_file(
+    out_path: Path, sidecar: dict[str, Any], prompts: Sequence[Prompt], n: int
+) -> dict[str, Transcript]:
+    """The samples already in ``out_path`` after checking its sidecar; for a new (or empty)
+    out file, write the sidecar and start from nothing."""
+    if out_path.is_file() and out_path.stat().st_size > 0:
+        _check_sidecar(out_path, sidecar)
+        return _read_existing(out_path, prompts, n)
+    write_json_atomic(sidecar_path(out_path), sidecar)
+    return {}
+
+
+def _encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Token ids of each prompt rendered with the chat template, ready for the reply."""
+    encoded = []
+    for p in prompts:
+        text = tokenizer.apply_chat_template(
+            list(p.messages), add_generation_prompt=True, tokenize=False
+        )
+        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encoded
+
+
+def _generate_kwargs(config: GenerationConfig, pad_id: int, stops: list[int]) -> dict[str, Any]:
+    """Arguments of Hugging Face's ``generate`` for ``config``: greedy, or nucleus sampling
+    with its top-k cut switched off."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": not config.greedy,
+        "repetition_penalty": config.repetition_penalty,
+        "num_return_sequences": config.n,
+        "pad_token_id": pad_id,
+        "eos_token_id": stops,
+    }
+    if not config.greedy:
+        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+    return kwargs
+
+
+def _sample(
+    model: LoadedModel, rows: Sequence[list[int]], pad_id: int, seed: int, kwargs: dict[str, Any]
+) -> list[list[int]]:
+    """The new tokens of each returned sequence (``n`` per row, row-major) for one batch,
+    sampled with the batch's own seed inside a forked random state."""
+    ids, attention = pad_left(rows, pad_id)
+    with _fork_rng(model.device), torch.inference_mode():
+        torch.manual_seed(seed)
+        out = model.bridge.original_model.generate(
+            ids.to(model.device), attention_mask=attention.to(model.device), **kwargs
+        )
+    return out[:, ids.shape[1] :].tolist()
+
+
+def _sample_transcript(
+    prompt: Prompt, k: int, tokens: list[int], tokenizer: Any, stop_set: set[int]
+) -> Transcript:
+    """Sample ``k`` of ``prompt`` as a transcript: the reply is decoded up to the first stop
+    token (without special tokens, stripped); ``meta`` records its length and why it ended."""
+    end = _reply_end(tokens, stop_set)
+    reply_ids = tokens if end is None else tokens[:end]
+    reply = tokenizer.decode(reply_ids, skip_special_tokens=True).strip()
+    return Transcript(
+        id=f"{prompt.id}-s{k}",
+        group=prompt.group,
+        messages=(*prompt.messages, {"role": "assistant", "content": reply}),
+        label=None,
+        meta={
+            **prompt.meta,
+            "sample": k,
+            "generated": True,
+            "n_new_tokens": _n_new_tokens(tokens, stop_set),
+            "stopped": "length" if end is None else "eos",
+        },
+    )
+
+
+def _reply_end(tokens: list[int], stop_set: set[int]) -> int | None:
+    """Position of the first stop token in a row of new tokens; None when the reply was cut
+    at ``max_new_tokens``."""
+    return next((j for j, tok in enumerate(tokens) if tok in stop_set), None)
+
+
+def _n_new_tokens(tokens: list[int], stop_set: set[int]) -> int:
+    """Generated tokens of a reply up to and including its stop token (all if none)."""
+    end = _reply_end(tokens, stop_set)
+    return len(tokens) if end is None else end + 1
 
 
 def generate(
@@ -348,40 +433,16 @@ def generate(
     cut at ``max_new_tokens``. Replies are decoded without special tokens and stripped; an
     empty reply is kept (content ``""``) and counted in the progress bar.
     """
-    if not prompts:
-        raise ValueError("no prompts to generate from")
-    for p in prompts:
-        if not isinstance(p, Prompt):
-            raise TypeError(
-                f"prompts must be Prompt objects, got {type(p).__name__}; "
-                "build them with Prompt(...) or Prompt.from_transcript(t)"
-            )
-    seen: set[str] = set()
-    dupes = [p.id for p in prompts if p.id in seen or seen.add(p.id)]
-    if dupes:
-        raise ValueError(f"duplicate prompt ids {dupes[:5]}; prompt ids must be unique")
+    _check_prompts(prompts)
     out_path = Path(out_path)
     tokenizer = model.tokenizer
     stops = stop_token_ids(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-
-    sidecar = _sidecar(model, config, stops)
-    has_samples = out_path.is_file() and out_path.stat().st_size > 0
-    if has_samples:
-        _check_sidecar(out_path, sidecar)
-        existing = _read_existing(out_path, prompts, config.n)
-    else:
-        existing = {}
-        write_json_atomic(sidecar_path(out_path), sidecar)
+    existing = _open_out_file(out_path, _sidecar(model, config, stops), prompts, config.n)
 
     # Batches come from the whole prompt list (never only the missing prompts), so a batch,
     # its padding and its seed are the same in every run.
-    encoded = []
-    for p in prompts:
-        text = tokenizer.apply_chat_template(
-            list(p.messages), add_generation_prompt=True, tokenize=False
-        )
-        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    encoded = _encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
 
@@ -389,19 +450,8 @@ def generate(
         return [k for k in range(config.n) if f"{prompts[i].id}-s{k}" not in existing]
 
     todo = [b for b in batches if any(missing(i) for i in b)]
-    hf_model = model.bridge.original_model
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
-        "do_sample": not config.greedy,
-        "repetition_penalty": config.repetition_penalty,
-        "num_return_sequences": config.n,
-        "pad_token_id": pad_id,
-        "eos_token_id": stops,
-    }
-    if not config.greedy:
-        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+    kwargs = _generate_kwargs(config, pad_id, stops)
     stop_set = set(stops)
-
     bar = tqdm(
         total=sum(1 for b in todo for i in b if missing(i)),
         desc=f"generating {config.n} sample(s)/prompt",
@@ -413,44 +463,20 @@ def generate(
     try:
         for batch in todo:
             pending = sum(1 for i in batch if missing(i))
-            ids, attention = _pad_left([encoded[i] for i in batch], pad_id)
             started = time.perf_counter()
-            with _fork_rng(model.device), torch.inference_mode():
-                torch.manual_seed(batch_seed(config.seed, prompts[batch[0]].id))
-                out = hf_model.generate(
-                    ids.to(model.device), attention_mask=attention.to(model.device), **kwargs
-                )
+            seed = batch_seed(config.seed, prompts[batch[0]].id)
+            generated = _sample(model, [encoded[i] for i in batch], pad_id, seed, kwargs)
             gen_seconds += time.perf_counter() - started
-            generated = out[:, ids.shape[1] :].tolist()
-            written = []
-            for row, i in enumerate(batch):
-                todo_samples = set(missing(i))
-                for k in range(config.n):
-                    tokens = generated[row * config.n + k]
-                    end = next((j for j, tok in enumerate(tokens) if tok in stop_set), None)
-                    n_new = len(tokens) if end is None else end + 1
-                    new_tokens += n_new
-                    if k not in todo_samples:
-                        continue
-                    reply_ids = tokens if end is None else tokens[:end]
-                    reply = tokenizer.decode(reply_ids, skip_special_tokens=True).strip()
-                    n_empty += reply == ""
-                    p = prompts[i]
-                    t = Transcript(
-                        id=f"{p.id}-s{k}",
-                        group=p.group,
-                        messages=(*p.messages, {"role": "assistant", "content": reply}),
-                        label=None,
-                        meta={
-                            **p.meta,
-                            "sample": k,
-                            "generated": True,
-                            "n_new_tokens": n_new,
-                            "stopped": "length" if end is None else "eos",
-                        },
-                    )
-                    written.append(t)
-                    existing[t.id] = t
+            new_tokens += sum(_n_new_tokens(tokens, stop_set) for tokens in generated)
+            written = [
+                _sample_transcript(
+                    prompts[i], k, generated[row * config.n + k], tokenizer, stop_set
+                )
+                for row, i in enumerate(batch)
+                for k in missing(i)
+            ]
+            existing.update((t.id, t) for t in written)
+            n_empty += sum(t.messages[-1]["content"] == "" for t in written)
             _append(out_path, written)
             bar.update(pending)
             rate = new_tokens / gen_seconds if gen_seconds > 0 else 0.0
