@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
+import runpy
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from interp.sae import SAEConfig, SAEMismatchError, load_sae, train_sae
 from interp.sae.analysis import analyse_features, write_feature_dashboard
 from interp.sae.compare import compare_models
 from interp.sae.edits import feature_edit_hook
+from interp.sae.experiment import SAEFeaturesConfig
 from interp.sae.features import TranscriptFeatures, compare_probes, rank_features
 from interp.sae.intervene import answer_prompts, intervene, probe_score_change
 from interp.sae.quality import reconstruction_stats
@@ -227,9 +228,7 @@ def test_experiment_end_to_end(trained, tiny_model, tmp_path, capsys):
     variant.save_pretrained(tmp_path / "variant")
     tokenizer.save_pretrained(tmp_path / "variant")
     path = Path(__file__).parents[1] / "experiments" / "sae_features.py"
-    spec = importlib.util.spec_from_file_location("sae_features_experiment", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    main = runpy.run_path(str(path))["main"]
     argv = [
         *("--model", "tiny-random", "--layer", "0", "--d-sae", "96", "--k", "8"),
         *("--training-tokens", "6144", "--lr", "0.01", "--batch-size", "128"),
@@ -239,8 +238,22 @@ def test_experiment_end_to_end(trained, tiny_model, tmp_path, capsys):
         *("--intervene-prompts", "2", "--compare-transcripts", "3", "--device", "cpu"),
         *("--models", str(tmp_path / "variant"), "--out", str(tmp_path / "out")),
     ]
-    assert script.main(argv) == 0
+    assert main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    # The flags are the API's config: what the run saved is the same SAEFeaturesConfig.
+    api = SAEFeaturesConfig(
+        **{**config.to_dict(), "device": "cpu"},
+        top=5,
+        dashboard_features=2,
+        intervene_features=1,
+        intervene_prompts=2,
+        compare_transcripts=3,
+        models=(str(tmp_path / "variant"),),
+        out=str(tmp_path / "out"),
+    )
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved == json.loads(json.dumps(api.to_dict()))
+    assert api.sae_config() == dataclasses.replace(config, device="cpu")
     assert results["sae"]["manifest"]["train_seconds"] == loaded.manifest.train_seconds
     assert len(results["features"]["top"]) == 5
     [ablate, amplify] = results["interventions"]
