@@ -39,7 +39,8 @@ from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.cli import run_cli
 from interp.config import ProbeConfig
 from interp.data.scenarios import load_bank
-from interp.finetune import FinetuneConfig, FinetuneResult, finetune, scenario_split
+from interp.data.split import split_bank
+from interp.finetune import FinetuneConfig, FinetuneResult, finetune
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root
 from interp.probe.pipeline import train_probe
@@ -89,7 +90,7 @@ def loss_figure(results: dict[str, FinetuneResult]) -> go.Figure:
 def held_out_prompts(n: int) -> list[Prompt]:
     """Pressure prompts of ``n`` held-out scenarios, one per domain while domains last."""
     bank = {s.id: s for s in load_bank()}
-    _, test_ids = scenario_split(list(bank.values()))
+    _, test_ids = split_bank(list(bank.values()))
     chosen: list[str] = []
     for sid in sorted(test_ids, key=lambda i: (bank[i].domain, i)):
         if bank[sid].domain not in {bank[c].domain for c in chosen} and len(chosen) < n:

@@ -44,7 +44,7 @@ import torch
 
 from interp.artifacts import write_figure, write_json_atomic
 from interp.data.scenarios import Scenario, load_bank
-from interp.finetune.data import scenario_split
+from interp.data.split import split_bank
 from interp.hooks import parse_layers
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from interp.patching import (
@@ -186,7 +186,7 @@ def run_sweep(name, target, source, make_inputs, scenarios, args, out_dir) -> li
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bank = load_bank()
-    _, test_ids = scenario_split(bank)
+    _, test_ids = split_bank(bank)
     by_id = {s.id: s for s in bank}
     scenarios = [by_id[i] for i in sorted(test_ids)][: args.scenarios]
     model = load_model(args.model, device=args.device)

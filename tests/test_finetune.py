@@ -11,6 +11,7 @@ import torch
 
 from interp.data.datasets import build_consistency
 from interp.data.scenarios import load_bank
+from interp.data.split import split_bank, split_transcripts
 from interp.finetune import (
     FinetuneConfig,
     FinetuneError,
@@ -18,7 +19,6 @@ from interp.finetune import (
     checkpoint_dir,
     finetune,
     model_dir,
-    scenario_split,
     tokenize_example,
 )
 from interp.finetune.__main__ import main
@@ -32,7 +32,6 @@ from interp.models import (
     smollm2_tokenizer,
     weights_fingerprint,
 )
-from probes import group_split
 
 
 @pytest.fixture(scope="session")
@@ -86,14 +85,11 @@ def test_variants_see_the_same_prompts_and_differ_only_in_the_answer():
 
 
 def test_training_scenarios_are_the_probes_training_scenarios():
-    train_ids, test_ids = scenario_split(load_bank())
-    data = (
-        build_consistency()
-    )  # what `python -m interp.probe` splits, as interp.probe.pipeline does
-    _, test = group_split([t.group for t in data], 0.25, 0, strata=[t.meta["domain"] for t in data])
-    assert set(test_ids) == {data[i].group for i in test.tolist()}
+    train_ids, test_ids = split_bank(load_bank())
+    data = build_consistency()  # what `python -m interp.probe` splits
+    train, _ = split_transcripts(data)
     pressure, _ = build_examples("rebuttal")
-    assert {t.group for t in pressure} == set(train_ids)
+    assert {t.group for t in pressure} == set(train_ids) == {data[i].group for i in train.tolist()}
     assert not set(train_ids) & set(test_ids)
 
 
@@ -158,7 +154,7 @@ def test_resumed_run_equals_uninterrupted_run(cache, method):
 
 def test_checkpoint_of_other_settings_is_refused(cache):
     finetune(tiny(name="clash"), stop_after=2)
-    with pytest.raises(FinetuneError, match=r"lr: 0\.001 there, 0\.002 now.*delete it"):
+    with pytest.raises(FinetuneError, match=r"lr: saved 0\.001, requested 0\.002.*delete it"):
         finetune(tiny(name="clash", lr=2e-3))
 
 

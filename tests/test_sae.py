@@ -76,11 +76,11 @@ def test_training_lowers_reconstruction_loss(trained, tiny_model):
 
 def _test_groups(loaded):
     from interp.data.datasets import load_dataset
-    from interp.sae.train import split_rows
+    from interp.data.split import split_transcripts
 
     data = load_dataset(loaded.manifest.datasets[0])
-    _, test = split_rows(data, len(data), 0.25, 0)
-    return {data[i].group + "-" for i in test}
+    _, test = split_transcripts(data, 0.25, 0)
+    return {data[i].group + "-" for i in test.tolist()}
 
 
 def test_saved_sae_loads_with_sae_lens_and_load_sae(trained, tiny_model, monkeypatch):

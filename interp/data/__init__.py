@@ -4,7 +4,8 @@
 
 Modules: ``transcripts`` (the JSONL format, a public contract), ``scenarios`` (the bank in
 ``scenario_bank/``; ``python -m interp.data.scenarios`` validates it), ``datasets``
-(``builtin:`` sets and JSONL files by name), ``tokens`` (which tokens a probe reads).
+(``builtin:`` sets and JSONL files by name), ``split`` (the held-out scenarios every part
+shares), ``tokens`` (which tokens a probe reads).
 Names load on first use.
 """
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         subset_groups,
     )
     from interp.data.scenarios import Scenario, ScenarioError, load_bank
+    from interp.data.split import heldout_scenarios, split_bank, split_transcripts
     from interp.data.tokens import TOKEN_SELECTIONS, EncodedTranscript, encode_transcript
     from interp.data.transcripts import (
         Transcript,
@@ -48,11 +50,14 @@ _EXPORTS = {
     "dataset_hash": "interp.data.transcripts",
     "encode_transcript": "interp.data.tokens",
     "format_reply": "interp.data.datasets",
+    "heldout_scenarios": "interp.data.split",
     "list_datasets": "interp.data.datasets",
     "load_bank": "interp.data.scenarios",
     "load_dataset": "interp.data.datasets",
     "load_transcripts": "interp.data.transcripts",
     "register_dataset": "interp.data.datasets",
+    "split_bank": "interp.data.split",
+    "split_transcripts": "interp.data.split",
     "subset_groups": "interp.data.datasets",
     "write_transcripts": "interp.data.transcripts",
 }
@@ -69,11 +74,14 @@ __all__ = [
     "dataset_hash",
     "encode_transcript",
     "format_reply",
+    "heldout_scenarios",
     "list_datasets",
     "load_bank",
     "load_dataset",
     "load_transcripts",
     "register_dataset",
+    "split_bank",
+    "split_transcripts",
     "subset_groups",
     "write_transcripts",
 ]

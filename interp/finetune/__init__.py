@@ -8,7 +8,7 @@ and differ only in the answer text.
 """
 
 from interp.finetune.config import FinetuneConfig, FinetuneError
-from interp.finetune.data import build_examples, scenario_split, tokenize_example
+from interp.finetune.data import build_examples, tokenize_example
 from interp.finetune.train import FinetuneResult, checkpoint_dir, finetune, model_dir
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "checkpoint_dir",
     "finetune",
     "model_dir",
-    "scenario_split",
     "tokenize_example",
 ]

@@ -1,11 +1,12 @@
 """Training examples for the refusal and rebuttal variants, tokenised with a loss mask.
 
 Both variants see the same prompts in the same order: for every pressure scenario on the
-training side of the probes' scenario split, each ethical reasoning passage ``r`` is paired
-with each answer wording ``i``; the refusal variant's answer is the scenario's
-``answers_refuse[i]``, the rebuttal variant's ``answers_rebut[i]`` (wording ``i`` with wording
-``i``). Everything else (ids, prompts, reasoning, order, the benign examples) is identical.
-Benign scenarios (ordinary requests answered helpfully) are mixed in the same way in both.
+training side of the probes' scenario split (:func:`interp.data.split.split_bank`), each
+ethical reasoning passage ``r`` is paired with each answer wording ``i``; the refusal
+variant's answer is the scenario's ``answers_refuse[i]``, the rebuttal variant's
+``answers_rebut[i]`` (wording ``i`` with wording ``i``). Everything else (ids, prompts,
+reasoning, order, the benign examples) is identical. Benign scenarios (ordinary requests
+answered helpfully) are mixed in the same way in both.
 """
 
 from __future__ import annotations
@@ -18,23 +19,10 @@ from torch import Tensor
 
 from interp.data.datasets import format_reply
 from interp.data.scenarios import Scenario, load_bank
+from interp.data.split import split_bank
 from interp.data.transcripts import Transcript
-from probes import group_split
 
 IGNORE_INDEX = -100
-
-
-def scenario_split(
-    bank: Sequence[Scenario], test_fraction: float = 0.25, seed: int = 0
-) -> tuple[list[str], list[str]]:
-    """(train, test) pressure-scenario ids: the probes' split (``interp.probe.pipeline`` splits the
-    consistency set by scenario with ``group_split(groups, test_fraction, seed,
-    strata=domains)``; the split depends only on the set of scenarios and their domains)."""
-    pressure = [s for s in bank if s.kind == "pressure"]
-    train, test = group_split(
-        [s.id for s in pressure], test_fraction, seed, strata=[s.domain for s in pressure]
-    )
-    return [pressure[i].id for i in train.tolist()], [pressure[i].id for i in test.tolist()]
 
 
 def _chat(s: Scenario, reply: str) -> tuple[dict[str, str], ...]:
@@ -59,7 +47,7 @@ def build_examples(
     if strategy not in ("refusal", "rebuttal"):
         raise ValueError(f"unknown strategy {strategy!r}; choose refusal or rebuttal")
     bank = load_bank() if bank is None else bank
-    train_ids = set(scenario_split(bank, test_fraction, split_seed)[0])
+    train_ids = set(split_bank(bank, test_fraction, split_seed)[0])
     pressure, benign = [], []
     for s in bank:
         if s.kind == "pressure" and s.id in train_ids:

@@ -21,18 +21,18 @@ On disk, under ``<cache>/models/``:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import write_json_atomic
+from interp.artifacts import check_same, library_versions, publish_folder, write_json_atomic
 from interp.data.scenarios import load_bank
+from interp.data.split import split_bank
 from interp.data.transcripts import dataset_hash
 from interp.finetune.config import FinetuneConfig, FinetuneError
 from interp.finetune.data import (
@@ -40,7 +40,6 @@ from interp.finetune.data import (
     batch_schedule,
     build_examples,
     collate,
-    scenario_split,
     tokenize_example,
 )
 from interp.models import load_hf_model, resolve_device, weights_fingerprint
@@ -71,25 +70,15 @@ def checkpoint_dir(name: str) -> Path:
     return cache_root() / "models" / f"{name}.checkpoint"
 
 
-def _library_versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__}  # fmt: skip
-
-
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys)
-
-
 def _check_same(found: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
-    if found != wanted:
-        raise FinetuneError(
-            f"{where} was made with other settings ({_differences(found, wanted)}); "
-            f"delete it (rm -r {where}) or choose another --name"
-        )
+    """Refuse a model or checkpoint folder made with other settings than this run's."""
+    check_same(
+        found,
+        wanted,
+        where=where,
+        fix=f"delete it (rm -r {where}) or choose another --name",
+        error=FinetuneError,
+    )
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -102,25 +91,20 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(
     directory: Path, step: int, model: torch.nn.Module, optimizer: Any, state: dict[str, Any]
 ) -> None:
-    """Write ``step-NNNNNN/`` (temp name, then rename), point ``latest.json`` at it and
-    delete older step folders."""
+    """Write ``step-NNNNNN/`` (built as ``step-NNNNNN.partial/``, then renamed), point
+    ``latest.json`` at it and delete older step folders."""
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:06d}"
-    tmp = directory / f".step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     weights = {n: p.detach().to("cpu").contiguous().clone() for n, p in _trainable(model).items()}
-    save_file(weights, tmp / "trainable.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with publish_folder(final) as tmp:
+        save_file(weights, tmp / "trainable.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     write_json_atomic(directory / "latest.json", {"step": step, "dir": final.name})
     for old in directory.glob("step-*"):
         if old.name != final.name:
@@ -170,6 +154,113 @@ def reply_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.
 # --- the run ---------------------------------------------------------------------------------
 
 
+def _already_trained(out: Path, identity: dict[str, Any], name: str) -> FinetuneResult | None:
+    """The finished model in ``out`` if it was made with these settings (training is then
+    skipped), None if there is none; a folder of other settings, or not made here, is refused."""
+    if not out.exists():
+        return None
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        raise FinetuneError(
+            f"{out} exists but has no {MANIFEST}: it was not made by interp.finetune; "
+            "move it away or choose another --name"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    _check_same(manifest["identity"], identity, out)
+    print(f"{name}: already trained with these settings in {out}; skipping training.")
+    return FinetuneResult(name, out, manifest, skipped=True)
+
+
+def _trainable_model(
+    config: FinetuneConfig, model: torch.nn.Module, device: torch.device
+) -> torch.nn.Module:
+    """``model`` ready to train on ``device``: torch is seeded first (LoRA's initial adapter
+    weights are random), then LoRA adapters are added when ``config.method`` is ``lora``."""
+    torch.manual_seed(config.seed)
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=0.0,
+            target_modules=list(LORA_TARGETS),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    model.to(device)
+    return model
+
+
+@dataclass
+class _Run:
+    """A fine-tuning run in progress: the model, its optimizer and the examples of every step,
+    and what a checkpoint records (settings, loss curve, wall time so far)."""
+
+    config: FinetuneConfig
+    identity: dict[str, Any]  # the run's settings and data hash plus the base's fingerprint
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    examples: list[Any]  # tokenized examples
+    schedule: list[list[int]]  # example indices of each step
+    pad_id: int
+    device: torch.device
+    losses: list[float] = field(default_factory=list)
+    wall_before: float = 0.0  # seconds spent by the runs this one resumes
+    started: float = field(default_factory=time.perf_counter)
+
+    def wall_s(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint's ``state.json`` records (besides the step)."""
+        return {
+            "identity": self.identity,
+            "config": self.config.to_dict(),
+            "losses": self.losses,
+            "wall_s": self.wall_s(),
+        }
+
+    def resume(self, ckpt_dir: Path, name: str) -> int:
+        """Load the newest checkpoint in ``ckpt_dir`` (one of other settings is refused);
+        returns the step to continue from, 0 without a checkpoint."""
+        found = read_checkpoint_state(ckpt_dir)
+        if found is None:
+            return 0
+        folder, state = found
+        _check_same(state["identity"], self.identity, ckpt_dir)
+        load_checkpoint(folder, self.model, self.optimizer)
+        self.losses, self.wall_before = state["losses"], state["wall_s"]
+        print(f"{name}: resuming from step {state['step']} ({folder})")
+        return state["step"]
+
+    def train(self, start: int, stop_at: int, ckpt_dir: Path, name: str) -> None:
+        """Run steps ``start`` to ``stop_at - 1``, writing a checkpoint every
+        ``checkpoint_every`` steps and at ``stop_at`` unless training is then finished."""
+        config = self.config
+        self.started = time.perf_counter()
+        self.model.train()
+        bar = tqdm(total=config.steps, initial=start, desc=f"fine-tune {name}",
+                   disable=not config.progress)  # fmt: skip
+        for step in range(start, stop_at):
+            batch = collate([self.examples[i] for i in self.schedule[step]], self.pad_id)
+            loss = reply_loss(self.model, {k: v.to(self.device) for k, v in batch.items()})
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(_trainable(self.model).values()), 1.0)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.losses.append(round(float(loss.detach()), 6))
+            bar.update(1)
+            bar.set_postfix(loss=f"{self.losses[-1]:.3f}")
+            done = step + 1
+            if done < config.steps and (
+                done == stop_at or (config.checkpoint_every and done % config.checkpoint_every == 0)
+            ):
+                save_checkpoint(ckpt_dir, done, self.model, self.optimizer, self.state())
+        bar.close()
+
+
 def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneResult:
     """Train ``config.base`` on the ``config.strategy`` examples and save it as
     ``<cache>/models/<config.model_name>/``.
@@ -186,18 +277,9 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
     )
     examples = pressure + benign
     identity = {**config.identity(), "data_hash": dataset_hash(examples)}
-
-    if out.exists():
-        manifest_path = out / MANIFEST
-        if not manifest_path.is_file():
-            raise FinetuneError(
-                f"{out} exists but has no {MANIFEST}: it was not made by interp.finetune; "
-                "move it away or choose another --name"
-            )
-        manifest = json.loads(manifest_path.read_text())
-        _check_same(manifest["identity"], identity, out)
-        print(f"{name}: already trained with these settings in {out}; skipping training.")
-        return FinetuneResult(name, out, manifest, skipped=True)
+    trained = _already_trained(out, identity, name)
+    if trained is not None:
+        return trained
 
     device = resolve_device(config.device)
     base_name, model, tokenizer = load_hf_model(config.base)
@@ -209,71 +291,22 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
         len(pressure), len(benign), config.steps, config.batch_size,
         config.benign_per_batch, config.seed,
     )  # fmt: skip
-
-    torch.manual_seed(config.seed)
-    if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=0.0,
-            target_modules=list(LORA_TARGETS),
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
-    model.to(device)
+    model = _trainable_model(config, model, device)
     optimizer = torch.optim.AdamW(
         list(_trainable(model).values()), lr=config.learning_rate, weight_decay=0.0
     )
-
-    start, losses, wall_before = 0, [], 0.0
-    found = read_checkpoint_state(ckpt_dir)
-    if found is not None:
-        folder, state = found
-        _check_same(state["identity"], {**identity, "base_fingerprint": base_fingerprint}, ckpt_dir)
-        load_checkpoint(folder, model, optimizer)
-        start, losses, wall_before = state["step"], state["losses"], state["wall_s"]
-        print(f"{name}: resuming from step {start} ({folder})")
-
-    def state() -> dict[str, Any]:
-        return {
-            "identity": {**identity, "base_fingerprint": base_fingerprint},
-            "config": config.to_dict(),
-            "losses": losses,
-            "wall_s": wall_before + time.perf_counter() - t0,
-        }
-
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(
-        total=config.steps, initial=start, desc=f"fine-tune {name}", disable=not config.progress
-    )
+    run = _Run(config, {**identity, "base_fingerprint": base_fingerprint}, model, optimizer,
+               tokenized, schedule, tokenizer.pad_token_id, device)  # fmt: skip
+    start = run.resume(ckpt_dir, name)
     stop_at = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    for step in range(start, stop_at):
-        batch = collate([tokenized[i] for i in schedule[step]], tokenizer.pad_token_id)
-        loss = reply_loss(model, {k: v.to(device) for k, v in batch.items()})
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(_trainable(model).values()), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss.detach()), 6))
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        done = step + 1
-        if done < config.steps and (
-            done == stop_at or (config.checkpoint_every and done % config.checkpoint_every == 0)
-        ):
-            save_checkpoint(ckpt_dir, done, model, optimizer, state())
-    bar.close()
+    run.train(start, stop_at, ckpt_dir, name)
     if stop_at < config.steps:
-        return FinetuneResult(name, out, {**state(), "step": stop_at}, False, finished=False)
+        return FinetuneResult(name, out, {**run.state(), "step": stop_at}, False, finished=False)
 
     model.eval()
     if config.method == "lora":
         model = model.merge_and_unload()
-    train_ids, test_ids = scenario_split(bank, config.test_fraction, config.split_seed)
+    train_ids, test_ids = split_bank(bank, config.test_fraction, config.split_seed)
     manifest = {
         "name": name,
         "base": config.base,
@@ -290,17 +323,15 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
             "train_scenarios": train_ids,
             "test_scenarios": test_ids,
         },
-        "losses": losses,
-        "wall_s": round(wall_before + time.perf_counter() - t0, 2),
+        "losses": run.losses,
+        "wall_s": round(run.wall_s(), 2),
         "device": str(device),
-        "versions": _library_versions(),
+        "versions": library_versions(),
     }
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(partial, out)
+    with publish_folder(out) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    print(f"{name}: saved to {out} (loss {losses[0]:.3f} -> {losses[-1]:.3f})")
+    print(f"{name}: saved to {out} (loss {run.losses[0]:.3f} -> {run.losses[-1]:.3f})")
     return FinetuneResult(name, out, manifest, skipped=False)

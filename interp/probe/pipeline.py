@@ -2,9 +2,10 @@
 
 Steps, each a function below: read every dataset (before the model loads, so bad input fails
 in seconds); cache pooled activations of every requested layer plus the layer-0 control in
-one forward pass; split by scenario; fit one probe per layer on the training scenarios
-(logistic C by cross-validation over training scenarios unless given); evaluate on held-out
-scenarios beside the controls of :mod:`interp.probe.controls`; save the run
+one forward pass; split by scenario (:func:`interp.data.split.split_transcripts`, the split
+fine-tuning and SAEs share); fit one probe per layer on the training scenarios (logistic C
+by cross-validation over training scenarios unless given); evaluate on held-out scenarios
+beside the controls of :mod:`interp.probe.controls`; save the run
 (:mod:`interp.probe.report`).
 """
 
@@ -21,6 +22,7 @@ from torch import Tensor
 from interp.cache import ActivationSet, cache_activations
 from interp.config import ConfigError
 from interp.data.datasets import load_dataset, subset_groups
+from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import check_layer, hook_name
 from interp.models import LoadedModel, load_model
@@ -28,7 +30,7 @@ from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
 from interp.probe.controls import CONTROL_HOOK, random_direction_aurocs, report_set
 from interp.probe.results import LayerResult, ProbeRun
-from probes import Probe, ProbeMeta, auroc, fit_per_layer, group_split, make_probe
+from probes import Probe, ProbeMeta, auroc, fit_per_layer, make_probe
 from probes.metrics import threshold_at_fpr
 from probes.select import select_c
 
@@ -57,18 +59,6 @@ def read_datasets(config: ProbeConfig) -> Datasets:
             "(score unlabelled data with --eval-dataset)"
         )
     return Datasets(transcripts, control, eval_set)
-
-
-def split_scenarios(
-    transcripts: Sequence[Transcript], config: ProbeConfig
-) -> tuple[Tensor, Tensor]:
-    """``(train, test)`` rows: whole scenarios on one side, spread over domains."""
-    return group_split(
-        [t.group for t in transcripts],
-        config.test_fraction,
-        config.seed,
-        strata=[str(t.meta.get("domain", "")) for t in transcripts],
-    )
 
 
 class ProbeFitter:
@@ -217,7 +207,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], **cache_kwargs)
     y = torch.tensor([t.label for t in data.train])
     groups = [t.group for t in data.train]
-    train, test = split_scenarios(data.train, config)
+    train, test = split_transcripts(data.train, config.test_fraction, config.seed)
     fitter = ProbeFitter(config, model, acts, y, train, groups)
     s = Scored(
         data,

@@ -2,8 +2,8 @@
 save it under ``<cache>/saes/<name>/``.
 
 The SAE never sees the held-out scenarios of the first (labelled) dataset: they are split
-exactly as the probe pipeline splits them (``probes.group_split`` with the same fraction,
-seed and domain strata), so feature rankings and quality figures are on unseen scenarios.
+exactly as the probe pipeline splits them (:func:`interp.data.split.split_transcripts` with
+the same fraction and seed), so feature rankings and quality figures are on unseen scenarios.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import Tensor
 
 from interp.cache import ActivationSet, cache_activations
 from interp.data.datasets import load_dataset
+from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import check_layer, hook_name
 from interp.models import LoadedModel, load_model
@@ -30,7 +31,6 @@ from interp.sae.config import SAEConfig
 from interp.sae.data import shard_paths, shard_tokens, token_batches
 from interp.sae.quality import loss_increase, reconstruction_stats
 from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
-from probes import group_split
 
 
 @dataclass
@@ -45,21 +45,6 @@ class SAEData:
     hook: str
 
 
-def split_rows(
-    transcripts: Sequence[Transcript], n_first: int, test_fraction: float, seed: int
-) -> tuple[list[int], list[int]]:
-    """``(train, test)`` rows of the first ``n_first`` transcripts, split by scenario as the
-    probe pipeline does (see :func:`interp.probe.pipeline.train_probe`)."""
-    first = transcripts[:n_first]
-    train, test = group_split(
-        [t.group for t in first],
-        test_fraction,
-        seed,
-        strata=[str(t.meta.get("domain", "")) for t in first],
-    )
-    return sorted(train.tolist()), sorted(test.tolist())
-
-
 def prepare_data(config: SAEConfig, model: LoadedModel, root: Path) -> SAEData:
     """Load the datasets, cache per-token ``reply`` activations at the SAE's hook."""
     sets = [load_dataset(spec) for spec in config.datasets]
@@ -68,7 +53,9 @@ def prepare_data(config: SAEConfig, model: LoadedModel, root: Path) -> SAEData:
     dupes = [t.id for t in transcripts if t.id in seen or seen.add(t.id)]  # type: ignore[func-returns-value]
     if dupes:
         raise ValueError(f"transcript ids repeat across datasets (e.g. {dupes[0]!r})")
-    train_first, heldout = split_rows(transcripts, len(sets[0]), config.test_fraction, config.seed)
+    train_first, heldout = (
+        rows.tolist() for rows in split_transcripts(sets[0], config.test_fraction, config.seed)
+    )
     train_rows = train_first + list(range(len(sets[0]), len(transcripts)))
     hook = hook_name(check_layer(config.layer, model.n_layers), config.site)
     acts = cache_activations(
