@@ -127,7 +127,7 @@ def _shard_name(i: int) -> str:
     return f"shard-{i:05d}.safetensors"
 
 
-def load_activation_set(path: Path, expect: CacheKey | None = None) -> ActivationSet:
+def load_activation_set(path: str | Path, expect: CacheKey | None = None) -> ActivationSet:
     """Read a complete cache folder; with ``expect``, refuse one made from other inputs."""
     path = Path(path)
     manifest_path = path / MANIFEST
