@@ -41,78 +41,65 @@ Run: ``python experiments/bench_cache_speed.py``; quick check:
 
 from __future__ import annotations
 
-import argparse
-import platform
 import statistics
-import sys
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interp.artifacts import write_json_atomic
+from interp.benchmarks import sync, timed, write_result
 from interp.cache import cache_activations, mean_pool, pad_batch
+from interp.cli import run_cli
+from interp.config import ConfigError
 from interp.data.datasets import build_consistency
 from interp.data.tokens import TOKEN_SELECTIONS, encode_transcript
 from interp.data.transcripts import Transcript
 from interp.hooks import check_layer, hook_name, stop_layer
-from interp.models import DEFAULT_MODEL, _build, load_model
-from interp.paths import cache_root
+from interp.models import DEFAULT_MODEL, LoadedModel, _build, load_model
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Time caching one hook vs a plain HF forward pass on the same batches."
-    )
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model spec, as for load_model")
-    p.add_argument("--layer", type=int, default=14, help="block whose resid_post is cached")
-    p.add_argument("--n", type=int, default=32, help="transcripts of builtin:consistency")
-    p.add_argument("--batch-size", type=int, default=16, help="transcripts per forward pass")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument(
-        "--threads",
-        type=int,
+@dataclass
+class CacheSpeedConfig:
+    """Time caching one hook vs a plain HF forward pass on the same batches."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
+    layer: int = field(default=14, metadata={"help": "block whose resid_post is cached"})
+    n: int = field(default=32, metadata={"help": "transcripts of builtin:consistency"})
+    batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
+    repeats: int = field(default=3, metadata={"help": "timed repeats (median reported)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
+    threads: int | None = field(
         default=None,
-        help="torch CPU threads (default: torch's choice); 1 can be faster on a busy machine",
+        metadata={
+            "help": "torch CPU threads; 1 can be faster on a busy machine",
+            "default_text": "torch's choice",
+        },
     )
-    p.add_argument("--tokens", default="answer", choices=TOKEN_SELECTIONS)
-    p.add_argument("--max-tokens", type=int, default=1024)
-    p.add_argument(
-        "--hf-trunk",
-        action="store_true",
-        help="also time the HF decoder without its LM head (costs one more pass per repeat)",
+    tokens: str = field(
+        default="answer", metadata={"help": "token selection", "choices": TOKEN_SELECTIONS}
     )
-    p.add_argument(
-        "--out",
-        type=Path,
+    max_tokens: int = field(default=1024, metadata={"help": "longer transcripts cut from left"})
+    hf_trunk: bool = field(
+        default=False,
+        metadata={
+            "help": "also time the HF decoder without its LM head (one more pass per repeat)"
+        },
+    )
+    out: str | None = field(
         default=None,
-        help="JSON results (default: <cache>/benchmarks/cache_speed.json)",
+        metadata={
+            "help": "JSON results",
+            "default_text": "<cache>/benchmarks/cache_speed.json",
+        },
     )
-    args = p.parse_args(argv)
-    for name in ("n", "batch_size", "repeats", "max_tokens", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    return args
 
-
-def sync(device: torch.device) -> None:
-    """Wait for queued kernels, so wall-clock time covers the work itself."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
+    def __post_init__(self) -> None:
+        for name in ("n", "batch_size", "repeats", "max_tokens", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 def transcripts_for(n: int) -> list[Transcript]:
@@ -120,84 +107,95 @@ def transcripts_for(n: int) -> list[Transcript]:
     if n > len(pool):
         pool = build_consistency(per_cell=None)
     if n > len(pool):
-        raise SystemExit(f"--n {n} is more than the {len(pool)} transcripts available")
+        raise ConfigError(f"--n {n} is more than the {len(pool)} transcripts available")
     return pool[:n]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dtype = torch.float32
+@dataclass
+class Setup:
+    """The bridge, a separate HF copy and the padded batches every path runs on."""
 
-    print(f"Loading {args.model} (bridge) and a separate Hugging Face copy...", flush=True)
-    model = load_model(args.model, device=args.device, dtype=dtype)
+    config: CacheSpeedConfig
+    model: LoadedModel
+    hf_model: Any
+    hook: str
+    stop: int
+    transcripts: list[Transcript]
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    n_real: int
+
+    @property
+    def n_padded(self) -> int:
+        return sum(ids.numel() for ids, _, _ in self.batches)
+
+    def hf_pass(self, ids: torch.Tensor, att: torch.Tensor, **kw: Any) -> Any:
+        with torch.inference_mode():
+            return self.hf_model(input_ids=ids, attention_mask=att, **kw)
+
+    def trunk_pass(self, ids: torch.Tensor, att: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            return self.hf_model.model(input_ids=ids, attention_mask=att)
+
+    def bridge_pass(self, ids: torch.Tensor, att: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            _, acts = self.model.bridge.run_with_cache(
+                ids, attention_mask=att, names_filter=[self.hook], stop_at_layer=self.stop
+            )
+        return acts
+
+    def cache_all(self, transcripts: Sequence[Transcript], prefix: str) -> None:
+        """``cache_activations`` end to end into a fresh temporary folder."""
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            cache_activations(
+                self.model,
+                transcripts,
+                [self.hook],
+                self.config.tokens,
+                batch_size=self.config.batch_size,
+                max_tokens=self.config.max_tokens,
+                cache_dir=Path(tmp),
+                progress=False,
+            )
+            sync(self.model.device)
+
+
+def setup(config: CacheSpeedConfig) -> Setup:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dtype = torch.float32
+    print(f"Loading {config.model} (bridge) and a separate Hugging Face copy...", flush=True)
+    model = load_model(config.model, device=config.device, dtype=dtype)
     device = model.device
-    check_layer(args.layer, model.n_layers)
-    hook = hook_name(args.layer)
+    check_layer(config.layer, model.n_layers)
+    hook = hook_name(config.layer)
     stop = stop_layer([hook], model.n_layers)
-    _, hf_model, _ = _build(args.model, dtype)  # a fresh copy; the bridge rewired its own
+    _, hf_model, _ = _build(config.model, dtype)  # a fresh copy; the bridge rewired its own
     hf_model.eval().to(device)
 
-    transcripts = transcripts_for(args.n)
+    transcripts = transcripts_for(config.n)
     encoded = [
-        encode_transcript(model.tokenizer, t, args.tokens, args.max_tokens) for t in transcripts
+        encode_transcript(model.tokenizer, t, config.tokens, config.max_tokens) for t in transcripts
     ]
     lengths = [len(e.input_ids) for e in encoded]
     order = sorted(range(len(encoded)), key=lambda i: (lengths[i], i))  # as cache_activations
     pad_id = model.tokenizer.pad_token_id
     batches = [
-        pad_batch([encoded[i] for i in order[k : k + args.batch_size]], pad_id, device)
-        for k in range(0, len(order), args.batch_size)
+        pad_batch([encoded[i] for i in order[k : k + config.batch_size]], pad_id, device)
+        for k in range(0, len(order), config.batch_size)
     ]
-    n_real = sum(lengths)
-    n_padded = sum(ids.numel() for ids, _, _ in batches)
+    return Setup(config, model, hf_model, hook, stop, transcripts, batches, sum(lengths))
 
-    def hf_pass(ids: torch.Tensor, att: torch.Tensor, **kw: Any) -> Any:
-        with torch.inference_mode():
-            return hf_model(input_ids=ids, attention_mask=att, **kw)
 
-    def bridge_pass(ids: torch.Tensor, att: torch.Tensor) -> Any:
-        with torch.inference_mode():
-            _, acts = model.bridge.run_with_cache(
-                ids, attention_mask=att, names_filter=[hook], stop_at_layer=stop
-            )
-        return acts
-
-    def run_hf() -> None:
-        for ids, att, _ in batches:
-            hf_pass(ids, att)
-
-    def run_trunk() -> None:
-        for ids, att, _ in batches:
-            with torch.inference_mode():
-                hf_model.model(input_ids=ids, attention_mask=att)
-
-    def run_bridge() -> None:
-        for ids, att, _ in batches:
-            bridge_pass(ids, att)
-
-    def run_end_to_end() -> None:
-        with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
-            cache_activations(
-                model,
-                transcripts,
-                [hook],
-                args.tokens,
-                batch_size=args.batch_size,
-                max_tokens=args.max_tokens,
-                cache_dir=Path(tmp),
-                progress=False,
-            )
-            sync(device)
-
-    # Warm-up (one batch per path) doubling as a check that both paths agree.
+def warm_up_and_check(s: Setup) -> dict[str, Any]:
+    """One batch through each path (warm-up), comparing the hooked activations with the HF
+    copy's ``hidden_states[layer + 1]`` on real tokens."""
     print("Warm-up and agreement check on one batch...", flush=True)
-    ids, att, sel = batches[0]
-    acts = bridge_pass(ids, att)[hook]
+    layer = s.config.layer
+    ids, att, sel = s.batches[0]
+    acts = s.bridge_pass(ids, att)[s.hook]
     check: dict[str, Any] = {"checked": False}
-    if args.layer + 1 < model.n_layers:  # HF applies the final norm to its last hidden state
-        ref = hf_pass(ids, att, output_hidden_states=True).hidden_states[args.layer + 1]
+    if layer + 1 < s.model.n_layers:  # HF applies the final norm to its last hidden state
+        ref = s.hf_pass(ids, att, output_hidden_states=True).hidden_states[layer + 1]
         real = att.bool()
         diff = (acts - ref)[real].abs().max().item()
         pooled_a, pooled_r = mean_pool(acts, sel), mean_pool(ref, sel)
@@ -209,112 +207,119 @@ def main(argv: list[str] | None = None) -> int:
             "max_rel_diff_pooled": pooled_rel,
         }
     else:
-        hf_pass(ids, att)
-    if args.hf_trunk:
-        with torch.inference_mode():
-            hf_model.model(input_ids=ids, attention_mask=att)
-    with tempfile.TemporaryDirectory(prefix="bench-cache-warm-") as tmp:
-        cache_activations(
-            model,
-            transcripts[: args.batch_size],
-            [hook],
-            args.tokens,
-            batch_size=args.batch_size,
-            max_tokens=args.max_tokens,
-            cache_dir=Path(tmp),
-            progress=False,
-        )
+        s.hf_pass(ids, att)
+    if s.config.hf_trunk:
+        s.trunk_pass(ids, att)
+    s.cache_all(s.transcripts[: s.config.batch_size], "bench-cache-warm-")
+    return check
+
+
+def time_paths(s: Setup) -> dict[str, list[float]]:
+    """Each path over every batch, ``repeats`` times in rotating order: seconds per run."""
+
+    def over_batches(one_pass: Callable[..., Any]) -> Callable[[], None]:
+        def run() -> None:
+            for ids, att, _ in s.batches:
+                one_pass(ids, att)
+
+        return run
 
     paths: dict[str, Callable[[], None]] = {
-        "hf_forward": run_hf,
-        "bridge_cache": run_bridge,
-        "cache_activations": run_end_to_end,
+        "hf_forward": over_batches(s.hf_pass),
+        "bridge_cache": over_batches(s.bridge_pass),
+        "cache_activations": lambda: s.cache_all(s.transcripts, "bench-cache-"),
     }
-    if args.hf_trunk:
-        paths["hf_trunk"] = run_trunk
+    if s.config.hf_trunk:
+        paths["hf_trunk"] = over_batches(s.trunk_pass)
     names = list(paths)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(args.repeats):
+    repeats = s.config.repeats
+    for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(timed(paths[name], device))
+            times[name].append(timed(paths[name], s.model.device))
         print(
-            f"  repeat {r + 1}/{args.repeats}: "
+            f"  repeat {r + 1}/{repeats}: "
             + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
             flush=True,
         )
+    return times
 
+
+def report(s: Setup, check: dict[str, Any], times: dict[str, list[float]]) -> str:
+    """The table of medians per path and the ratio."""
+    config = s.config
     median = {name: statistics.median(v) for name, v in times.items()}
-    ratio = median["bridge_cache"] / median["hf_forward"]
-    overhead = median["cache_activations"] / median["bridge_cache"] - 1.0
-
     labels = {
         "hf_forward": "HF forward (full, logits)",
         "hf_trunk": "HF trunk (no LM head)",
-        "bridge_cache": f"run_with_cache {hook} (stop {stop})",
+        "bridge_cache": f"run_with_cache {s.hook} (stop {s.stop})",
         "cache_activations": "cache_activations end to end",
     }
-    print()
-    print(
-        f"model {model.name} on {device} ({torch.get_num_threads()} threads), "
-        f"{args.n} transcripts in {len(batches)} batches of <= {args.batch_size}, "
-        f"{n_real} tokens ({n_padded} with padding), median of {args.repeats}"
-    )
+    lines = [
+        "",
+        f"model {s.model.name} on {s.model.device} ({torch.get_num_threads()} threads), "
+        f"{config.n} transcripts in {len(s.batches)} batches of <= {config.batch_size}, "
+        f"{s.n_real} tokens ({s.n_padded} with padding), median of {config.repeats}",
+    ]
     if check["checked"]:
-        print(
-            f"agreement: max |bridge - HF hidden_states[{args.layer + 1}]| on real tokens = "
+        lines.append(
+            f"agreement: max |bridge - HF hidden_states[{config.layer + 1}]| on real tokens = "
             f"{check['max_abs_diff_real_tokens']:.2e} (activations up to "
             f"{check['max_abs_activation']:.3g}); pooled rel. diff "
             f"{check['max_rel_diff_pooled']:.2e}"
         )
     width = max(len(labels[name]) for name in median)
     header = f"{'path':<{width}} {'median s':>9} {'min-max s':>13} {'ms/transcr':>11} {'tok/s':>8}"
-    print(header)
-    print("-" * len(header))
-    for name in ["hf_forward", "hf_trunk", "bridge_cache", "cache_activations"]:
-        if name not in median:
-            continue
+    lines += [header, "-" * len(header)]
+    for name in [n for n in labels if n in median]:
         m = median[name]
         spread = f"{min(times[name]):.2f}-{max(times[name]):.2f}"
-        print(
+        lines.append(
             f"{labels[name]:<{width}} {m:>9.2f} {spread:>13} "
-            f"{1000 * m / args.n:>11.1f} {n_padded / m:>8.0f}"
+            f"{1000 * m / config.n:>11.1f} {s.n_padded / m:>8.0f}"
         )
-    print()
-    print(f"end-to-end overhead of cache_activations over run_with_cache: {100 * overhead:+.1f}%")
-    print(
+    overhead = median["cache_activations"] / median["bridge_cache"] - 1.0
+    ratio = median["bridge_cache"] / median["hf_forward"]
+    lines += [
+        "",
+        f"end-to-end overhead of cache_activations over run_with_cache: {100 * overhead:+.1f}%",
         f"RATIO cache/HF = {ratio:.3f}  (run_with_cache / full HF forward; "
-        f"target <= ~0.6 for layer 14 of 30)"
-    )
+        f"target <= ~0.6 for layer 14 of 30)",
+    ]
+    return "\n".join(lines)
 
-    out = args.out or cache_root() / "benchmarks" / "cache_speed.json"
+
+def run(config: CacheSpeedConfig) -> Path:
+    s = setup(config)
+    check = warm_up_and_check(s)
+    times = time_paths(s)
+    print(report(s, check, times))
+    median = {name: statistics.median(v) for name, v in times.items()}
     result = {
-        "benchmark": "cache_speed",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "model": {"name": model.name, "n_layers": model.n_layers, "d_model": model.d_model},
-        "hook": hook,
-        "stop_at_layer": stop,
-        "hf_attn_implementation": getattr(hf_model.config, "_attn_implementation", None),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "n_transcripts": args.n,
-        "n_batches": len(batches),
-        "n_tokens": n_real,
-        "n_tokens_padded": n_padded,
+        "model": {"name": s.model.name, "n_layers": s.model.n_layers, "d_model": s.model.d_model},
+        "hook": s.hook,
+        "stop_at_layer": s.stop,
+        "hf_attn_implementation": getattr(s.hf_model.config, "_attn_implementation", None),
+        "device": str(s.model.device),
+        "n_transcripts": config.n,
+        "n_batches": len(s.batches),
+        "n_tokens": s.n_real,
+        "n_tokens_padded": s.n_padded,
         "times_s": times,
         "median_s": median,
-        "ratio_cache_over_hf": ratio,
+        "ratio_cache_over_hf": median["bridge_cache"] / median["hf_forward"],
         "target_ratio_max": 0.6,
-        "end_to_end_overhead": overhead,
+        "end_to_end_overhead": median["cache_activations"] / median["bridge_cache"] - 1.0,
         "agreement": check,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json_atomic(Path(out), result)
+    out = write_result("cache_speed", config, result, config.out)
     print(f"wrote {out}")
-    return 0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(CacheSpeedConfig, run, argv, prog="python experiments/bench_cache_speed.py")
 
 
 if __name__ == "__main__":
