@@ -30,10 +30,9 @@ from interp.text.generation import GenerationConfig, Prompt, generate
 from interp.text.judging import (
     REFUSAL,
     Judge,
-    LLMJudge,
-    RuleJudge,
     Verdict,
     apply_verdicts,
+    make_judge,
     split_reply,
 )
 
@@ -184,13 +183,19 @@ def table(rows: dict[str, dict[str, Rate]], title: str) -> str:
 
 
 def make_follow_up_judge(config: FollowUpConfig, model: LoadedModel) -> Judge:
-    """The rule judge, or the LLM judge on ``config.llm_model`` (the generating model when
-    unset, without loading it twice)."""
-    if config.judge == "rule":
-        return RuleJudge()
-    if config.llm_model and config.llm_model != config.model:
-        model = load_model(config.llm_model, device=config.device)
-    return LLMJudge(model, batch_size=config.batch_size, mode=config.llm_mode)
+    """The judge ``config.judge`` by :func:`~interp.text.judging.make_judge`: the rule judge,
+    or the LLM judge on ``config.llm_model`` (the generating model when unset, without loading
+    it twice)."""
+    if config.judge != "llm":
+        return make_judge(config.judge)
+    other = config.llm_model and config.llm_model != config.model
+    return make_judge(
+        "llm",
+        model=config.llm_model if other else model,
+        device=config.device,
+        batch_size=config.batch_size,
+        mode=config.llm_mode,
+    )
 
 
 def pressure_scenarios(max_scenarios: int | None, seed: int) -> list[Scenario]:

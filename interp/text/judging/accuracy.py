@@ -21,10 +21,8 @@ from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
 from interp.stats import Rate, wilson
 from interp.text.judging.agreement import agreement, confusion, format_confusion
-from interp.text.judging.base import Judge
+from interp.text.judging.base import Judge, make_judge
 from interp.text.judging.human import import_labels
-from interp.text.judging.llm import LLMJudge
-from interp.text.judging.rule import RuleJudge
 
 #: The repository's reference sets (``tests/data/hand_labelled*``), in the order they were made.
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
@@ -95,7 +93,7 @@ def judge_accuracy(
     reference: Path = REFERENCE,
     llm_model: str | None = None,
     llm_limit: int | None = None,
-    llm_judge: LLMJudge | None = None,
+    llm_judge: Judge | None = None,
 ) -> dict:
     """Scores of the rule judge (and the LLM judge) against one reference set's hand labels.
 
@@ -115,20 +113,20 @@ def judge_accuracy(
     counts = Counter(human[t.id].answer_undesired for t in replies)
     label, k = counts.most_common(1)[0]
     results["majority_baseline"] = {"answer_undesired": label, "accuracy": k / len(replies)}
-    results["judges"]["rule"] = _score(RuleJudge(), replies, human, scenarios)
+    results["judges"]["rule"] = _score(make_judge("rule"), replies, human, scenarios)
     second = _second_labeller(reference, replies, human)
     if second is not None:
         results["judges"]["second labeller"] = second
     if llm_model and llm_judge is None:
-        from interp.models import load_model
-
-        llm_judge = LLMJudge(load_model(llm_model))
+        llm_judge = make_judge("llm", model=llm_model)
     if llm_judge is not None:
         subset = replies[:llm_limit] if llm_limit else replies
         results["judges"]["llm"] = _score(llm_judge, subset, human, scenarios)
         # On the same replies as the LLM judge, for a fair comparison when it saw a subset.
         if len(subset) < len(replies):
-            results["judges"]["rule_on_llm_subset"] = _score(RuleJudge(), subset, human, scenarios)
+            results["judges"]["rule_on_llm_subset"] = _score(
+                make_judge("rule"), subset, human, scenarios
+            )
     return results
 
 
@@ -203,9 +201,7 @@ def run_judge_accuracy(config: JudgeAccuracyConfig) -> dict[str, Any]:
     by condition and write them all to ``config.json`` if set; returns what that file holds."""
     llm = None
     if config.llm_model:
-        from interp.models import load_model
-
-        llm = LLMJudge(load_model(config.llm_model), mode=config.llm_mode)
+        llm = make_judge("llm", model=config.llm_model, mode=config.llm_mode)
     everything = []
     for reference in config.references():
         results = judge_accuracy(reference, llm_limit=config.llm_limit, llm_judge=llm)
