@@ -45,62 +45,66 @@ try ``--large 400 --small 40``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from interp.benchmarks import write_result
+from interp.cli import run_cli
+from interp.config import ConfigError
 
 MIB = 1024 * 1024
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Peak memory of cache_activations for a large vs a small transcript set."
-    )
-    p.add_argument("--model", default="tiny-random", help="model spec, as for load_model")
-    p.add_argument(
-        "--layer",
-        type=int,
+@dataclass
+class CacheMemoryConfig:
+    """Peak memory of cache_activations for a large vs a small transcript set."""
+
+    model: str = field(default="tiny-random", metadata={"help": "model spec, as for load_model"})
+    layer: int | None = field(
         default=None,
-        help="block whose resid_post is cached (default: min(14, n_layers - 2))",
+        metadata={
+            "help": "block whose resid_post is cached",
+            "default_text": "min(14, n_layers - 2)",
+        },
     )
-    p.add_argument("--large", type=int, default=2000, help="transcripts in the large run")
-    p.add_argument("--small", type=int, default=200, help="transcripts in the small run")
-    p.add_argument("--tokens", default="answer", choices=("answer", "reply", "last"))
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--shard-size", type=int, default=256)
-    p.add_argument("--max-tokens", type=int, default=1024)
-    p.add_argument("--repeats", type=int, default=3, help="subprocess runs per size (median)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads in the children (0: torch's default)",
+    large: int = field(default=2000, metadata={"help": "transcripts in the large run"})
+    small: int = field(default=200, metadata={"help": "transcripts in the small run"})
+    tokens: str = field(
+        default="answer",
+        metadata={"help": "token selection", "choices": ("answer", "reply", "last")},
     )
-    p.add_argument(
-        "--out",
-        type=Path,
+    batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
+    shard_size: int = field(default=256, metadata={"help": "pooled vectors per shard"})
+    max_tokens: int = field(default=1024, metadata={"help": "longer transcripts cut from left"})
+    repeats: int = field(default=3, metadata={"help": "subprocess runs per size (median)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
+    threads: int = field(
+        default=1, metadata={"help": "torch CPU threads in the children (0: torch's default)"}
+    )
+    out: str | None = field(
         default=None,
-        help="JSON results (default: <cache>/benchmarks/cache_memory.json)",
+        metadata={"help": "JSON results", "default_text": "<cache>/benchmarks/cache_memory.json"},
     )
-    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--child-out", type=Path, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    for name in ("large", "small", "batch_size", "shard_size", "max_tokens", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    return args
+    # Set only in the children this script spawns (one size each).
+    child: int | None = field(default=None, metadata={"hidden": True})
+    child_out: str | None = field(default=None, metadata={"hidden": True})
+
+    def __post_init__(self) -> None:
+        for name in ("large", "small", "batch_size", "shard_size", "max_tokens", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 # --- the child: one size, one fresh process -----------------------------------------------
@@ -144,30 +148,30 @@ def transcripts_for(n: int) -> list[Any]:
     return out
 
 
-def run_child(args: argparse.Namespace) -> dict[str, Any]:
+def run_child(config: CacheMemoryConfig) -> dict[str, Any]:
     import torch
 
     from interp.cache import cache_activations
     from interp.hooks import check_layer, hook_name
     from interp.models import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=args.device)
-    layer = args.layer if args.layer is not None else min(14, max(0, model.n_layers - 2))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model = load_model(config.model, device=config.device)
+    layer = config.layer if config.layer is not None else min(14, max(0, model.n_layers - 2))
     check_layer(layer, model.n_layers)
     hook = hook_name(layer)
-    transcripts = transcripts_for(args.child)
+    transcripts = transcripts_for(config.child)
     kwargs: dict[str, Any] = dict(
-        tokens=args.tokens,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
-        shard_size=args.shard_size,
+        tokens=config.tokens,
+        batch_size=config.batch_size,
+        max_tokens=config.max_tokens,
+        shard_size=config.shard_size,
         progress=False,
     )
     with tempfile.TemporaryDirectory(prefix="bench-mem-warm-") as tmp:  # warm-up
         cache_activations(
-            model, transcripts[: args.batch_size], [hook], cache_dir=Path(tmp), **kwargs
+            model, transcripts[: config.batch_size], [hook], cache_dir=Path(tmp), **kwargs
         )
     gc.collect()
     cuda = model.device.type == "cuda"
@@ -219,132 +223,124 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
 # --- the parent: one subprocess per size and repeat ---------------------------------------
 
 
-def spawn(args: argparse.Namespace, n: int) -> dict[str, Any]:
+def child_argv(config: CacheMemoryConfig, n: int, out: Path) -> list[str]:
+    """The flags of a child that caches ``n`` transcripts and writes its result to ``out``."""
+    argv = ["--child", str(n), "--child-out", str(out)]
+    for name in ("model", "tokens", "batch_size", "shard_size", "max_tokens", "device"):
+        argv += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
+    if config.layer is not None:
+        argv += ["--layer", str(config.layer)]
+    return [*argv, "--threads", str(config.threads)]
+
+
+def spawn(config: CacheMemoryConfig, n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-mem-out-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            str(n),
-            "--child-out",
-            str(out),
-            "--model",
-            args.model,
-            "--tokens",
-            args.tokens,
-            "--batch-size",
-            str(args.batch_size),
-            "--shard-size",
-            str(args.shard_size),
-            "--max-tokens",
-            str(args.max_tokens),
-            "--device",
-            args.device,
-        ]
-        if args.layer is not None:
-            cmd += ["--layer", str(args.layer)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), *child_argv(config, n, out)]
         start = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0 or not out.is_file():
             sys.stderr.write(proc.stdout[-4000:])
-            raise SystemExit(f"child for {n} transcripts failed (exit {proc.returncode})")
+            raise RuntimeError(f"child for {n} transcripts failed (exit {proc.returncode})")
         result = json.loads(out.read_text())
         result["process_seconds"] = time.perf_counter() - start
         return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.child is not None:
-        result = run_child(args)
-        Path(args.child_out).write_text(json.dumps(result))
-        return 0
-
-    sizes = {"small": args.small, "large": args.large}
+def measure(config: CacheMemoryConfig) -> dict[str, list[dict[str, Any]]]:
+    """Each size ``repeats`` times, in alternating order, each run in a fresh subprocess."""
+    sizes = {"small": config.small, "large": config.large}
     runs: dict[str, list[dict[str, Any]]] = {"small": [], "large": []}
-    for r in range(args.repeats):
+    for r in range(config.repeats):
         for label in ("small", "large") if r % 2 == 0 else ("large", "small"):
-            print(f"run {r + 1}/{args.repeats}: {sizes[label]} transcripts...", flush=True)
-            res = spawn(args, sizes[label])
+            print(f"run {r + 1}/{config.repeats}: {sizes[label]} transcripts...", flush=True)
+            res = spawn(config, sizes[label])
             runs[label].append(res)
             print(
                 f"  peak +{res['peak_increase_bytes'] / MIB:.1f} MiB, "
                 f"{res['seconds']:.1f} s caching, {res['process_seconds']:.1f} s in all",
                 flush=True,
             )
+    return runs
 
-    def med(label: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs[label])
 
+def _median(runs: dict[str, list[dict[str, Any]]], label: str, key: str) -> float:
+    return statistics.median(r[key] for r in runs[label])
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Median peak increases per size and their ratio (RSS, and CUDA where measured)."""
+    cuda = "cuda_peak_increase_bytes" in runs["small"][0]
+    inc = {label: _median(runs, label, "peak_increase_bytes") for label in runs}
+    cuda_inc = (
+        {label: _median(runs, label, "cuda_peak_increase_bytes") for label in runs} if cuda else {}
+    )
+    return {
+        "median_peak_increase_bytes": inc,
+        "ratio_large_over_small": inc["large"] / inc["small"] if inc["small"] > 0 else float("nan"),
+        "cuda_median_peak_increase_bytes": cuda_inc if cuda else None,
+        "cuda_ratio_large_over_small": (
+            cuda_inc["large"] / cuda_inc["small"] if cuda and cuda_inc["small"] > 0 else None
+        ),
+        "target_ratio": 1.0,
+        "peak_reset": all(r["peak_reset"] for rs in runs.values() for r in rs),
+    }
+
+
+def report(config: CacheMemoryConfig, runs: dict[str, list[dict[str, Any]]], summary: dict) -> str:
+    """The table of medians per size and the ratio."""
     first = runs["small"][0]
-    cuda = "cuda_peak_increase_bytes" in first
+    cuda = summary["cuda_median_peak_increase_bytes"] is not None
     key = "cuda_peak_increase_bytes" if cuda else "peak_increase_bytes"
-    inc = {label: med(label, "peak_increase_bytes") for label in sizes}
-    ratio = inc["large"] / inc["small"] if inc["small"] > 0 else float("nan")
-    cuda_inc = {label: med(label, key) for label in sizes} if cuda else None
-    cuda_ratio = (
-        cuda_inc["large"] / cuda_inc["small"] if cuda_inc and cuda_inc["small"] > 0 else None
-    )
-    resets = all(r["peak_reset"] for rs in runs.values() for r in rs)
-
-    print()
-    print(
-        f"model {first['model']}, hook {first['hook']}, tokens={args.tokens}, "
-        f"shard size {args.shard_size}, batch size {args.batch_size}, device {first['device']}, "
-        f"{first['torch_threads']} threads; peak reset: {'yes' if resets else 'no'}; "
-        f"median of {args.repeats}"
-    )
+    inc = summary["median_peak_increase_bytes"]
+    sizes = {"small": config.small, "large": config.large}
+    lines = [
+        "",
+        f"model {first['model']}, hook {first['hook']}, tokens={config.tokens}, "
+        f"shard size {config.shard_size}, batch size {config.batch_size}, device "
+        f"{first['device']}, {first['torch_threads']} threads; peak reset: "
+        f"{'yes' if summary['peak_reset'] else 'no'}; median of {config.repeats}",
+    ]
     header = (
         f"{'transcripts':>11} {'base MiB':>9} {'peak MiB':>9} {'+peak MiB':>10}"
         f"{' +CUDA MiB' if cuda else ''} {'cache s':>8} {'shards':>6} {'disk MiB':>9}"
     )
-    print(header)
-    print("-" * len(header))
+    lines += [header, "-" * len(header)]
     for label in ("small", "large"):
-        cuda_col = f" {med(label, key) / MIB:>10.1f}" if cuda else ""
-        print(
-            f"{sizes[label]:>11} {med(label, 'baseline_peak_rss_bytes') / MIB:>9.1f} "
-            f"{med(label, 'peak_rss_bytes') / MIB:>9.1f} {inc[label] / MIB:>10.1f}{cuda_col} "
-            f"{med(label, 'seconds'):>8.1f} {runs[label][0]['n_shards']:>6} "
+        cuda_col = f" {_median(runs, label, key) / MIB:>10.1f}" if cuda else ""
+        lines.append(
+            f"{sizes[label]:>11} {_median(runs, label, 'baseline_peak_rss_bytes') / MIB:>9.1f} "
+            f"{_median(runs, label, 'peak_rss_bytes') / MIB:>9.1f} {inc[label] / MIB:>10.1f}"
+            f"{cuda_col} {_median(runs, label, 'seconds'):>8.1f} {runs[label][0]['n_shards']:>6} "
             f"{runs[label][0]['shard_bytes'] / MIB:>9.2f}"
         )
-    print()
+    lines.append("")
+    if summary["cuda_ratio_large_over_small"] is not None:
+        lines.append(f"CUDA peak ratio large/small = {summary['cuda_ratio_large_over_small']:.2f}")
     diff = (inc["large"] - inc["small"]) / MIB
-    if cuda_ratio is not None:
-        print(f"CUDA peak ratio large/small = {cuda_ratio:.2f}")
-    print(
-        f"RATIO large/small = {ratio:.2f}  (peak RSS increase, {args.large} vs {args.small} "
-        f"transcripts; difference {diff:+.1f} MiB; target ~1)"
+    lines.append(
+        f"RATIO large/small = {summary['ratio_large_over_small']:.2f}  (peak RSS increase, "
+        f"{config.large} vs {config.small} transcripts; difference {diff:+.1f} MiB; target ~1)"
     )
+    return "\n".join(lines)
 
-    from interp.artifacts import write_json_atomic
-    from interp.paths import cache_root
 
-    out = args.out or cache_root() / "benchmarks" / "cache_memory.json"
-    result = {
-        "benchmark": "cache_memory",
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if not k.startswith("child")
-        },
-        "runs": runs,
-        "median_peak_increase_bytes": inc,
-        "ratio_large_over_small": ratio,
-        "cuda_median_peak_increase_bytes": cuda_inc,
-        "cuda_ratio_large_over_small": cuda_ratio,
-        "target_ratio": 1.0,
-        "peak_reset": resets,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    write_json_atomic(Path(out), result)
+def run(config: CacheMemoryConfig) -> Path | None:
+    if config.child is not None:  # in a child: one size, written where the parent reads it
+        result = run_child(config)
+        Path(str(config.child_out)).write_text(json.dumps(result))
+        return None
+    runs = measure(config)
+    summary = summarise(runs)
+    print(report(config, runs, summary))
+    threads = runs["small"][0]["torch_threads"]
+    out = write_result("cache_memory", config, {"runs": runs, **summary}, config.out, threads)
     print(f"wrote {out}")
-    return 0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(CacheMemoryConfig, run, argv, prog="python experiments/bench_cache_memory.py")
 
 
 if __name__ == "__main__":
