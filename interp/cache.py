@@ -104,7 +104,7 @@ class ActivationSet:
             raise KeyError(f"hook {hook!r} is not in this cache; it holds {list(self.pooled)}")
         return self.pooled[hook]
 
-    def per_token(self, hook: str) -> list[Float[Tensor, "tokens d_model"]]:
+    def per_token(self, hook: str) -> list[Float[Tensor, "_tokens d_model"]]:  # per transcript
         """Per-token activations of each transcript's selected tokens (needs ``per_token``)."""
         if not self.key.per_token:
             raise ValueError(

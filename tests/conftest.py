@@ -22,7 +22,7 @@ if {"interp", "probes"} & set(sys.modules):
     raise RuntimeError("interp or probes was imported before tests/conftest.py could check it")
 install_import_hook(
     ["interp", "probes"],
-    "beartype.beartype(conf=beartype.BeartypeConf("
+    "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True, "
     "hint_overrides=beartype.FrozenDict({beartype.typing.Self: beartype.typing.Any})))",
 )
 
@@ -31,12 +31,17 @@ import jaxtyping  # noqa: E402
 from interp.data.datasets import build_consistency  # noqa: E402 (after the hook)
 from interp.models import LoadedModel, load_model  # noqa: E402
 from interp.probe.config import ProbeConfig  # noqa: E402
+from interp.sae.config import SAEConfig  # noqa: E402
+from interp.text.generation import GenerationConfig, Prompt  # noqa: E402
 
-# ``ProbeConfig(layers=14)``, ``layers="0-3"`` and ``layers=[0, 7]`` are documented API input
-# that ``__post_init__`` turns into the annotated ``tuple[int, ...]`` (the CLI reads that
-# annotation), so its generated ``__init__`` stays unchecked; its fields are checked where
-# they are used.
-ProbeConfig.__init__ = ProbeConfig.__init__.__wrapped__  # type: ignore[method-assign]
+# These dataclasses take more than their fields' annotations say, on purpose, and their
+# ``__post_init__`` turns it into the annotated type or refuses it with its own message:
+# ``ProbeConfig(layers=14 | "0-3" | [0, 7])``, ``SAEConfig(datasets="a,b" | [...])``,
+# ``Prompt(messages=[...])``; ``GenerationConfig`` checks its numbers' types itself. The
+# annotations describe the fields after ``__post_init__`` (the CLI reads them), so the
+# generated ``__init__`` stays unchecked; the fields are checked where they are used.
+for _config in (ProbeConfig, SAEConfig, Prompt, GenerationConfig):
+    _config.__init__ = _config.__init__.__wrapped__  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,7 @@ class Metric(ABC):
     name: str = "metric"
     needs_logits: bool = True
 
-    def suffixes(self) -> list[Int[Tensor, " n"]]:
+    def suffixes(self) -> list[Int[Tensor, " _n"]]:  # lengths may differ
         return [torch.zeros(0, dtype=torch.long)]
 
     def capture(self, prompt: PatchInput) -> dict[str, tuple[int, ...]]:

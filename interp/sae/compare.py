@@ -27,7 +27,7 @@ from interp.sae.store import LoadedSAE, check_sae
 
 @torch.inference_mode()
 def mean_features(
-    sae: Any, token_acts: Sequence[Float[Tensor, "tokens d_model"]]
+    sae: Any, token_acts: Sequence[Float[Tensor, "_tokens d_model"]]
 ) -> Float[Tensor, " d_sae"]:
     """Mean activation of every feature over all given tokens (pooled over transcripts)."""
     total = torch.zeros(sae.cfg.d_sae)

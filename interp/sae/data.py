@@ -108,7 +108,7 @@ def answer_tokens(
     hook: str,
     transcripts: Sequence[Transcript],
     tokenizer: object,
-) -> list[Float[Tensor, "tokens d_model"]]:
+) -> list[Float[Tensor, "_tokens d_model"]]:  # tokens differ per transcript
     """Per transcript, the activations of its ``Answer:`` tokens, from a ``reply`` cache.
 
     The answer's tokens are the tail of the reply's, so their count (from the tokenizer) says

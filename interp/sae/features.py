@@ -35,7 +35,7 @@ class TranscriptFeatures:
 @torch.inference_mode()
 def transcript_features(
     sae: Any,
-    reply_acts: Sequence[Float[Tensor, "tokens d_model"]],
+    reply_acts: Sequence[Float[Tensor, "_tokens d_model"]],  # tokens differ per transcript
     n_answer: Sequence[int],
 ) -> TranscriptFeatures:
     """Encode each transcript's reply tokens; ``n_answer[i]`` = how many of the last reply

@@ -179,7 +179,7 @@ def intervene(
 def probe_score_change(
     probe: Any,
     sae: Any,
-    answer_acts: Sequence[Float[Tensor, "tokens d_model"]],
+    answer_acts: Sequence[Float[Tensor, "_tokens d_model"]],  # tokens differ per transcript
     feature: int,
     scale: float,
 ) -> float:
