@@ -41,15 +41,15 @@ Run: ``python experiments/bench_probe_fit.py --synthetic`` (about a minute) or w
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import platform
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.artifacts import write_json_atomic
+from interp.benchmarks import sync, write_result
 from interp.cache import CacheKey, cache_activations, load_activation_set
+from interp.cli import run_cli
+from interp.config import ConfigError
 from interp.data.datasets import build_consistency
 from interp.data.transcripts import dataset_hash
 from interp.hooks import hook_name
@@ -71,85 +73,82 @@ from probes.logistic import LogisticProbe
 from probes.metrics import auroc
 from probes.split import group_split
 
-SYNTHETIC_LAYERS, SYNTHETIC_DIM = 30, 576
 
+@dataclass
+class ProbeFitConfig:
+    """Time a per-layer logistic probe sweep: LogisticProbe vs scikit-learn."""
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Time a per-layer logistic probe sweep: LogisticProbe vs scikit-learn."
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
+    synthetic: bool = field(
+        default=False,
+        metadata={"help": "random Gaussian features [768, 576] x 30 with a planted direction"},
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model spec, as for load_model")
-    p.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="random Gaussian features [768, 576] x 30 with a planted direction (no model)",
+    c: float = field(default=1.0, metadata={"help": "inverse L2 strength (scikit-learn's C)"})
+    repeats: int = field(default=3, metadata={"help": "timed sweeps per method (median)"})
+    device: str = field(
+        default="auto", metadata={"help": "device of our probe: auto, cpu, cuda, mps"}
     )
-    p.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (scikit-learn's C)")
-    p.add_argument("--repeats", type=int, default=3, help="timed sweeps per method (median)")
-    p.add_argument("--device", default="auto", help="device of our probe: auto, cpu, cuda, mps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--test-fraction", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=0, help="split seed (and synthetic data seed)")
-    p.add_argument("--sk-max-iter", type=int, default=10_000, help="scikit-learn max_iter")
-    p.add_argument(
-        "--sk-tol", type=float, default=1e-4, help="scikit-learn tol (its default: 1e-4)"
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads", "default_text": "torch's choice"}
     )
-    p.add_argument(
-        "--ours-tol",
-        type=float,
+    test_fraction: float = field(default=0.25, metadata={"help": "held-out share of scenarios"})
+    seed: int = field(default=0, metadata={"help": "split seed (and synthetic data seed)"})
+    sk_max_iter: int = field(default=10_000, metadata={"help": "scikit-learn max_iter"})
+    sk_tol: float = field(default=1e-4, metadata={"help": "scikit-learn tol (its default: 1e-4)"})
+    ours_tol: float | None = field(
         default=None,
-        help="LogisticProbe tol (default: the probe's own, 1e-6)",
+        metadata={"help": "LogisticProbe tol", "default_text": "the probe's own, 1e-6"},
     )
-    p.add_argument("--tokens", default="answer", choices=("answer", "reply", "last"))
-    p.add_argument("--batch-size", type=int, default=16, help="for building the cache")
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
+    tokens: str = field(
+        default="answer",
+        metadata={"help": "token selection", "choices": ("answer", "reply", "last")},
+    )
+    batch_size: int = field(default=16, metadata={"help": "for building the cache"})
+    cache_dir: str | None = field(
         default=None,
-        help="activation cache folder (default: <cache>/activations)",
+        metadata={"help": "activation cache folder", "default_text": "<cache>/activations"},
     )
-    p.add_argument(
-        "--out",
-        type=Path,
+    synthetic_layers: int = field(default=30, metadata={"help": "--synthetic: feature sets"})
+    synthetic_dim: int = field(default=576, metadata={"help": "--synthetic: features per set"})
+    out: str | None = field(
         default=None,
-        help="JSON results (default: <cache>/benchmarks/probe_fit[_synthetic].json)",
+        metadata={
+            "help": "JSON results",
+            "default_text": "<cache>/benchmarks/probe_fit[_synthetic].json",
+        },
     )
-    args = p.parse_args(argv)
-    if args.c <= 0:
-        p.error("--c must be > 0")
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
-    return args
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+    def __post_init__(self) -> None:
+        if self.c <= 0:
+            raise ConfigError("--c must be > 0")
+        for name in ("repeats", "synthetic_layers", "synthetic_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 # --- features --------------------------------------------------------------------------------
 
 
-def synthetic_features(y: Tensor, groups: list[str], seed: int) -> dict[str, Tensor]:
+def synthetic_features(
+    y: Tensor, groups: list[str], seed: int, n_layers: int = 30, dim: int = 576
+) -> dict[str, Tensor]:
     """Gaussian features shaped like pooled activations: a shared low-rank part (correlated
     features, as in a residual stream), a per-scenario offset, per-feature scales, and one
     planted label direction per layer whose strength rises and falls over the layers
     (held-out AUROC from ~0.5 to ~0.9)."""
     gen = torch.Generator().manual_seed(seed)
-    n, d, rank = len(y), SYNTHETIC_DIM, 16
+    n, d, rank = len(y), dim, 16
     sign = (2 * y.float() - 1)[:, None]
     names = sorted(set(groups))
     group_index = torch.tensor([names.index(g) for g in groups])
     features = {}
-    for layer in range(SYNTHETIC_LAYERS):
+    for layer in range(n_layers):
         loadings = 2.0 * torch.randn(rank, d, generator=gen)
         shared = torch.randn(n, rank, generator=gen) @ loadings
         offsets = 0.5 * torch.randn(len(names), d, generator=gen)[group_index]
         direction = torch.randn(d, generator=gen)
         direction /= direction.norm()
-        strength = 1.5 * math.sin(math.pi * layer / (SYNTHETIC_LAYERS - 1))
+        strength = 1.5 * math.sin(math.pi * layer / max(1, n_layers - 1))
         noise = torch.randn(n, d, generator=gen)
         scales = torch.exp(torch.randn(d, generator=gen))  # anisotropic
         features[f"synthetic.{layer}"] = (
@@ -178,19 +177,19 @@ def find_superset_cache(folder: Path, key: CacheKey) -> Path | None:
     return None
 
 
-def real_features(args: argparse.Namespace, transcripts: list[Any]) -> dict[str, Tensor]:
+def real_features(config: ProbeFitConfig, transcripts: list[Any]) -> dict[str, Tensor]:
     from interp.models import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = load_model(config.model, device=config.device)
     hooks = tuple(hook_name(layer) for layer in range(model.n_layers))
-    folder = args.cache_dir or cache_root() / "activations"
+    folder = Path(config.cache_dir) if config.cache_dir else cache_root() / "activations"
     key = CacheKey(
         model_name=model.name,
         model_fingerprint=model.fingerprint,
         dataset_hash=dataset_hash(transcripts),
         n_transcripts=len(transcripts),
         hooks=tuple(sorted(hooks)),
-        tokens=args.tokens,
+        tokens=config.tokens,
         max_tokens=1024,
         per_token=False,
         dtype="float32",
@@ -216,8 +215,8 @@ def real_features(args: argparse.Namespace, transcripts: list[Any]) -> dict[str,
             model,
             transcripts,
             hooks,
-            args.tokens,
-            batch_size=args.batch_size,
+            config.tokens,
+            batch_size=config.batch_size,
             cache_dir=folder,
         )
     return {h: acts[h] for h in hooks}
@@ -250,83 +249,108 @@ def fit_sklearn(
     return scaler, clf, time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    transcripts = build_consistency()
+def load_features(config: ProbeFitConfig, transcripts: list[Any]) -> dict[str, Tensor]:
+    if not config.synthetic:
+        return real_features(config, transcripts)
     y = torch.tensor([t.label for t in transcripts])
+    shape = f"[{len(transcripts)}, {config.synthetic_dim}] x {config.synthetic_layers}"
+    print(f"Synthetic features {shape} with a planted direction", flush=True)
     groups = [t.group for t in transcripts]
-    if args.synthetic:
-        print("Synthetic features [768, 576] x 30 with a planted direction", flush=True)
-        features = synthetic_features(y, groups, args.seed)
-    else:
-        features = real_features(args, transcripts)
-    train, test = group_split(groups, args.test_fraction, args.seed)
-    names = list(features)
+    return synthetic_features(y, groups, config.seed, config.synthetic_layers, config.synthetic_dim)
 
-    # Inputs prepared outside the timed region: device tensors for ours, numpy for sklearn.
-    ours_in = {n: features[n][train].float().to(device) for n in names}
-    ours_test = {n: features[n][test].float().to(device) for n in names}
-    sk_in = {n: features[n][train].float().numpy() for n in names}
-    sk_test = {n: features[n][test].float().numpy() for n in names}
-    y_train_dev, y_train_np = y[train].to(device), y[train].numpy()
-    y_test = y[test]
 
-    print(
-        f"{len(names)} feature sets of shape {list(features[names[0]].shape)}, "
-        f"{len(train)} train / {len(test)} test rows; warm-up...",
-        flush=True,
-    )
-    fit_ours(ours_in[names[0]], y_train_dev, args.c, args.ours_tol, device)
-    fit_sklearn(sk_in[names[0]], y_train_np, args.c, args.sk_max_iter, args.sk_tol)
+@dataclass
+class Inputs:
+    """Each feature set's rows, prepared outside the timed region: device tensors for ours,
+    numpy arrays for scikit-learn."""
 
-    ours_t: dict[str, list[float]] = {n: [] for n in names}
-    sk_t: dict[str, list[float]] = {n: [] for n in names}
-    totals: dict[str, list[float]] = {"ours": [], "sklearn": []}
-    ours_fit: dict[str, LogisticProbe] = {}
-    sk_fit: dict[str, tuple[Any, Any]] = {}
+    ours_train: dict[str, Tensor]
+    ours_test: dict[str, Tensor]
+    sk_train: dict[str, np.ndarray]
+    sk_test: dict[str, np.ndarray]
+    y_train_dev: Tensor
+    y_train_np: np.ndarray
+    y_test: Tensor
+
+    @classmethod
+    def split(
+        cls, features: dict[str, Tensor], y: Tensor, train: Any, test: Any, device: torch.device
+    ) -> Inputs:
+        return cls(
+            {n: f[train].float().to(device) for n, f in features.items()},
+            {n: f[test].float().to(device) for n, f in features.items()},
+            {n: f[train].float().numpy() for n, f in features.items()},
+            {n: f[test].float().numpy() for n, f in features.items()},
+            y[train].to(device),
+            y[train].numpy(),
+            y[test],
+        )
+
+
+@dataclass
+class Sweeps:
+    """Per feature set: fit seconds of each repeat and the last fitted probes; per method: the
+    sweep totals; scikit-learn's warnings."""
+
+    ours_s: dict[str, list[float]] = field(default_factory=dict)
+    sklearn_s: dict[str, list[float]] = field(default_factory=dict)
+    totals: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "sklearn": []})
+    ours_fit: dict[str, LogisticProbe] = field(default_factory=dict)
+    sk_fit: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _sweep(config: ProbeFitConfig, inputs: Inputs, method: str, sweeps: Sweeps, device) -> None:
+    total = 0.0
+    for n in inputs.ours_train:
+        if method == "ours":
+            sweeps.ours_fit[n], dt = fit_ours(
+                inputs.ours_train[n], inputs.y_train_dev, config.c, config.ours_tol, device
+            )
+            sweeps.ours_s.setdefault(n, []).append(dt)
+        else:
+            scaler, clf, dt = fit_sklearn(
+                inputs.sk_train[n], inputs.y_train_np, config.c, config.sk_max_iter, config.sk_tol
+            )
+            sweeps.sk_fit[n] = (scaler, clf)
+            sweeps.sklearn_s.setdefault(n, []).append(dt)
+        total += dt
+    sweeps.totals[method].append(total)
+
+
+def time_sweeps(config: ProbeFitConfig, inputs: Inputs, device: torch.device) -> Sweeps:
+    """Both sweeps ``repeats`` times, alternating which goes first."""
+    sweeps = Sweeps()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for r in range(args.repeats):
-            order = ("ours", "sklearn") if r % 2 == 0 else ("sklearn", "ours")
-            for method in order:
-                total = 0.0
-                for n in names:
-                    if method == "ours":
-                        ours_fit[n], dt = fit_ours(
-                            ours_in[n], y_train_dev, args.c, args.ours_tol, device
-                        )
-                        ours_t[n].append(dt)
-                    else:
-                        scaler, clf, dt = fit_sklearn(
-                            sk_in[n], y_train_np, args.c, args.sk_max_iter, args.sk_tol
-                        )
-                        sk_fit[n] = (scaler, clf)
-                        sk_t[n].append(dt)
-                    total += dt
-                totals[method].append(total)
+        for r in range(config.repeats):
+            for method in ("ours", "sklearn") if r % 2 == 0 else ("sklearn", "ours"):
+                _sweep(config, inputs, method, sweeps, device)
             print(
-                f"  repeat {r + 1}/{args.repeats}: ours {totals['ours'][-1]:.2f}s, "
-                f"sklearn {totals['sklearn'][-1]:.2f}s",
+                f"  repeat {r + 1}/{config.repeats}: ours {sweeps.totals['ours'][-1]:.2f}s, "
+                f"sklearn {sweeps.totals['sklearn'][-1]:.2f}s",
                 flush=True,
             )
-    sk_warnings = sorted({str(w.message).splitlines()[0] for w in caught})
+    sweeps.warnings = sorted({str(w.message).splitlines()[0] for w in caught})
+    return sweeps
 
+
+def score_rows(inputs: Inputs, sweeps: Sweeps) -> list[dict[str, Any]]:
+    """Per feature set: median fit seconds, held-out AUROC of both, direction cosine."""
     rows = []
-    for n in names:
-        probe = ours_fit[n]
-        scaler, clf = sk_fit[n]
-        a_ours = auroc(y_test, probe.score(ours_test[n]).cpu())
-        a_sk = auroc(y_test, torch.from_numpy(clf.decision_function(scaler.transform(sk_test[n]))))
+    for n in inputs.ours_train:
+        probe = sweeps.ours_fit[n]
+        scaler, clf = sweeps.sk_fit[n]
+        a_ours = auroc(inputs.y_test, probe.score(inputs.ours_test[n]).cpu())
+        sk_scores = clf.decision_function(scaler.transform(inputs.sk_test[n]))
+        a_sk = auroc(inputs.y_test, torch.from_numpy(sk_scores))
         d_sk = torch.from_numpy(clf.coef_[0] / scaler.scale_).float()
         cosine = float(torch.dot(probe.direction.cpu(), d_sk / d_sk.norm()))
         rows.append(
             {
                 "features": n,
-                "ours_s": statistics.median(ours_t[n]),
-                "sklearn_s": statistics.median(sk_t[n]),
+                "ours_s": statistics.median(sweeps.ours_s[n]),
+                "sklearn_s": statistics.median(sweeps.sklearn_s[n]),
                 "auroc_ours": a_ours,
                 "auroc_sklearn": a_sk,
                 "abs_auroc_diff": abs(a_ours - a_sk),
@@ -334,70 +358,98 @@ def main(argv: list[str] | None = None) -> int:
                 "sklearn_n_iter": int(clf.n_iter_[0]),
             }
         )
-    median = {m: statistics.median(v) for m, v in totals.items()}
-    ratio = median["sklearn"] / median["ours"]
-    max_diff = max(r["abs_auroc_diff"] for r in rows)
-    not_converged = [r["features"] for r in rows if r["sklearn_n_iter"] >= args.sk_max_iter]
+    return rows
 
-    print()
-    print(
-        f"{'synthetic' if args.synthetic else args.model} features, C={args.c}, ours on "
-        f"{device} ({torch.get_num_threads()} threads), scikit-learn on CPU; "
-        f"median of {args.repeats}"
-    )
-    width = max(len("features"), *(len(n) for n in names))
+
+def report(config: ProbeFitConfig, device, rows: list[dict], summary: dict, caught: list) -> str:
+    """The table per feature set, the totals and the ratio."""
+    median = summary["median_total_s"]
+    width = max(len("features"), *(len(r["features"]) for r in rows))
     header = (
         f"{'features':<{width}} {'ours s':>7} {'sk s':>7} {'AUROC ours':>10} {'AUROC sk':>9} "
         f"{'|diff|':>7} {'cos':>6} {'sk iter':>7}"
     )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r['features']:<{width}} {r['ours_s']:>7.3f} {r['sklearn_s']:>7.3f} "
-            f"{r['auroc_ours']:>10.4f} {r['auroc_sklearn']:>9.4f} {r['abs_auroc_diff']:>7.4f} "
-            f"{r['direction_cosine']:>6.3f} {r['sklearn_n_iter']:>7}"
-        )
-    print("-" * len(header))
-    print(
+    lines = [
+        "",
+        f"{'synthetic' if config.synthetic else config.model} features, C={config.c}, ours on "
+        f"{device} ({torch.get_num_threads()} threads), scikit-learn on CPU; "
+        f"median of {config.repeats}",
+        header,
+        "-" * len(header),
+    ]
+    lines += [
+        f"{r['features']:<{width}} {r['ours_s']:>7.3f} {r['sklearn_s']:>7.3f} "
+        f"{r['auroc_ours']:>10.4f} {r['auroc_sklearn']:>9.4f} {r['abs_auroc_diff']:>7.4f} "
+        f"{r['direction_cosine']:>6.3f} {r['sklearn_n_iter']:>7}"
+        for r in rows
+    ]
+    lines += [
+        "-" * len(header),
         f"total fit time (median): ours {median['ours']:.2f} s, "
-        f"scikit-learn {median['sklearn']:.2f} s"
+        f"scikit-learn {median['sklearn']:.2f} s",
+        f"max |AUROC ours - AUROC sklearn| = {summary['max_abs_auroc_diff']:.4f}",
+    ]
+    if summary["sklearn_not_converged"]:
+        lines.append(f"warning: scikit-learn hit max_iter on {summary['sklearn_not_converged']}")
+    lines += [f"warning during fits: {w}" for w in caught]
+    lines.append(
+        f"RATIO sklearn/ours = {summary['ratio_sklearn_over_ours']:.2f}  "
+        "(total fit time; > 1 means ours is faster)"
     )
-    print(f"max |AUROC ours - AUROC sklearn| = {max_diff:.4f}")
-    if not_converged:
-        print(f"warning: scikit-learn hit max_iter on {not_converged}")
-    for w in sk_warnings:
-        print(f"warning during fits: {w}")
-    print(f"RATIO sklearn/ours = {ratio:.2f}  (total fit time; > 1 means ours is faster)")
+    return "\n".join(lines)
 
-    default_name = "probe_fit_synthetic.json" if args.synthetic else "probe_fit.json"
-    out = args.out or cache_root() / "benchmarks" / default_name
+
+def run(config: ProbeFitConfig) -> Path:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    transcripts = build_consistency()
+    y = torch.tensor([t.label for t in transcripts])
+    features = load_features(config, transcripts)
+    train, test = group_split([t.group for t in transcripts], config.test_fraction, config.seed)
+    inputs = Inputs.split(features, y, train, test, device)
+    first = next(iter(features))
+    print(
+        f"{len(features)} feature sets of shape {list(features[first].shape)}, "
+        f"{len(train)} train / {len(test)} test rows; warm-up...",
+        flush=True,
+    )
+    fit_ours(inputs.ours_train[first], inputs.y_train_dev, config.c, config.ours_tol, device)
+    fit_sklearn(
+        inputs.sk_train[first], inputs.y_train_np, config.c, config.sk_max_iter, config.sk_tol
+    )
+    sweeps = time_sweeps(config, inputs, device)
+    rows = score_rows(inputs, sweeps)
+    median = {m: statistics.median(v) for m, v in sweeps.totals.items()}
+    summary = {
+        "median_total_s": median,
+        "ratio_sklearn_over_ours": median["sklearn"] / median["ours"],
+        "max_abs_auroc_diff": max(r["abs_auroc_diff"] for r in rows),
+        "sklearn_not_converged": [
+            r["features"] for r in rows if r["sklearn_n_iter"] >= config.sk_max_iter
+        ],
+    }
+    print(report(config, device, rows, summary, sweeps.warnings))
     import sklearn
 
     result = {
-        "benchmark": "probe_fit",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
         "n_train": len(train),
         "n_test": len(test),
-        "shape": list(features[names[0]].shape),
-        "totals_s": totals,
-        "median_total_s": median,
-        "ratio_sklearn_over_ours": ratio,
-        "max_abs_auroc_diff": max_diff,
-        "sklearn_not_converged": not_converged,
-        "warnings": sk_warnings,
+        "shape": list(features[first].shape),
+        "totals_s": sweeps.totals,
+        **summary,
+        "warnings": sweeps.warnings,
         "layers": rows,
-        "torch": torch.__version__,
-        "sklearn": sklearn.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json_atomic(Path(out), result)
+    name = "probe_fit_synthetic" if config.synthetic else "probe_fit"
+    out = write_result(name, config, result, config.out, versions={"sklearn": sklearn.__version__})
     print(f"wrote {out}")
-    return 0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(ProbeFitConfig, run, argv, prog="python experiments/bench_probe_fit.py")
 
 
 if __name__ == "__main__":
