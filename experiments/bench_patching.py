@@ -25,56 +25,73 @@ Run: ``python experiments/bench_patching.py``; quick check on the tiny random mo
 
 from __future__ import annotations
 
-import argparse
-import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import torch
-import transformer_lens
 import transformer_lens.patching as tl_patching
 
-from interp.artifacts import write_json_atomic
+from interp.benchmarks import sync, write_result
+from interp.cli import run_cli
+from interp.config import ConfigError
 from interp.hooks import parse_layers
-from interp.models import DEFAULT_MODEL, load_model
+from interp.models import DEFAULT_MODEL, LoadedModel, load_model
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
-from interp.paths import cache_root
 
 CLEAN = "The seller knew the brakes were faulty. When the buyer asked if the car was safe, she said"
 CORRUPT = "The seller knew the brakes were fine. When the buyer asked if the car was safe, she said"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--sites", default="resid_pre,attn_out,mlp_out")
-    p.add_argument("--layers", default="0-29:3", help="layers, or a range with a step: 0-29:3")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="JSON (default <cache>/benchmarks/)")
-    return p.parse_args(argv)
+@dataclass
+class PatchingBenchConfig:
+    """Batched activation patching (interp.patching) against transformer_lens.patching."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    sites: str = field(
+        default="resid_pre,attn_out,mlp_out", metadata={"help": "sites, comma-separated"}
+    )
+    layers: str = field(
+        default="0-29:3", metadata={"help": "layers, or a range with a step: 0-29:3"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "patches per forward pass"})
+    repeats: int = field(default=1, metadata={"help": "timed runs of each path (median)"})
+    out: str | None = field(
+        default=None,
+        metadata={"help": "JSON results", "default_text": "<cache>/benchmarks/patching.json"},
+    )
+
+    def __post_init__(self) -> None:
+        layers_from(self.layers, 10**6)  # says how to write layers if it cannot read them
+        for name in ("batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 def layers_from(text: str, n_layers: int) -> list[int]:
     spec, _, step = text.partition(":")
-    return [layer for layer in parse_layers(spec) if layer < n_layers][:: int(step or 1)]
+    try:
+        every = int(step or 1)
+    except ValueError:
+        raise ConfigError(f"cannot read the step of layers {text!r}: write e.g. 0-29:3") from None
+    return [layer for layer in parse_layers(spec) if layer < n_layers][::every]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    model = load_model(args.model, device=args.device)
-    tok = model.tokenizer
-    source = PatchInput(tok(CLEAN, return_tensors="pt").input_ids[0])
-    target = PatchInput(tok(CORRUPT, return_tensors="pt").input_ids[0])
-    if len(source) != len(target):
-        raise SystemExit("the two prompts must tokenize to the same length")
-    sites = tuple(args.sites.split(","))
-    layers = layers_from(args.layers, model.n_layers)
-    metric = LogProbDiff.from_text(tok, " yes", " no")
+def reference_sweep(
+    model: LoadedModel,
+    source: PatchInput,
+    target: PatchInput,
+    metric: LogProbDiff,
+    sites: tuple[str, ...],
+    layers: list[int],
+) -> torch.Tensor:
+    """``transformer_lens.patching.generic_activation_patch`` over the same sites, layers and
+    positions: one forward pass per patch; values ``[site, layer, position]``."""
     yes, no = int(metric.comply[0]), int(metric.refuse[0])
 
     def tl_metric(logits: torch.Tensor) -> torch.Tensor:
@@ -84,25 +101,50 @@ def main(argv: list[str] | None = None) -> int:
     index = pd.DataFrame(
         [(layer, pos) for layer in layers for pos in range(len(target))], columns=["layer", "pos"]
     )
+    with torch.inference_mode():
+        _, cache = model.bridge.run_with_cache(source.tokens[None].to(model.device))
+        out = [
+            tl_patching.generic_activation_patch(
+                model.bridge,
+                target.tokens[None].to(model.device),
+                cache,
+                tl_metric,
+                patch_setter=tl_patching.layer_pos_patch_setter,
+                activation_name=site,
+                index_df=index,
+            )
+            for site in sites
+        ]
+    return torch.stack(out).reshape(len(sites), len(layers), len(target)).cpu()
 
-    def run_tl() -> torch.Tensor:
-        with torch.inference_mode():
-            _, cache = model.bridge.run_with_cache(source.tokens[None].to(model.device))
-            out = [
-                tl_patching.generic_activation_patch(
-                    model.bridge,
-                    target.tokens[None].to(model.device),
-                    cache,
-                    tl_metric,
-                    patch_setter=tl_patching.layer_pos_patch_setter,
-                    activation_name=site,
-                    index_df=index,
-                )
-                for site in sites
-            ]
-        return torch.stack(out).reshape(len(sites), len(layers), len(target)).cpu()
 
-    run_ours = partial(
+def time_both(
+    paths: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
+    """Each path ``repeats`` times, alternating which goes first: seconds and last values."""
+    times: dict[str, list[float]] = {"transformer_lens": [], "interp": []}
+    outputs: dict[str, torch.Tensor] = {}
+    for repeat in range(repeats):
+        order = ["interp", "transformer_lens"]
+        for name in order[:: 1 if repeat % 2 else -1]:
+            start = time.perf_counter()
+            outputs[name] = paths[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times, outputs
+
+
+def run(config: PatchingBenchConfig) -> Path:
+    model = load_model(config.model, device=config.device)
+    tok = model.tokenizer
+    source = PatchInput(tok(CLEAN, return_tensors="pt").input_ids[0])
+    target = PatchInput(tok(CORRUPT, return_tensors="pt").input_ids[0])
+    if len(source) != len(target):
+        raise ValueError("the two prompts must tokenize to the same length")
+    sites = tuple(config.sites.split(","))
+    layers = layers_from(config.layers, model.n_layers)
+    metric = LogProbDiff.from_text(tok, " yes", " no")
+    ours = partial(
         patch_sweep,
         model,
         target,
@@ -110,54 +152,46 @@ def main(argv: list[str] | None = None) -> int:
         source_input=source,
         sites=sites,
         layers=layers,
-        batch_size=args.batch_size,
+        batch_size=config.batch_size,
         progress=False,
     )
-    times: dict[str, list[float]] = {"transformer_lens": [], "interp": []}
-    outputs: dict[str, torch.Tensor] = {}
-    for repeat in range(args.repeats):
-        order = [("interp", lambda: run_ours().values), ("transformer_lens", run_tl)]
-        for name, fn in order[:: 1 if repeat % 2 else -1]:
-            start = time.perf_counter()
-            outputs[name] = fn()
-            if model.device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+    paths = {
+        "interp": lambda: ours().values,
+        "transformer_lens": lambda: reference_sweep(model, source, target, metric, sites, layers),
+    }
+    times, outputs = time_both(paths, config.repeats, model.device)
     max_diff = float((outputs["interp"] - outputs["transformer_lens"]).abs().max())
     medians = {k: statistics.median(v) for k, v in times.items()}
     n_patches = len(sites) * len(layers) * len(target)
     print(
         f"model {model.name} on {model.device}; prompt {len(target)} tokens; sites {sites}; "
-        f"layers {layers}; {n_patches} patches; batch {args.batch_size}"
+        f"layers {layers}; {n_patches} patches; batch {config.batch_size}"
     )
     print(f"max |interp - transformer_lens| = {max_diff:.2e}")
     for name, seconds in medians.items():
         print(f"{name:17s} {seconds:8.2f} s  ({1000 * seconds / n_patches:6.1f} ms/patch)")
     ratio = medians["transformer_lens"] / medians["interp"]
     print(f"RATIO transformer_lens / interp = {ratio:.2f}  (target >= 5)")
-    out = args.out or cache_root() / "benchmarks" / "patching.json"
-    write_json_atomic(
-        Path(out),
-        {
-            "model": model.name,
-            "device": str(model.device),
-            "prompt_tokens": len(target),
-            "sites": sites,
-            "layers": layers,
-            "patches": n_patches,
-            "batch_size": args.batch_size,
-            "max_abs_diff": max_diff,
-            "seconds": times,
-            "median_seconds": medians,
-            "ratio_tl_over_interp": ratio,
-            "torch": torch.__version__,
-            "transformer_lens": getattr(transformer_lens, "__version__", "?"),
-            "platform": platform.platform(),
-            "threads": torch.get_num_threads(),
-        },
-    )
+    result = {
+        "model": model.name,
+        "device": str(model.device),
+        "prompt_tokens": len(target),
+        "sites": sites,
+        "layers": layers,
+        "patches": n_patches,
+        "batch_size": config.batch_size,
+        "max_abs_diff": max_diff,
+        "seconds": times,
+        "median_seconds": medians,
+        "ratio_tl_over_interp": ratio,
+    }
+    out = write_result("patching", config, result, config.out)
     print(f"wrote {out}")
-    return 0
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(PatchingBenchConfig, run, argv, prog="python experiments/bench_patching.py")
 
 
 if __name__ == "__main__":
