@@ -35,14 +35,17 @@ Defaults (3 held-out scenarios, 15 layers, 3 sites, 2 segments) take about 10 mi
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from interp.artifacts import write_figure, write_json_atomic
+from interp.cli import run_cli
+from interp.config import ConfigError
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.split import split_bank
 from interp.hooks import parse_layers
@@ -61,26 +64,61 @@ from interp.paths import cache_root
 from probes.base import Probe
 
 SEGMENTS = ["system", "pressure", "reply", "follow_up"]
+PER = ("segment", "position")
+METRICS = ("logprob", "kl", "probe")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model for the in-context sweep")
-    p.add_argument("--refusal-model", default=f"{DEFAULT_MODEL}-refusal-lora")
-    p.add_argument("--rebuttal-model", default=f"{DEFAULT_MODEL}-rebuttal-lora")
-    p.add_argument("--both-directions", action="store_true", help="also refusal -> rebuttal")
-    p.add_argument("--scenarios", type=int, default=3, help="held-out scenarios to use")
-    p.add_argument("--sites", default="resid_pre,attn_out,mlp_out")
-    p.add_argument("--layers", default="0-29:2", help="layers, or a range with a step (0-29:2)")
-    p.add_argument("--per", choices=("segment", "position"), default="segment")
-    p.add_argument("--metric", choices=("logprob", "kl", "probe"), default="logprob")
-    p.add_argument("--probe", type=Path, default=None, help="saved probe folder (--metric probe)")
-    p.add_argument("--continuation-tokens", type=int, default=12)
-    p.add_argument("--min-gap", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, default=None)
-    return p.parse_args(argv)
+@dataclass
+class PatchExperimentConfig:
+    """Activation patching between refusal and rebuttal, in context and across models."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model for the in-context sweep"})
+    refusal_model: str = field(
+        default=f"{DEFAULT_MODEL}-refusal-lora", metadata={"help": "the refusal-trained model"}
+    )
+    rebuttal_model: str = field(
+        default=f"{DEFAULT_MODEL}-rebuttal-lora", metadata={"help": "the rebuttal-trained model"}
+    )
+    both_directions: bool = field(default=False, metadata={"help": "also refusal -> rebuttal"})
+    scenarios: int = field(default=3, metadata={"help": "held-out scenarios to use"})
+    sites: str = field(
+        default="resid_pre,attn_out,mlp_out", metadata={"help": "sites, comma-separated"}
+    )
+    layers: str = field(
+        default="0-29:2", metadata={"help": "layers, or a range with a step (0-29:2)"}
+    )
+    per: str = field(
+        default="segment",
+        metadata={"help": "patch whole segments or single positions", "choices": PER},
+    )
+    metric: str = field(
+        default="logprob", metadata={"help": "what a patch changes", "choices": METRICS}
+    )
+    probe: str | None = field(
+        default=None, metadata={"help": "saved probe folder (--metric probe)"}
+    )
+    continuation_tokens: int = field(
+        default=12, metadata={"help": "tokens of each answer the logprob metric reads"}
+    )
+    min_gap: float = field(
+        default=0.05, metadata={"help": "leave out sweeps whose clean values differ less (nats)"}
+    )
+    batch_size: int = field(default=16, metadata={"help": "patches per forward pass"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    out: str | None = field(
+        default=None,
+        metadata={
+            "help": "output folder",
+            "default_text": "<cache>/experiments/patch_refusal_vs_rebuttal/<model>",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.metric == "probe" and self.probe is None:
+            raise ConfigError("--metric probe needs --probe PATH (a folder with probe.json)")
+        for name in ("scenarios", "continuation_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 def layers_from(text: str, n_layers: int) -> list[int]:
@@ -88,18 +126,16 @@ def layers_from(text: str, n_layers: int) -> list[int]:
     return [layer for layer in parse_layers(spec) if layer < n_layers][:: int(step or 1)]
 
 
-def metric_for(model: LoadedModel, s: Scenario, args: argparse.Namespace) -> Metric:
-    if args.metric == "kl":
+def metric_for(model: LoadedModel, s: Scenario, config: PatchExperimentConfig) -> Metric:
+    if config.metric == "kl":
         return NextTokenKL()
-    if args.metric == "probe":
-        if args.probe is None:
-            raise SystemExit("--metric probe needs --probe PATH (a folder with probe.json)")
-        probe = Probe.load(args.probe, device=model.device)
+    if config.metric == "probe":
+        probe = Probe.load(Path(str(config.probe)), device=model.device)
         if probe.meta.hook is None:
-            raise SystemExit(f"{args.probe}: the probe does not record its hook")
+            raise ValueError(f"{config.probe}: the probe does not record its hook")
         return ProbeScore(probe, probe.meta.hook, GENERATION_PROMPT)
     metric = LogProbDiff.from_text(model.tokenizer, s.answers_comply[0], s.answers_refuse[0])
-    n = min(args.continuation_tokens, len(metric.comply), len(metric.refuse))
+    n = min(config.continuation_tokens, len(metric.comply), len(metric.refuse))
     return LogProbDiff(metric.comply[:n], metric.refuse[:n])
 
 
@@ -125,8 +161,10 @@ def mean_normalised(results: list[PatchResult], min_gap: float) -> tuple[torch.T
     return torch.stack([r.normalised for r in usable]).mean(0), len(usable)
 
 
-def summarise(name: str, results: list[PatchResult], args, out_dir: Path) -> dict:
-    mean, n_used = mean_normalised(results, args.min_gap)
+def summarise(
+    name: str, results: list[PatchResult], config: PatchExperimentConfig, out_dir: Path
+) -> dict:
+    mean, n_used = mean_normalised(results, config.min_gap)
     first = results[0]
     averaged = PatchResult(
         values=mean,
@@ -155,7 +193,7 @@ def summarise(name: str, results: list[PatchResult], args, out_dir: Path) -> dic
     }
 
 
-def run_sweep(name, target, source, make_inputs, scenarios, args, out_dir) -> list[PatchResult]:
+def run_sweep(name, target, source, make_inputs, scenarios, config, out_dir) -> list[PatchResult]:
     results = []
     for s in scenarios:
         target_input, source_input, segments = make_inputs(s)
@@ -163,14 +201,14 @@ def run_sweep(name, target, source, make_inputs, scenarios, args, out_dir) -> li
         result = patch_sweep(
             target,
             target_input,
-            metric_for(target, s, args),
+            metric_for(target, s, config),
             source=source,
             source_input=source_input,
-            sites=tuple(args.sites.split(",")),
-            layers=layers_from(args.layers, target.n_layers),
+            sites=tuple(config.sites.split(",")),
+            layers=layers_from(config.layers, target.n_layers),
             segments=segments,
-            per=args.per,
-            batch_size=args.batch_size,
+            per=config.per,
+            batch_size=config.batch_size,
         )
         result.meta["scenario"] = s.id
         result.meta["seconds"] = round(time.perf_counter() - start, 1)
@@ -183,19 +221,19 @@ def run_sweep(name, target, source, make_inputs, scenarios, args, out_dir) -> li
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(config: PatchExperimentConfig) -> dict:
     bank = load_bank()
     _, test_ids = split_bank(bank)
     by_id = {s.id: s for s in bank}
-    scenarios = [by_id[i] for i in sorted(test_ids)][: args.scenarios]
-    model = load_model(args.model, device=args.device)
+    scenarios = [by_id[i] for i in sorted(test_ids)][: config.scenarios]
+    model = load_model(config.model, device=config.device)
     out_dir = (
-        args.out
-        or cache_root() / "experiments" / "patch_refusal_vs_rebuttal" / Path(model.name).name
+        Path(config.out)
+        if config.out
+        else cache_root() / "experiments" / "patch_refusal_vs_rebuttal" / Path(model.name).name
     )
     summary: dict = {
-        "config": vars(args) | {"out": str(out_dir)},
+        "config": asdict(config) | {"out": str(out_dir)},
         "scenarios": [s.id for s in scenarios],
     }
 
@@ -204,12 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         source = conversation(model, s, s.answers_rebut[0])
         return target, source, ["follow_up", GENERATION_PROMPT]
 
-    results = run_sweep("in_context", model, None, in_context, scenarios, args, out_dir)
-    summary["in_context"] = summarise("in_context", results, args, out_dir)
+    results = run_sweep("in_context", model, None, in_context, scenarios, config, out_dir)
+    summary["in_context"] = summarise("in_context", results, config, out_dir)
 
     try:
-        refusal = load_model(args.refusal_model, device=args.device)
-        rebuttal = load_model(args.rebuttal_model, device=args.device)
+        refusal = load_model(config.refusal_model, device=config.device)
+        rebuttal = load_model(config.rebuttal_model, device=config.device)
     except ModelError as err:
         reason = f"fine-tuned models not available ({err})"
         print(f"\nSkipping the cross-model sweep: {reason}")
@@ -221,18 +259,24 @@ def main(argv: list[str] | None = None) -> int:
             return (
                 prompt,
                 prompt,
-                None if args.per == "position" else ["pressure", GENERATION_PROMPT],
+                None if config.per == "position" else ["pressure", GENERATION_PROMPT],
             )
 
         pairs = [("rebuttal_into_refusal", refusal, rebuttal)]
-        if args.both_directions:
+        if config.both_directions:
             pairs.append(("refusal_into_rebuttal", rebuttal, refusal))
         for name, target, source in pairs:
-            results = run_sweep(name, target, source, same_prompt, scenarios, args, out_dir)
-            summary[name] = summarise(name, results, args, out_dir)
+            results = run_sweep(name, target, source, same_prompt, scenarios, config, out_dir)
+            summary[name] = summarise(name, results, config, out_dir)
     write_json_atomic(out_dir / "results.json", summary)
     print(f"\nwrote {out_dir}/results.json")
-    return 0
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        PatchExperimentConfig, run, argv, prog="python experiments/patch_refusal_vs_rebuttal.py"
+    )
 
 
 if __name__ == "__main__":
