@@ -245,7 +245,8 @@ def named_weights(model: Any) -> dict[str, Tensor]:
     return out
 
 
-def _check_same(base: dict[str, Tensor], variant: dict[str, Tensor]) -> None:
+def _check_comparable(base: dict[str, Tensor], variant: dict[str, Tensor]) -> None:
+    """Refuse two checkpoints whose parameter names or shapes differ."""
     for name, tensor in base.items():
         if name not in variant:
             raise WeightDiffError(
@@ -357,6 +358,100 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _layer_matrices(
+    weights: Mapping[str, Tensor],
+) -> tuple[dict[tuple[int, str], str], list[int], int]:
+    """Where each projection matrix is: ``{(layer, matrix): parameter name}``, the layers in
+    order and ``d_model``; refuses a checkpoint without Llama projection matrices or with a
+    layer that lacks one of them."""
+    found: dict[tuple[int, str], str] = {}
+    for name in weights:
+        match = _LAYER_MATRIX.search(name)
+        if match:
+            found[(int(match.group(1)), match.group(2))] = name
+    if not found:
+        raise WeightDiffError(
+            "no Llama projection matrices (layers.N.self_attn.q_proj.weight, ...) found; "
+            f"first parameter names: {list(weights)[:5]}"
+        )
+    layers = sorted({layer for layer, _ in found})
+    missing = [(ly, m) for ly in layers for m in MATRICES if (ly, m) not in found]
+    if missing:
+        raise WeightDiffError(f"layer {missing[0][0]} has no {missing[0][1]} weight")
+    d_model = weights[found[(layers[0], "q_proj")]].shape[1]
+    return found, layers, d_model
+
+
+def _unit_probe(probe_direction: Any, d_model: int) -> Tensor | None:
+    """The probe direction as a float64 unit vector (None without one); a fitted probe gives
+    its ``direction``. A vector of another size or the zero vector is refused."""
+    if probe_direction is None:
+        return None
+    vector = getattr(probe_direction, "direction", probe_direction)
+    if not isinstance(vector, Tensor) or vector.ndim != 1 or vector.shape[0] != d_model:
+        shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
+        raise ValueError(
+            f"probe_direction must be a [{d_model}] (d_model) vector, got {shape}: a probe of "
+            "another model or site?"
+        )
+    vector = vector.detach().double()
+    if vector.norm() == 0:
+        raise ValueError("probe_direction is the zero vector")
+    return vector / vector.norm()
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """The two checkpoints' weights and the settings every matrix comparison shares."""
+
+    base: Mapping[str, Tensor]
+    variant: Mapping[str, Tensor]
+    probe: Tensor | None
+    top_k: int
+    dtype: torch.dtype
+
+    def matrix(self, name: str, layer: int | None, matrix: str, side: str) -> MatrixDiff:
+        return _matrix_diff(
+            name, layer, matrix, self.base[name], self.variant[name], side,
+            self.probe, self.top_k, self.dtype,
+        )  # fmt: skip
+
+    def cells(self, found: dict[tuple[int, str], str], layers: list[int]) -> list[MatrixDiff]:
+        """Every (layer, matrix) change, layer-major; the d_model side is the output side of
+        the matrices that write into the residual stream, the input side of the others."""
+        return [
+            self.matrix(found[(ly, m)], ly, m, "output" if m in WRITES_RESIDUAL else "input")
+            for ly in layers
+            for m in MATRICES
+        ]
+
+    def extra(self, d_model: int) -> list[MatrixDiff]:
+        """The embeddings and an untied ``lm_head``, when present and changed."""
+        out = []
+        for name, label in EXTRA.items():
+            tensor = self.base.get(name)
+            if tensor is None or tensor.ndim != 2 or tensor.shape[1] != d_model:
+                continue
+            if not torch.equal(tensor, self.variant[name].to(tensor.device, tensor.dtype)):
+                out.append(self.matrix(name, None, label, "input"))
+        return out
+
+    def other(self, skip: set[str]) -> list[ParamDiff]:
+        """Norms of the change of every other floating-point tensor that changed (norm
+        weights, biases), skipping the tensors in ``skip``."""
+        out = []
+        for name, tensor in self.base.items():
+            if name in skip or not tensor.is_floating_point():
+                continue
+            w = tensor.detach().to(self.dtype)
+            dw = self.variant[name].detach().to(w.device, self.dtype) - w
+            norm, base_norm = float(dw.norm()), float(w.norm())
+            if norm > 0:
+                rel = norm / base_norm if base_norm > 0 else math.inf
+                out.append(ParamDiff(name, tuple(tensor.shape), norm, base_norm, rel))
+        return out
+
+
 def weight_diff(
     base: Any,
     variant: Any,
@@ -384,81 +479,19 @@ def weight_diff(
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     base_weights, variant_weights = named_weights(base), named_weights(variant)
-    _check_same(base_weights, variant_weights)
+    _check_comparable(base_weights, variant_weights)
     if not base_name and hasattr(base, "name"):
         base_name = str(base.name)
     if not variant_name and hasattr(variant, "name"):
         variant_name = str(variant.name)
-
-    found: dict[tuple[int, str], str] = {}
-    for name in base_weights:
-        match = _LAYER_MATRIX.search(name)
-        if match:
-            found[(int(match.group(1)), match.group(2))] = name
-    if not found:
-        raise WeightDiffError(
-            "no Llama projection matrices (layers.N.self_attn.q_proj.weight, ...) found; "
-            f"first parameter names: {list(base_weights)[:5]}"
-        )
-    layers = sorted({layer for layer, _ in found})
-    missing = [(ly, m) for ly in layers for m in MATRICES if (ly, m) not in found]
-    if missing:
-        raise WeightDiffError(f"layer {missing[0][0]} has no {missing[0][1]} weight")
-    some = base_weights[found[(layers[0], "q_proj")]]
-    d_model = some.shape[1]
-
-    probe: Tensor | None = None
-    if probe_direction is not None:
-        vector = getattr(probe_direction, "direction", probe_direction)
-        if not isinstance(vector, Tensor) or vector.ndim != 1 or vector.shape[0] != d_model:
-            shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
-            raise ValueError(
-                f"probe_direction must be a [{d_model}] (d_model) vector, got {shape}: a probe of "
-                "another model or site?"
-            )
-        vector = vector.detach().double()
-        if vector.norm() == 0:
-            raise ValueError("probe_direction is the zero vector")
-        probe = vector / vector.norm()
-
-    def compare(name: str, layer: int | None, matrix: str, side: str) -> MatrixDiff:
-        return _matrix_diff(
-            name,
-            layer,
-            matrix,
-            base_weights[name],
-            variant_weights[name],
-            side,
-            probe,
-            top_k,
-            dtype,
-        )
-
+    found, layers, d_model = _layer_matrices(base_weights)
+    probe = _unit_probe(probe_direction, d_model)
+    compare = _Comparison(base_weights, variant_weights, probe, top_k, dtype)
     on_cpu = next(iter(base_weights.values())).device.type == "cpu"
     with torch.no_grad(), _torch_threads(cpu_threads if on_cpu else None):
-        cells = [
-            compare(found[(ly, m)], ly, m, "output" if m in WRITES_RESIDUAL else "input")
-            for ly in layers
-            for m in MATRICES
-        ]
-        extra = []
-        for name, label in EXTRA.items():
-            tensor = base_weights.get(name)
-            if tensor is None or tensor.ndim != 2 or tensor.shape[1] != d_model:
-                continue
-            if not torch.equal(tensor, variant_weights[name].to(tensor.device, tensor.dtype)):
-                extra.append(compare(name, None, label, "input"))
-        other = []
-        matrix_names = set(found.values()) | set(EXTRA)
-        for name, tensor in base_weights.items():
-            if name in matrix_names or not tensor.is_floating_point():
-                continue
-            w = tensor.detach().to(dtype)
-            dw = variant_weights[name].detach().to(w.device, dtype) - w
-            norm, base_norm = float(dw.norm()), float(w.norm())
-            if norm > 0:
-                rel = norm / base_norm if base_norm > 0 else math.inf
-                other.append(ParamDiff(name, tuple(tensor.shape), norm, base_norm, rel))
+        cells = compare.cells(found, layers)
+        extra = compare.extra(d_model)
+        other = compare.other(set(found.values()) | set(EXTRA))
 
     k = min(top_k, d_model)
     baseline = random_max_cos(d_model, k) if probe is not None else (None, None)
