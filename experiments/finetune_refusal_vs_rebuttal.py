@@ -128,22 +128,13 @@ def table(aurocs: dict[str, dict[str, float | None]], layers: Sequence[int]) -> 
     return "\n".join(["Held-out divergence-probe AUROC", head, *rows])
 
 
-def run(config: ExperimentConfig) -> dict[str, Any]:
-    out = Path(config.out or cache_root() / "experiments" / "finetune_refusal_vs_rebuttal")
-    started = time.perf_counter()
-    trained = {s: finetune(config.finetune_config(s)) for s in STRATEGIES}
-    out.mkdir(parents=True, exist_ok=True)
-    write_figure(loss_figure(trained), out / "losses.html")
-    for r in trained.values():
-        print(f"{r.name}: loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}, {r.manifest['wall_s']} s")
-
-    models = {"base": config.base, **{s: r.name for s, r in trained.items()}}
-    prompts = held_out_prompts(config.n_prompts)
+def sample_replies(
+    config: ExperimentConfig, models: dict[str, str], prompts: list[Prompt], out: Path
+) -> dict[str, dict[str, str]]:
+    """Each model's greedy reply to each held-out prompt (label -> prompt id -> reply),
+    printed side by side."""
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=0.0, batch_size=8)
-    finetune_train = set(trained["refusal"].manifest["data"]["train_scenarios"])
     samples: dict[str, dict[str, str]] = {}
-    aurocs: dict[str, dict[str, float | None]] = {}
-    probe_runs: dict[str, Any] = {}
     for label, name in models.items():  # samples first: they take a minute, probes longer
         model = load_model(name, device=config.device)
         replies = generate(model, prompts, gen, out / "samples" / f"{label}.jsonl", config.progress)
@@ -153,6 +144,16 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
         print(f"\n== {p.id}: {p.messages[-1]['content'][:160]}")
         for label in models:
             print(f"-- {label}: {samples[label][p.id][:400]}")
+    return samples
+
+
+def probe_models(
+    config: ExperimentConfig, models: dict[str, str], out: Path, finetune_train: set[str]
+) -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
+    """A divergence probe per layer on each model: held-out AUROCs (label -> layer -> AUROC)
+    and what each probe run was (its test scenarios and which of them fine-tuning saw)."""
+    aurocs: dict[str, dict[str, float | None]] = {}
+    probe_runs: dict[str, Any] = {}
     for label, name in models.items():
         model = load_model(name, device=config.device)
         probe = train_probe(
@@ -175,6 +176,23 @@ def run(config: ExperimentConfig) -> dict[str, Any]:
             "out": str(probe.out_dir),
         }
         del model
+    return aurocs, probe_runs
+
+
+def run(config: ExperimentConfig) -> dict[str, Any]:
+    out = Path(config.out or cache_root() / "experiments" / "finetune_refusal_vs_rebuttal")
+    started = time.perf_counter()
+    trained = {s: finetune(config.finetune_config(s)) for s in STRATEGIES}
+    out.mkdir(parents=True, exist_ok=True)
+    write_figure(loss_figure(trained), out / "losses.html")
+    for r in trained.values():
+        print(f"{r.name}: loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}, {r.manifest['wall_s']} s")
+
+    models = {"base": config.base, **{s: r.name for s, r in trained.items()}}
+    prompts = held_out_prompts(config.n_prompts)
+    finetune_train = set(trained["refusal"].manifest["data"]["train_scenarios"])
+    samples = sample_replies(config, models, prompts, out)
+    aurocs, probe_runs = probe_models(config, models, out, finetune_train)
 
     text = table(aurocs, config.layers)
     overlap = probe_runs["base"]["test_scenarios_seen_in_finetuning"]
