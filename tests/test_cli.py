@@ -156,6 +156,16 @@ def test_module_entry_points_report_bad_input_without_a_traceback():
     assert "Traceback" not in result.stderr
 
 
+def test_scenario_bank_summary_goes_through_run_cli(tmp_path, capsys):
+    from interp.data.scenarios import main as bank_main
+
+    assert bank_main([]) == 0
+    assert "scenarios, " in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[{}]")
+    assert bank_main(["--bank", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 @dataclasses.dataclass
 class _Words:
     """A config with every kind of flag the parser builds."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -211,14 +212,38 @@ def load_bank(directory: Path | None = None) -> list[Scenario]:
     return sorted(scenarios, key=lambda s: s.id)
 
 
-def main() -> None:
-    """Validate the bank and print a summary by domain."""
-    bank = load_bank()
+@dataclass
+class BankSummaryConfig:
+    """Validate the scenario bank and print a summary by domain."""
+
+    bank: str | None = field(
+        default=None,
+        metadata={"help": "folder of scenario JSON files", "default_text": "the built-in bank"},
+    )
+
+
+def bank_summary(config: BankSummaryConfig) -> str:
+    """Per kind and domain, the number of scenarios of the (validated) bank."""
+    bank = load_bank(Path(config.bank) if config.bank else None)
     by_domain = Counter((s.kind, s.domain) for s in bank)
-    for (kind, domain), n in sorted(by_domain.items()):
-        print(f"{kind:9s} {domain:24s} {n:3d}")
-    print(f"{len(bank)} scenarios, {sum(s.kind == 'pressure' for s in bank)} with pressure")
+    lines = [f"{kind:9s} {domain:24s} {n:3d}" for (kind, domain), n in sorted(by_domain.items())]
+    lines.append(f"{len(bank)} scenarios, {sum(s.kind == 'pressure' for s in bank)} with pressure")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m interp.data.scenarios``: validate the bank and print a summary by domain;
+    a schema error is an ``error:`` line (exit status 2)."""
+    from interp.cli import run_cli
+
+    return run_cli(
+        BankSummaryConfig,
+        bank_summary,
+        argv,
+        prog="python -m interp.data.scenarios",
+        report=lambda _, text: text,
+    )
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
