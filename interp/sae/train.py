@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.artifacts import check_same, publish_folder
 from interp.cache import ActivationSet, cache_activations
 from interp.data.datasets import load_dataset
 from interp.data.split import split_transcripts
@@ -30,7 +30,7 @@ from interp.paths import cache_root
 from interp.sae.config import SAEConfig
 from interp.sae.data import shard_paths, shard_tokens, token_batches
 from interp.sae.quality import loss_increase, reconstruction_stats
-from interp.sae.store import LoadedSAE, SAEManifest, SAEMismatchError, load_sae
+from interp.sae.store import MANIFEST, LoadedSAE, SAEManifest, SAEMismatchError, load_sae
 
 
 @dataclass
@@ -144,45 +144,43 @@ def spread(rows: Sequence[int], n: int) -> list[int]:
     return [rows[int(i * step)] for i in range(n)]
 
 
-def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
-    """Train (or reuse) the SAE ``config`` describes and return it loaded, with its manifest.
+def _check_settings(folder: Path, config: SAEConfig) -> None:
+    """Refuse to reuse an SAE in ``folder`` that was trained with other settings (fields that
+    only say where and how verbosely a run goes are not compared)."""
+    saved = SAEManifest.read(folder)
+    check_same(
+        _settings(saved.config),
+        _settings(config.to_dict()),
+        where=folder,
+        fix="pass overwrite=True (--overwrite) to retrain, or another name",
+        error=SAEMismatchError,
+    )
 
-    Writes ``<cache>/saes/<name>/`` (SAELens' ``cfg.json`` + ``sae_weights.safetensors``,
-    and ``manifest.json`` with the model fingerprint, hook, data hash, config and quality).
-    """
-    from sae_lens import SAETrainer
-    from sae_lens.config import SAETrainerConfig
 
-    root = Path(config.cache_dir) if config.cache_dir else cache_root()
-    model = model or load_model(config.model, device=config.device)
-    data = prepare_data(config, model, root)
-    data_hash = dataset_hash(data.transcripts)
-    name = config.name or default_name(config, model, data_hash)
-    folder = root / "saes" / name
-    if (folder / "manifest.json").is_file() and not config.overwrite:
-        saved = SAEManifest.read(folder)
-        asked, had = _settings(config.to_dict()), _settings(saved.config)
-        if asked != had:
-            diffs = {k: (had.get(k), v) for k, v in asked.items() if had.get(k) != v}
-            raise SAEMismatchError(
-                f"{folder} holds an SAE trained with other settings (saved vs asked: {diffs}); "
-                "pass overwrite=True (--overwrite) to retrain, or another name"
-            )
-        return load_sae(folder, model, hook=data.hook)
-
+def _training_sae(
+    config: SAEConfig, model: LoadedModel, hook: str, data_hash: str
+) -> tuple[Any, int]:
+    """A fresh training SAE and its width; its metadata records the model, hook and data so
+    SAELens' own files say what the SAE reads."""
     d_sae = config.d_sae or 4 * model.d_model
     if config.architecture in ("topk", "batchtopk") and config.k > d_sae:
         raise ValueError(f"k ({config.k}) cannot exceed d_sae ({d_sae})")
-    device = str(model.device)
-    training_sae = make_training_sae(config, model.d_model, d_sae, device)
+    training_sae = make_training_sae(config, model.d_model, d_sae, str(model.device))
     training_sae.cfg.metadata.model_name = model.name
-    training_sae.cfg.metadata.hook_name = data.hook
+    training_sae.cfg.metadata.hook_name = hook
     training_sae.cfg.metadata.model_fingerprint = model.fingerprint
     training_sae.cfg.metadata.data_hash = data_hash
+    return training_sae, d_sae
+
+
+def _trainer_config(config: SAEConfig, device: str) -> Any:
+    """SAELens' trainer settings: ``training_tokens`` in ``batch_size`` steps, cosine decay
+    to a tenth of ``lr`` after a short warm-up, dead-feature windows a quarter of the run."""
+    from sae_lens.config import SAETrainerConfig
 
     steps = max(1, config.training_tokens // config.batch_size)
     window = max(1, min(1000, steps // 4))
-    trainer_cfg = SAETrainerConfig(
+    return SAETrainerConfig(
         total_training_samples=steps * config.batch_size,
         train_batch_size_samples=config.batch_size,
         lr=config.lr,
@@ -195,27 +193,13 @@ def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
         feature_sampling_window=window,
         n_batches_for_norm_estimate=min(20, steps),
     )
-    batches = token_batches(
-        data.acts,
-        data.hook,
-        config.batch_size,
-        keep=data.train_rows,
-        buffer_tokens=config.buffer_tokens,
-        seed=config.seed,
-    )
+
+
+def _measure(sae: Any, data: SAEData, model: LoadedModel, config: SAEConfig) -> dict[str, Any]:
+    """Quality of a trained SAE: reconstruction on held-out and training tokens, and the
+    language-model loss when it replaces the activations on ``eval_transcripts`` held-out
+    transcripts (compared with mean ablation)."""
     started = time.perf_counter()
-    trained = SAETrainer(trainer_cfg, training_sae, batches).fit()
-    train_seconds = time.perf_counter() - started
-
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    trained.save_inference_model(partial)
-    from sae_lens import SAE
-
-    sae = SAE.load_from_disk(partial, device=device)
-    sae.eval()
-
-    measure_started = time.perf_counter()
     heldout = reconstruction_stats(sae, _token_stream(data, data.heldout_rows))
     on_train = reconstruction_stats(sae, _token_stream(data, data.train_rows))
     mean_act = mean_activation(data, data.train_rows).to(model.device)
@@ -229,30 +213,67 @@ def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
         batch_size=min(8, config.forward_batch_size),
         max_tokens=config.max_tokens,
     )
-    quality = {
+    return {
         "heldout": asdict(heldout),
         "train": asdict(on_train),
         "loss": loss.to_dict(),
-        "measure_seconds": time.perf_counter() - measure_started,
+        "measure_seconds": time.perf_counter() - started,
     }
-    n_unique = sum(len(x) for x in _token_stream(data, data.train_rows))
-    manifest = SAEManifest(
-        model_name=model.name,
-        model_fingerprint=model.fingerprint,
-        hook=data.hook,
-        d_model=model.d_model,
-        d_sae=d_sae,
-        architecture=config.architecture,
-        data_hash=data_hash,
-        datasets=list(config.datasets),
-        n_train_transcripts=len(data.train_rows),
-        n_train_tokens_unique=n_unique,
-        config=config.to_dict(),
-        quality=quality,
-        train_seconds=train_seconds,
-        activation_cache=str(data.acts.path),
+
+
+def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
+    """Train (or reuse) the SAE ``config`` describes and return it loaded, with its manifest.
+
+    Writes ``<cache>/saes/<name>/`` (SAELens' ``cfg.json`` + ``sae_weights.safetensors``,
+    and ``manifest.json`` with the model fingerprint, hook, data hash, config and quality),
+    built as ``<name>.partial/`` and renamed when complete.
+    """
+    from sae_lens import SAE, SAETrainer
+
+    root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    model = model or load_model(config.model, device=config.device)
+    data = prepare_data(config, model, root)
+    data_hash = dataset_hash(data.transcripts)
+    name = config.name or default_name(config, model, data_hash)
+    folder = root / "saes" / name
+    if (folder / MANIFEST).is_file() and not config.overwrite:
+        _check_settings(folder, config)
+        return load_sae(folder, model, hook=data.hook)
+
+    training_sae, d_sae = _training_sae(config, model, data.hook, data_hash)
+    device = str(model.device)
+    trainer_cfg = _trainer_config(config, device)
+    batches = token_batches(
+        data.acts,
+        data.hook,
+        config.batch_size,
+        keep=data.train_rows,
+        buffer_tokens=config.buffer_tokens,
+        seed=config.seed,
     )
-    manifest.write(partial)
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    started = time.perf_counter()
+    trained = SAETrainer(trainer_cfg, training_sae, batches).fit()
+    train_seconds = time.perf_counter() - started
+
+    with publish_folder(folder) as partial:
+        trained.save_inference_model(partial)
+        sae = SAE.load_from_disk(partial, device=device)
+        sae.eval()
+        quality = _measure(sae, data, model, config)
+        SAEManifest(
+            model_name=model.name,
+            model_fingerprint=model.fingerprint,
+            hook=data.hook,
+            d_model=model.d_model,
+            d_sae=d_sae,
+            architecture=config.architecture,
+            data_hash=data_hash,
+            datasets=list(config.datasets),
+            n_train_transcripts=len(data.train_rows),
+            n_train_tokens_unique=sum(len(x) for x in _token_stream(data, data.train_rows)),
+            config=config.to_dict(),
+            quality=quality,
+            train_seconds=train_seconds,
+            activation_cache=str(data.acts.path),
+        ).write(partial)
     return load_sae(folder, model, hook=data.hook)
