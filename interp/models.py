@@ -18,7 +18,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from interp.artifacts import publish_folder
 from interp.paths import cache_root
 from probes.registry import Registry
 
@@ -129,15 +129,12 @@ def embedded_model_dir(cache: Path | None = None) -> Path:
     )
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / "source.json").write_text(
-        json.dumps({"gguf": str(gguf), "bytes": gguf.stat().st_size}, indent=2)
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    with publish_folder(target) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / "source.json").write_text(
+            json.dumps({"gguf": str(gguf), "bytes": gguf.stat().st_size}, indent=2)
+        )
     return target
 
 
@@ -154,11 +151,8 @@ def smollm2_tokenizer(cache: Path | None = None) -> Any:
     if not (saved / "tokenizer.json").is_file():
         gguf = smollm2_gguf_path()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        partial = saved.with_name(saved.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        tokenizer.save_pretrained(partial)
-        shutil.rmtree(saved, ignore_errors=True)
-        os.replace(partial, saved)
+        with publish_folder(saved) as partial:
+            tokenizer.save_pretrained(partial)
     return AutoTokenizer.from_pretrained(saved)
 
 
