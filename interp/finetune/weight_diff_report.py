@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.config import ConfigError
 from interp.finetune.figures import weight_diff_figure
 from interp.finetune.weight_diff import WeightDiff, WeightDiffError, weight_diff
@@ -101,7 +101,7 @@ def _write(config: WeightDiffConfig, folder: Path, diff: WeightDiff, extra: dict
     table = diff.table(config.rows)
     write_json_atomic(folder / "weight_diff.json", {**diff.to_dict(), **extra})
     write_text_atomic(folder / "table.txt", table + "\n")
-    weight_diff_figure(diff).write_html(folder / "weight_diff.html", include_plotlyjs=True)
+    write_figure(weight_diff_figure(diff), folder / "weight_diff.html")
     return table
 
 

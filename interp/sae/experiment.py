@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from interp.artifacts import write_json_atomic, write_text_atomic
+from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.config import ConfigError
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
@@ -91,11 +91,13 @@ def finetuned_variants(root: Path) -> list[str]:
 
 def _write_ranking_figures(analysis: Any, title: str, out: Path) -> None:
     ranking = analysis.ranking
-    feature_auroc_figure(ranking, f"Top SAE features, divergent vs consistent: {title}").write_html(
-        out / "feature_auroc.html", include_plotlyjs="cdn"
+    write_figure(
+        feature_auroc_figure(ranking, f"Top SAE features, divergent vs consistent: {title}"),
+        out / "feature_auroc.html",
     )
-    probe_comparison_figure(ranking, f"Sparse vs dense probe: {title}").write_html(
-        out / "probe_comparison.html", include_plotlyjs="cdn"
+    write_figure(
+        probe_comparison_figure(ranking, f"Sparse vs dense probe: {title}"),
+        out / "probe_comparison.html",
     )
 
 
@@ -227,9 +229,10 @@ def run_sae_features(config: SAEFeaturesConfig) -> dict[str, Any]:
     prompts, interventions = run_interventions(config, model, loaded, analysis)
     _timed(timings, "interventions", t)
     if interventions:
-        intervention_figure(
-            interventions, f"Feature edits on held-out prompts: {title}"
-        ).write_html(out / "interventions.html", include_plotlyjs="cdn")
+        write_figure(
+            intervention_figure(interventions, f"Feature edits on held-out prompts: {title}"),
+            out / "interventions.html",
+        )
 
     others = list(config.models) if config.models is not None else finetuned_variants(config.root)
     comparison = None
