@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.data.padding import pad_left
 from interp.data.tokens import answer_start
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
@@ -94,15 +95,11 @@ def _logprob_diff(
     suffixes = metric.suffixes()
     k = max(len(s) for s in suffixes)
     rows = [ids + s.tolist() for s in suffixes]
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    input_ids, attention = pad_left(rows, tok.pad_token_id)
+    width = input_ids.shape[1]
     edit = torch.zeros(len(rows), width, dtype=torch.bool)
     for r, row in enumerate(rows):
-        pad = width - len(row)
-        input_ids[r, pad:] = torch.tensor(row)
-        attention[r, pad:] = 1
-        edit[r, pad + first_reply :] = True
+        edit[r, width - len(row) + first_reply :] = True
     fwd = [(hook, make_fn(edit.to(model.device)))] if hook is not None else []
     with torch.inference_mode():
         logits = model.bridge.run_with_hooks(

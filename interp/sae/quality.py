@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.cache import pad_batch
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
@@ -84,16 +85,8 @@ def _batch(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Left-padded ids, attention mask, and the reply-position mask."""
     encoded = [encode_transcript(model.tokenizer, t, "reply", max_tokens) for t in transcripts]
-    width = max(len(e.input_ids) for e in encoded)
-    ids = torch.full((len(encoded), width), model.tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros(len(encoded), width, dtype=torch.long)
-    reply = torch.zeros(len(encoded), width, dtype=torch.bool)
-    for row, e in enumerate(encoded):
-        pad = width - len(e.input_ids)
-        ids[row, pad:] = torch.tensor(e.input_ids)
-        attention[row, pad:] = 1
-        reply[row, [pad + p for p in e.selected]] = True
-    return ids.to(model.device), attention.to(model.device), reply.to(model.device)
+    ids, attention, reply = pad_batch(encoded, model.tokenizer.pad_token_id, model.device)
+    return ids, attention, reply.bool()
 
 
 def reply_loss(

@@ -283,6 +283,8 @@ class LLMJudge(Judge):
         per prefix reads every one-token option at once; a longer option gets its own row."""
         import torch
 
+        from interp.data.padding import pad_left
+
         tokenizer = self.model.tokenizer
         hf_model = self.model.bridge.original_model
         device = next(hf_model.parameters()).device
@@ -299,12 +301,7 @@ class LLMJudge(Judge):
         for start in self._batches(len(rows), "judging (scoring values)"):
             batch = rows[start : start + self.batch_size]
             seqs = [heads[i] + (tails[j] if j is not None else []) for i, j in batch]
-            width = max(map(len, seqs))
-            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for r, seq in enumerate(seqs):
-                ids[r, width - len(seq) :] = torch.tensor(seq)
-                mask[r, width - len(seq) :] = 1
+            ids, mask = pad_left(seqs, pad_id)
             # Only the last positions are read: an option's tokens sit at the end, each
             # predicted one position earlier. Projecting every position onto the vocabulary
             # would cost more than the forward pass.
