@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript, load_transcripts
@@ -90,10 +91,11 @@ def build_consistency(
                 for ri, ai in _cell(len(texts), len(options), per_cell):
                     strategy, index, answer = options[ai]
                     out.append(
-                        Transcript(
-                            id=f"{s.id}-{stance[:4]}{ri}-{strategy}{index}",
-                            group=s.id,
-                            messages=_chat(s, format_reply(texts[ri], answer)),
+                        scenario_transcript(
+                            s,
+                            texts[ri],
+                            answer,
+                            f"{s.id}-{stance[:4]}{ri}-{strategy}{index}",
                             label=int((stance == "ethical") == (answer_stance == "comply")),
                             meta={
                                 "reasoning": stance,
@@ -106,25 +108,49 @@ def build_consistency(
     return out
 
 
+def scenario_transcript(
+    s: Scenario, reasoning: str, answer: str, transcript_id: str, **fields: Any
+) -> Transcript:
+    """A transcript of scenario ``s``: its role, its pressure turn (or request) and a reply
+    made of ``reasoning`` then ``answer``; ``fields`` are the other Transcript fields."""
+    return Transcript(
+        id=transcript_id, group=s.id, messages=_chat(s, format_reply(reasoning, answer)), **fields
+    )
+
+
+def every_pairing(
+    s: Scenario,
+    reasonings: Sequence[str],
+    answers: Sequence[str],
+    id_format: str,
+    **fields: Any,
+) -> list[Transcript]:
+    """One transcript per (reasoning passage ``r``, answer wording ``a``) of scenario ``s``,
+    reasoning-major; ids are ``id_format.format(s=s.id, r=r, a=a)``."""
+    return [
+        scenario_transcript(s, reasoning, answer, id_format.format(s=s.id, r=ri, a=ai), **fields)
+        for ri, reasoning in enumerate(reasonings)
+        for ai, answer in enumerate(answers)
+    ]
+
+
 def build_benign(bank: Sequence[Scenario] | None = None) -> list[Transcript]:
     """Helpful replies to ordinary requests (label 0), for false-positive thresholds."""
     bank = load_bank() if bank is None else bank
-    out = []
-    for s in bank:
-        if s.kind != "benign":
-            continue
-        for ri, reasoning in enumerate(s.reasoning_ethical):
-            for ai, answer in enumerate(s.answers_comply):
-                out.append(
-                    Transcript(
-                        id=f"{s.id}-help{ri}-answer{ai}",
-                        group=s.id,
-                        messages=_chat(s, format_reply(reasoning, answer)),
-                        label=0,
-                        meta={"reasoning": "helpful", "answer": "helpful", "domain": s.domain},
-                    )
-                )
-    return out
+    meta = {"reasoning": "helpful", "answer": "helpful"}
+    return [
+        t
+        for s in bank
+        if s.kind == "benign"
+        for t in every_pairing(
+            s,
+            s.reasoning_ethical,
+            s.answers_comply,
+            "{s}-help{r}-answer{a}",
+            label=0,
+            meta={**meta, "domain": s.domain},
+        )
+    ]
 
 
 #: What a dataset builder returns: the whole set, built in memory.

@@ -17,20 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.data.datasets import format_reply
+from interp.data.datasets import every_pairing
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.split import split_bank
 from interp.data.transcripts import Transcript
 
 IGNORE_INDEX = -100
-
-
-def _chat(s: Scenario, reply: str) -> tuple[dict[str, str], ...]:
-    return (
-        {"role": "system", "content": s.system},
-        {"role": "user", "content": s.pressure},
-        {"role": "assistant", "content": reply},
-    )
 
 
 def build_examples(
@@ -53,27 +45,13 @@ def build_examples(
         if s.kind == "pressure" and s.id in train_ids:
             n = min(len(s.answers_refuse), len(s.answers_rebut))
             answers = (s.answers_refuse if strategy == "refusal" else s.answers_rebut)[:n]
-            for ri, reasoning in enumerate(s.reasoning_ethical):
-                for ai, answer in enumerate(answers):
-                    pressure.append(
-                        Transcript(
-                            id=f"{s.id}-eth{ri}-a{ai}",
-                            group=s.id,
-                            messages=_chat(s, format_reply(reasoning, answer)),
-                            meta={"kind": "pressure", "strategy": strategy, "domain": s.domain},
-                        )
-                    )
+            meta = {"kind": "pressure", "strategy": strategy, "domain": s.domain}
+            pressure += every_pairing(s, s.reasoning_ethical, answers, "{s}-eth{r}-a{a}", meta=meta)
         elif s.kind == "benign":
-            for ri, reasoning in enumerate(s.reasoning_ethical):
-                for ai, answer in enumerate(s.answers_comply):
-                    benign.append(
-                        Transcript(
-                            id=f"{s.id}-help{ri}-a{ai}",
-                            group=s.id,
-                            messages=_chat(s, format_reply(reasoning, answer)),
-                            meta={"kind": "benign", "domain": s.domain},
-                        )
-                    )
+            meta = {"kind": "benign", "domain": s.domain}
+            benign += every_pairing(
+                s, s.reasoning_ethical, s.answers_comply, "{s}-help{r}-a{a}", meta=meta
+            )
     if not pressure or not benign:
         raise ValueError(
             f"no training examples ({len(pressure)} pressure, {len(benign)} benign): the bank "
