@@ -39,7 +39,7 @@ import transformer_lens.patching as tl_patching
 from interp.benchmarks import sync, write_result
 from interp.cli import run_cli
 from interp.config import ConfigError
-from interp.hooks import parse_layers
+from interp.hooks import parse_layer_steps
 from interp.models import DEFAULT_MODEL, LoadedModel, load_model
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
 
@@ -67,19 +67,10 @@ class PatchingBenchConfig:
     )
 
     def __post_init__(self) -> None:
-        layers_from(self.layers, 10**6)  # says how to write layers if it cannot read them
+        parse_layer_steps(self.layers)  # says how to write layers if it cannot read them
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-
-
-def layers_from(text: str, n_layers: int) -> list[int]:
-    spec, _, step = text.partition(":")
-    try:
-        every = int(step or 1)
-    except ValueError:
-        raise ConfigError(f"cannot read the step of layers {text!r}: write e.g. 0-29:3") from None
-    return [layer for layer in parse_layers(spec) if layer < n_layers][::every]
 
 
 def reference_sweep(
@@ -142,7 +133,7 @@ def run(config: PatchingBenchConfig) -> Path:
     if len(source) != len(target):
         raise ValueError("the two prompts must tokenize to the same length")
     sites = tuple(config.sites.split(","))
-    layers = layers_from(config.layers, model.n_layers)
+    layers = parse_layer_steps(config.layers, model.n_layers)
     metric = LogProbDiff.from_text(tok, " yes", " no")
     ours = partial(
         patch_sweep,

@@ -48,7 +48,7 @@ from interp.cli import run_cli
 from interp.config import ConfigError
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.split import split_bank
-from interp.hooks import parse_layers
+from interp.hooks import parse_layer_steps
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from interp.patching import (
     GENERATION_PROMPT,
@@ -119,11 +119,6 @@ class PatchExperimentConfig:
         for name in ("scenarios", "continuation_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-
-
-def layers_from(text: str, n_layers: int) -> list[int]:
-    spec, _, step = text.partition(":")
-    return [layer for layer in parse_layers(spec) if layer < n_layers][:: int(step or 1)]
 
 
 def metric_for(model: LoadedModel, s: Scenario, config: PatchExperimentConfig) -> Metric:
@@ -205,7 +200,7 @@ def run_sweep(name, target, source, make_inputs, scenarios, config, out_dir) -> 
             source=source,
             source_input=source_input,
             sites=tuple(config.sites.split(",")),
-            layers=layers_from(config.layers, target.n_layers),
+            layers=parse_layer_steps(config.layers, target.n_layers),
             segments=segments,
             per=config.per,
             batch_size=config.batch_size,

@@ -109,3 +109,19 @@ def parse_layers(text: str) -> tuple[int, ...]:
                 "or a comma-separated list (0,7,14)"
             ) from None
     return tuple(sorted(layers))
+
+
+def parse_layer_steps(text: str, n_layers: int | None = None) -> tuple[int, ...]:
+    """Layers with an optional step, as patching sweeps take them: ``"0-29:3"`` -> 0, 3, ...,
+    27 (every third of the listed layers); layers at or beyond ``n_layers`` are dropped."""
+    spec, _, step = text.partition(":")
+    try:
+        every = int(step or 1)
+        if every < 1:
+            raise ValueError
+    except ValueError:
+        raise HookError(
+            f"cannot read the step of layers {text!r}: write a positive step, e.g. 0-29:3"
+        ) from None
+    layers = [layer for layer in parse_layers(spec) if n_layers is None or layer < n_layers]
+    return tuple(layers[::every])

@@ -42,3 +42,15 @@ def test_parse_layers():
     assert parse_layers("7,0, 14") == (0, 7, 14)
     with pytest.raises(HookError, match="0-29"):
         parse_layers("a-b")
+
+
+def test_layers_with_a_step():
+    from interp.hooks import parse_layer_steps
+
+    assert parse_layer_steps("0-29:3") == (0, 3, 6, 9, 12, 15, 18, 21, 24, 27)
+    assert parse_layer_steps("0-29:3", n_layers=10) == (0, 3, 6, 9)
+    assert parse_layer_steps("4,2") == (2, 4)
+    with pytest.raises(HookError, match="positive step"):
+        parse_layer_steps("0-5:0")
+    with pytest.raises(HookError, match="cannot read layers"):
+        parse_layer_steps("a-b:2")

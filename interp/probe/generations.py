@@ -23,6 +23,7 @@ from interp.config import ConfigError
 from interp.data.transcripts import Transcript, load_transcripts
 from interp.models import load_model
 from interp.paths import cache_root
+from interp.probe.results import load_probe, probe_dir
 from interp.probe.token_scores import TokenScores, score_tokens, write_token_html
 from probes import Probe, auroc, auroc_ci
 
@@ -55,10 +56,6 @@ class ProbeGenerationsConfig:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
         if self.top < 0:
             raise ConfigError(f"top must be >= 0, got {self.top}")
-
-    @property
-    def probe_dir(self) -> Path:
-        return Path(self.run) / "probes" / f"L{self.layer}"
 
     @property
     def judged_path(self) -> Path:
@@ -142,13 +139,13 @@ def write_disagreements(
 def probe_generations(config: ProbeGenerationsConfig) -> dict[str, Any]:
     """Score ``config``'s judged generations with its probe, print and write the comparison
     (``probe_vs_judge.json``) and the disagreement page; returns the comparison."""
-    probe = Probe.load(config.probe_dir)
+    probe = load_probe(config.run, config.layer)
     transcripts = load_transcripts(config.judged_path)
     model = load_model(config.model or probe.meta.model_name or "default", device=config.device)
     probe.to(model.device)
     scored = score_tokens(model, probe, transcripts)
     results = {
-        "probe": str(config.probe_dir),
+        "probe": str(probe_dir(config.run, config.layer)),
         "hook": probe.meta.hook,
         "judged": str(config.judged_path),
         **compare_with_judge(transcripts, [s.mean for s in scored]),

@@ -22,7 +22,6 @@ from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.config import ConfigError
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
-from interp.sae.__main__ import summary
 from interp.sae.analysis import analyse_features, write_feature_dashboard
 from interp.sae.compare import compare_models
 from interp.sae.config import SAEConfig
@@ -162,7 +161,7 @@ def summary_text(
     """What ``summary.txt`` holds (and the run prints)."""
     ranking = analysis.ranking
     lines = [
-        summary(loaded),
+        loaded.summary(),
         "",
         f"Top features (ranked on {ranking.n_train} training "
         f"transcripts, scored on {ranking.n_test} held-out):",
@@ -214,7 +213,7 @@ def run_sae_features(config: SAEFeaturesConfig) -> dict[str, Any]:
     t = time.perf_counter()
     loaded = train_sae(config.sae_config(), model)
     _timed(timings, "train_sae_total (cache + train + measure, 0 if reused)", t)
-    print(summary(loaded))
+    print(loaded.summary())
 
     t = time.perf_counter()
     analysis = analyse_features(model, loaded, top=config.top, progress=config.progress)

@@ -116,6 +116,24 @@ class LoadedSAE:
     def hook(self) -> str:
         return self.manifest.hook
 
+    def summary(self) -> str:
+        """Quality on held-out replies: what ``python -m interp.sae`` prints."""
+        m = self.manifest
+        q = m.quality
+        h, loss = q["heldout"], q["loss"]
+        return "\n".join(
+            [
+                f"SAE {self.path} ({m.architecture}, d_sae {m.d_sae}) on {m.model_name} {m.hook}",
+                f"trained on {m.n_train_tokens_unique} reply tokens of {m.n_train_transcripts} "
+                f"transcripts in {m.train_seconds:.0f} s",
+                f"held-out ({h['n_tokens']} tokens): explained variance "
+                f"{h['explained_variance']:.3f}, L0 {h['l0']:.1f}, dead {h['dead_fraction']:.1%}",
+                f"next-token loss on held-out replies: clean {loss['clean_loss']:.3f}, with SAE "
+                f"{loss['sae_loss']:.3f} (+{loss['loss_increase']:.3f}), mean-ablated "
+                f"{loss['mean_ablation_loss']:.3f}; loss recovered {loss['loss_recovered']:.1%}",
+            ]
+        )
+
 
 def load_sae(
     name_or_path: str | Path,
