@@ -6,7 +6,8 @@ whose shape or dtype breaks its annotation (``Float[Tensor, "n d"]``), or a valu
 type, raises. The hook is installed here rather than with ``--jaxtyping-packages`` because
 beartype needs a setting: it rejects ``-> Self`` on a method unless it decorates the whole
 class, so ``Self`` is checked as ``Any``. (jaxtyping 0.3's pytest option cannot pass a
-typechecker with arguments together with more than one package.)
+typechecker with arguments together with more than one package.) ``JAXTYPING_DISABLE=1``
+turns the checks off, e.g. to time the code alone.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from interp.text.generation import GenerationConfig, Prompt  # noqa: E402
 # annotations describe the fields after ``__post_init__`` (the CLI reads them), so the
 # generated ``__init__`` stays unchecked; the fields are checked where they are used.
 for _config in (ProbeConfig, SAEConfig, Prompt, GenerationConfig):
-    _config.__init__ = _config.__init__.__wrapped__  # type: ignore[method-assign]
+    _config.__init__ = getattr(_config.__init__, "__wrapped__", _config.__init__)  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)
