@@ -13,13 +13,16 @@
 - :func:`library_versions`: the versions recorded beside every result.
 - :func:`check_same`: compare the settings saved with an artefact with the requested ones and
   refuse with one error format that lists every difference and says how to fix it.
-- :func:`read_jsonl`: read a JSON Lines file with errors that name the line.
+- :func:`read_jsonl`: read a JSON Lines file with errors that name the line; :func:`read_json`
+  reads one JSON file with errors that name the file.
+- :func:`file_digest`: blake2b of a file's bytes, the checksum recorded beside saved files.
 
 Importing this module loads nothing but the standard library.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -116,6 +119,28 @@ def read_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tupl
                     f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
                     "each line must be one complete JSON object"
                 ) from None
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError) -> Any:
+    """The decoded contents of a JSON file; a file that is not valid JSON (empty, truncated,
+    not UTF-8) raises ``error`` naming the file: ``<path>: not valid JSON (<reason>)``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not valid JSON (not UTF-8 text: {err.reason})") from None
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The blake2b hex digest (32 bytes) of a file's bytes, read in chunks."""
+    digest = hashlib.blake2b(digest_size=32)
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- provenance and checks -------------------------------------------------------------------
