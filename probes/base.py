@@ -14,8 +14,10 @@ This package never imports ``interp``: a probe can be fitted on any tensor.
 from __future__ import annotations
 
 import json
+import math
+import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -199,20 +201,152 @@ class Probe(ABC):
         atomic_write(folder / "probe.json", lambda p: p.write_text(json.dumps(config, indent=2)))
         return folder
 
+    def tensor_shapes(self, d_in: int) -> dict[str, tuple[int, ...]] | None:
+        """The shape of each tensor of a probe fitted on ``d_in`` features, checked by
+        :meth:`load`; ``None`` (the default) checks only the tensor names."""
+        return None
+
     @staticmethod
     def load(path: str | Path, device: str | torch.device = "cpu") -> Probe:
-        """Load any saved probe; the kind recorded in ``probe.json`` picks the class."""
-        from probes.registry import probe_class
+        """Load any saved probe; the kind recorded in ``probe.json`` picks the class.
 
+        Everything read is checked before it is used: ``probe.json`` parses and holds exactly
+        the keys :meth:`save` writes, its kind is registered and accepts the settings, the
+        threshold is finite, ``d_in`` a positive integer, the hook (if set) a residual-stream
+        hook name; ``probe.safetensors`` holds the kind's tensors, of floating dtype, with
+        shapes that fit ``d_in`` and finite values. Any failure raises
+        :class:`ProbeMismatchError` naming the folder, the problem and the fix.
+        """
         folder = Path(path)
         if not (folder / "probe.json").is_file():
             raise FileNotFoundError(f"{folder} is not a saved probe (no probe.json)")
-        config = json.loads((folder / "probe.json").read_text())
-        probe = probe_class(config["kind"])(**config["settings"])
-        probe.meta = ProbeMeta(**config["meta"])
-        probe.threshold = float(config["threshold"])
-        probe.d_in = int(config["d_in"])
-        probe.load_state(
-            {k: v.to(device) for k, v in load_file(folder / "probe.safetensors").items()}
-        )
+        config = _read_config(folder)
+        probe = _probe_from_config(folder, config)
+        probe.load_state(_read_tensors(folder, probe, device))
         return probe
+
+
+#: The keys :meth:`Probe.save` writes to ``probe.json``.
+CONFIG_KEYS = ("format_version", "kind", "settings", "threshold", "d_in", "meta")
+#: A residual-stream hook name, as ``interp.hooks.hook_name`` builds them.
+HOOK_PATTERN = re.compile(r"^blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post)$")
+_RESAVE = "re-save the probe with probe.save(folder) or train it again"
+
+
+def _bad(folder: Path, problem: str, fix: str = _RESAVE) -> ProbeMismatchError:
+    return ProbeMismatchError(f"{folder} is not a usable saved probe: {problem}; {fix}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """``probe.json`` parsed, with exactly the keys :meth:`Probe.save` writes."""
+    try:
+        config = json.loads((folder / "probe.json").read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise _bad(folder, f"probe.json is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise _bad(
+            folder, f"probe.json is not valid JSON ({err.msg} at line {err.lineno})"
+        ) from None
+    if not isinstance(config, dict):
+        raise _bad(folder, f"probe.json holds a {type(config).__name__}, not a JSON object")
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if missing:
+        raise _bad(folder, f"probe.json lacks the keys {missing}")
+    if unknown:
+        raise _bad(
+            folder,
+            f"probe.json has unknown keys {unknown} (expected exactly {list(CONFIG_KEYS)})",
+            "remove them, or re-save the probe with probe.save(folder)",
+        )
+    if config["format_version"] != FORMAT_VERSION:
+        raise _bad(
+            folder,
+            f"format_version is {config['format_version']!r}; this version of probes reads "
+            f"{FORMAT_VERSION}",
+        )
+    return config
+
+
+def _read_meta(folder: Path, raw: object) -> ProbeMeta:
+    names = {f.name for f in fields(ProbeMeta)}
+    if not isinstance(raw, dict) or set(raw) - names:
+        raise _bad(folder, f"meta must be an object with keys among {sorted(names)}, got {raw!r}")
+    for key in ("model_name", "model_fingerprint", "hook", "tokens"):
+        if not isinstance(raw.get(key), str | None):
+            raise _bad(folder, f"meta.{key} must be a string or null, got {raw[key]!r}")
+    if not isinstance(raw.get("extra", {}), dict):
+        raise _bad(folder, f"meta.extra must be an object, got {raw['extra']!r}")
+    hook = raw.get("hook")
+    if hook is not None and not HOOK_PATTERN.match(hook):
+        raise _bad(
+            folder,
+            f"meta.hook {hook!r} is not a residual-stream hook name "
+            "(blocks.<layer>.hook_resid_pre|resid_mid|resid_post)",
+        )
+    return ProbeMeta(**raw)
+
+
+def _probe_from_config(folder: Path, config: dict[str, Any]) -> Probe:
+    """The unfitted probe ``config`` describes, with its meta, threshold and ``d_in``."""
+    from probes.registry import PROBES
+
+    kind = config["kind"]
+    if not isinstance(kind, str) or kind not in PROBES:
+        raise _bad(
+            folder,
+            f"kind {kind!r} is not a registered probe kind ({', '.join(PROBES.names())})",
+            "import the module that registers it, or re-save the probe",
+        )
+    settings = config["settings"]
+    if not isinstance(settings, dict):
+        raise _bad(folder, f"settings must be an object, got {settings!r}")
+    try:
+        probe = PROBES.get(kind)(**settings)
+    except Exception as err:  # a TypeError for an unknown setting, a ValueError for a bad one
+        raise _bad(folder, f"the {kind} probe refuses settings {settings!r} ({err})") from None
+    threshold, d_in = config["threshold"], config["d_in"]
+    if not _is_number(threshold) or not math.isfinite(threshold):
+        raise _bad(folder, f"threshold must be a finite number, got {threshold!r}")
+    if not isinstance(d_in, int) or isinstance(d_in, bool) or d_in < 1:
+        raise _bad(folder, f"d_in must be a positive integer, got {d_in!r}")
+    probe.meta = _read_meta(folder, config["meta"])
+    probe.threshold = float(threshold)
+    probe.d_in = d_in
+    return probe
+
+
+def _read_tensors(folder: Path, probe: Probe, device: str | torch.device) -> dict[str, Tensor]:
+    """``probe.safetensors``, checked against the probe's kind and ``d_in``."""
+    file = folder / "probe.safetensors"
+    if not file.is_file():
+        raise _bad(folder, "probe.safetensors is missing")
+    try:
+        tensors = load_file(file)
+    except Exception as err:  # safetensors raises its own error type for a damaged file
+        raise _bad(folder, f"probe.safetensors cannot be read ({err})") from None
+    wanted = sorted(probe.state())
+    if sorted(tensors) != wanted:
+        raise _bad(
+            folder,
+            f"probe.safetensors holds tensors {sorted(tensors)}; a {probe.kind} probe has {wanted}",
+        )
+    assert probe.d_in is not None  # set by _probe_from_config
+    shapes = probe.tensor_shapes(probe.d_in) or {}
+    for name in wanted:
+        tensor = tensors[name]
+        if name in shapes and tuple(tensor.shape) != shapes[name]:
+            raise _bad(
+                folder,
+                f"tensor {name!r} has shape {tuple(tensor.shape)}, expected {shapes[name]} "
+                f"for d_in={probe.d_in}",
+            )
+        if not tensor.is_floating_point():
+            raise _bad(folder, f"tensor {name!r} has dtype {tensor.dtype}, expected a float type")
+        if not bool(torch.isfinite(tensor).all()):
+            raise _bad(folder, f"tensor {name!r} holds NaN or infinite values")
+    return {k: v.to(device) for k, v in tensors.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Self
 
 import torch
@@ -31,8 +32,12 @@ class LogisticProbe(Probe):
         self, c: float = 1.0, max_iter: int = 100, tol: float = 1e-6, meta: ProbeMeta | None = None
     ) -> None:
         super().__init__(meta)
-        if c <= 0:
-            raise ValueError(f"c (inverse regularisation strength) must be > 0, got {c}")
+        if not (math.isfinite(c) and c > 0):
+            raise ValueError(f"c (inverse regularisation strength) must be finite and > 0, got {c}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be finite and > 0, got {tol}")
         self.c, self.max_iter, self.tol = c, max_iter, tol
         self.mean = self.std = self.weight = self.bias = torch.empty(0)
         self.n_iter = 0
@@ -93,6 +98,9 @@ class LogisticProbe(Probe):
     def load_state(self, tensors: dict[str, Tensor]) -> None:
         self.mean, self.std = tensors["mean"], tensors["std"]
         self.weight, self.bias = tensors["weight"], tensors["bias"]
+
+    def tensor_shapes(self, d_in: int) -> dict[str, tuple[int, ...]]:
+        return {"mean": (d_in,), "std": (d_in,), "weight": (d_in,), "bias": ()}
 
     def settings(self) -> dict[str, Any]:
         return {"c": self.c, "max_iter": self.max_iter, "tol": self.tol}

@@ -48,5 +48,8 @@ class MeanDiffProbe(Probe):
     def load_state(self, tensors: dict[str, Tensor]) -> None:
         self.unit, self.midpoint = tensors["unit"], tensors["midpoint"]
 
+    def tensor_shapes(self, d_in: int) -> dict[str, tuple[int, ...]]:
+        return {"unit": (d_in,), "midpoint": (d_in,)}
+
     def settings(self) -> dict[str, Any]:
         return {}
