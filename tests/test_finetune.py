@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,148 @@ def test_default_name_and_learning_rate():
 def test_unknown_model_error_mentions_fine_tuned_models(cache):
     with pytest.raises(ModelError, match=r"interp\.finetune"):
         load_model("no-such-finetuned-model")
+
+
+# --- damaged checkpoints ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory, tokenizer_dir) -> Path:
+    """A checkpoint of ``tiny(name="ckpt")`` after 2 of 4 steps, made once for the module; tests
+    damage copies of it."""
+    root = tmp_path_factory.mktemp("ckpt-cache")
+    shutil.copytree(tokenizer_dir, root / "tokenizers" / DEFAULT_MODEL)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INTERP_CACHE", str(root))
+        finetune(tiny(name="ckpt"), stop_after=2)
+    return root / "models" / "ckpt.checkpoint"
+
+
+def _copy_checkpoint(saved: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "ckpt.checkpoint"
+    shutil.copytree(saved, folder)
+    return folder
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+STEP = "step-000002"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: _truncate(d / STEP / "trainable.safetensors"),
+         r"trainable\.safetensors: \d+ bytes, but state\.json records \d+ \(truncated"),
+        (lambda d: _truncate(d / STEP / "optimizer.safetensors"),
+         r"optimizer\.safetensors: \d+ bytes, but state\.json records"),
+        (lambda d: _flip_last_byte(d / STEP / "rng.safetensors"),
+         r"rng\.safetensors: checksum differs from the one in state\.json"),
+        (lambda d: (d / STEP / "optimizer.safetensors").unlink(),
+         r"optimizer\.safetensors: missing"),
+        (lambda d: (d / STEP / "state.json").write_text(""),
+         r"state\.json: not valid JSON \(Expecting value at line 1 column 1\)"),
+        (lambda d: (d / STEP / "state.json").write_text('{"step": 2}'),
+         r"state\.json: no 'files' record"),
+    ],
+    ids=["truncated-weights", "truncated-optimizer", "bad-checksum", "missing-file",
+         "empty-state", "state-without-checksums"],
+)  # fmt: skip
+def test_damaged_checkpoint_is_named_and_never_used(saved_checkpoint, tmp_path, damage, message):
+    from interp.finetune.checkpoint import find_checkpoint
+    from interp.finetune.config import CheckpointWarning
+
+    folder = _copy_checkpoint(saved_checkpoint, tmp_path)
+    damage(folder)
+    with pytest.warns(CheckpointWarning) as caught:
+        assert find_checkpoint(folder) is None
+    text = [str(w.message) for w in caught]
+    assert any(re.search(message, t) and "not used" in t for t in text), text
+    assert any("no intact checkpoint; training restarts from step 0" in t for t in text), text
+
+
+@pytest.mark.parametrize(
+    ("latest", "message"),
+    [
+        ("", r"latest\.json: not valid JSON \(Expecting value at line 1 column 1\)"),
+        ("{garbage", r"latest\.json: not valid JSON"),
+        ('{"step": 9, "dir": "step-000009"}', r"latest\.json: names step-000009, which is missing"),
+        ('{"step": 9, "dir": "../../elsewhere"}', r"latest\.json: names no step folder"),
+    ],
+)
+def test_bad_latest_json_is_named_and_the_intact_step_folder_is_used(
+    saved_checkpoint, tmp_path, latest, message
+):
+    from interp.finetune.checkpoint import find_checkpoint
+    from interp.finetune.config import CheckpointWarning
+
+    folder = _copy_checkpoint(saved_checkpoint, tmp_path)
+    (folder / "latest.json").write_text(latest)
+    with pytest.warns(CheckpointWarning, match=message):
+        found = find_checkpoint(folder)
+    assert found is not None and found.step == 2 and found.folder.name == STEP
+
+
+def test_checkpoint_files_are_safetensors_and_json_with_checksums(saved_checkpoint):
+    from interp.artifacts import file_digest
+
+    step = saved_checkpoint / STEP
+    assert {p.name for p in step.iterdir()} == {
+        "trainable.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json",
+    }  # fmt: skip
+    files = json.loads((step / "state.json").read_text())["files"]
+    for name, record in files.items():
+        assert record == {
+            "bytes": (step / name).stat().st_size,
+            "blake2b": file_digest(step / name),
+        }
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_older_one_bit_identically(cache):
+    from interp.finetune.config import CheckpointWarning
+
+    finetune(tiny(name="whole"))
+    finetune(tiny(name="ckpt"), stop_after=2)
+    ckpt = checkpoint_dir("ckpt")
+    shutil.copytree(ckpt / STEP, cache / "kept")
+    finetune(tiny(name="ckpt"), stop_after=1)  # step-000003; step-000002 is deleted
+    shutil.copytree(cache / "kept", ckpt / STEP)
+    _flip_last_byte(ckpt / "step-000003" / "trainable.safetensors")
+    with pytest.warns(CheckpointWarning) as caught:
+        result = finetune(tiny(name="ckpt"))
+    text = " | ".join(str(w.message) for w in caught)
+    assert "step-000003/trainable.safetensors: checksum differs" in text
+    assert "falling back to the older intact checkpoint step-000002" in text
+    whole, resumed = weights("whole"), weights("ckpt")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert result.losses == json.loads((model_dir("whole") / "finetune.json").read_text())["losses"]
+
+
+def test_damaged_only_checkpoint_restarts_from_scratch_bit_identically(cache, capsys):
+    from interp.finetune.config import CheckpointWarning
+
+    finetune(tiny(name="whole"))
+    finetune(tiny(name="ckpt"), stop_after=2)
+    _truncate(checkpoint_dir("ckpt") / STEP / "optimizer.safetensors")
+    with pytest.warns(CheckpointWarning, match="training restarts from step 0"):
+        result = finetune(tiny(name="ckpt"))
+    assert "resuming" not in capsys.readouterr().out
+    whole, again = weights("whole"), weights("ckpt")
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    assert len(result.losses) == 4
+
+
+@pytest.mark.parametrize("text", ["", '{"identity": '])
+def test_corrupt_model_manifest_is_named(cache, text):
+    finetune(tiny(name="done", steps=1))
+    (model_dir("done") / "finetune.json").write_text(text)
+    with pytest.raises(FinetuneError, match=r"done/finetune\.json: not valid JSON \("):
+        finetune(tiny(name="done", steps=1))

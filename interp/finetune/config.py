@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp.config import check_number
 from interp.models import DEFAULT_MODEL
 
 STRATEGIES = ("refusal", "rebuttal")
@@ -23,6 +24,11 @@ NON_IDENTITY_FIELDS = ("name", "checkpoint_every", "device", "progress")
 
 class FinetuneError(ValueError):
     """An invalid fine-tuning option, or a checkpoint/output that belongs to another run."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint file (named in the message) that was skipped, and what the run
+    does instead: fall back to an older checkpoint or restart from step 0."""
 
 
 @dataclass
@@ -101,21 +107,38 @@ class FinetuneConfig:
                 f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
             )
         for name in ("steps", "batch_size", "max_length", "lora_rank"):
-            if getattr(self, name) < 1:
-                raise FinetuneError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.benign_per_batch < self.batch_size:
-            raise FinetuneError(
-                f"benign_per_batch must be in [0, batch_size), got {self.benign_per_batch} "
-                f"with batch_size {self.batch_size}: every batch needs a pressure example"
+            check_number(name, getattr(self, name), low=1, integer=True, error=FinetuneError)
+        for name in ("seed", "split_seed", "checkpoint_every"):
+            check_number(name, getattr(self, name), low=0, integer=True, error=FinetuneError)
+        check_number(
+            "benign_per_batch",
+            self.benign_per_batch,
+            low=0,
+            high=self.batch_size,
+            high_open=True,
+            integer=True,
+            hint=f" (batch_size is {self.batch_size}: every batch needs a pressure example)",
+            error=FinetuneError,
+        )
+        if self.lr is not None:
+            check_number(
+                "lr",
+                self.lr,
+                low=0,
+                low_open=True,
+                hint=" (or None for the method's default)",
+                error=FinetuneError,
             )
-        if self.lr is not None and self.lr <= 0:
-            raise FinetuneError(f"lr must be > 0 (or None for the method's default), got {self.lr}")
-        if self.lora_alpha <= 0:
-            raise FinetuneError(f"lora_alpha must be > 0, got {self.lora_alpha}")
-        if not 0 < self.test_fraction < 1:
-            raise FinetuneError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        if self.checkpoint_every < 0:
-            raise FinetuneError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        check_number("lora_alpha", self.lora_alpha, low=0, low_open=True, error=FinetuneError)
+        check_number(
+            "test_fraction",
+            self.test_fraction,
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            error=FinetuneError,
+        )
         if self.name is not None and (
             not self.name or self.name != Path(self.name).name or self.name.startswith(".")
         ):

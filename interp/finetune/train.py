@@ -8,10 +8,13 @@ result is an ordinary checkpoint that :func:`interp.models.load_model` loads by 
 On disk, under ``<cache>/models/``:
 
 - ``<name>.checkpoint/``: ``latest.json`` names the newest ``step-NNNNNN/`` folder (trainable
-  weights, optimizer state, RNG state, loss curve and the run's settings). Each step folder is
-  written under a temporary name and renamed, and ``latest.json`` is replaced atomically, so
-  a crash leaves the previous checkpoint usable. A rerun with the same settings resumes from
-  it and ends with the same weights as an uninterrupted run; other settings are refused.
+  weights, optimizer state, RNG state, loss curve and the run's settings; safetensors and JSON,
+  each file checksummed: see :mod:`interp.finetune.checkpoint`). Each step folder is written
+  under a temporary name and renamed, and ``latest.json`` is replaced atomically, so a crash
+  leaves the previous checkpoint usable. A rerun with the same settings resumes from it and
+  ends with the same weights as an uninterrupted run; other settings are refused. A damaged
+  checkpoint is reported by name and skipped (the run falls back to an older one or starts
+  over), never trusted.
 - ``<name>/``: the final model and tokenizer (``save_pretrained``) plus ``finetune.json``
   (base model and fingerprint, data hash, hyper-parameters, loss curve, wall time, library
   versions). Written as ``<name>.partial/`` and renamed. A rerun with the same settings
@@ -30,10 +33,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import check_same, library_versions, publish_folder, write_json_atomic
+from interp.artifacts import check_same, library_versions, publish_folder, read_json
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
 from interp.data.transcripts import dataset_hash
+from interp.finetune.checkpoint import (
+    apply_checkpoint,
+    find_checkpoint,
+    save_checkpoint,
+)
+from interp.finetune.checkpoint import trainable as _trainable
 from interp.finetune.config import FinetuneConfig, FinetuneError
 from interp.finetune.data import (
     IGNORE_INDEX,
@@ -81,60 +90,7 @@ def _check_same(found: dict[str, Any], wanted: dict[str, Any], where: Path) -> N
     )
 
 
-# --- checkpoints -----------------------------------------------------------------------------
-
-
-def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(
-    directory: Path, step: int, model: torch.nn.Module, optimizer: Any, state: dict[str, Any]
-) -> None:
-    """Write ``step-NNNNNN/`` (built as ``step-NNNNNN.partial/``, then renamed), point
-    ``latest.json`` at it and delete older step folders."""
-    from safetensors.torch import save_file
-
-    final = directory / f"step-{step:06d}"
-    weights = {n: p.detach().to("cpu").contiguous().clone() for n, p in _trainable(model).items()}
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    with publish_folder(final) as tmp:
-        save_file(weights, tmp / "trainable.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(rng, tmp / "rng.pt")
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-    write_json_atomic(directory / "latest.json", {"step": step, "dir": final.name})
-    for old in directory.glob("step-*"):
-        if old.name != final.name:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def read_checkpoint_state(directory: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest step folder and its ``state.json``, or None without a checkpoint."""
-    latest = directory / "latest.json"
-    if not latest.is_file():
-        return None
-    folder = directory / json.loads(latest.read_text())["dir"]
-    return folder, json.loads((folder / "state.json").read_text())
-
-
-def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any) -> None:
-    from safetensors.torch import load_file
-
-    saved = load_file(folder / "trainable.safetensors")
-    params = _trainable(model)
-    if set(saved) != set(params):
-        raise FinetuneError(f"{folder}: its weights do not match the model being trained")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(saved[name].to(p.device, p.dtype))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    rng = torch.load(folder / "rng.pt", weights_only=False)
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+# --- the loss -------------------------------------------------------------------------------
 
 
 def reply_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -165,7 +121,12 @@ def _already_trained(out: Path, identity: dict[str, Any], name: str) -> Finetune
             f"{out} exists but has no {MANIFEST}: it was not made by interp.finetune; "
             "move it away or choose another --name"
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_json(manifest_path, error=FinetuneError)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("identity"), dict):
+        raise FinetuneError(
+            f"{manifest_path}: no 'identity' record of the run's settings; "
+            f"delete the folder (rm -r {out}) to train again"
+        )
     _check_same(manifest["identity"], identity, out)
     print(f"{name}: already trained with these settings in {out}; skipping training.")
     return FinetuneResult(name, out, manifest, skipped=True)
@@ -225,15 +186,14 @@ class _Run:
     def resume(self, ckpt_dir: Path, name: str) -> int:
         """Load the newest checkpoint in ``ckpt_dir`` (one of other settings is refused);
         returns the step to continue from, 0 without a checkpoint."""
-        found = read_checkpoint_state(ckpt_dir)
+        found = find_checkpoint(ckpt_dir)
         if found is None:
             return 0
-        folder, state = found
-        _check_same(state["identity"], self.identity, ckpt_dir)
-        load_checkpoint(folder, self.model, self.optimizer)
-        self.losses, self.wall_before = state["losses"], state["wall_s"]
-        print(f"{name}: resuming from step {state['step']} ({folder})")
-        return state["step"]
+        _check_same(found.state["identity"], self.identity, ckpt_dir)
+        apply_checkpoint(found, self.model, self.optimizer)
+        self.losses, self.wall_before = list(found.state["losses"]), found.state["wall_s"]
+        print(f"{name}: resuming from step {found.step} ({found.folder})")
+        return found.step
 
     def train(self, start: int, stop_at: int, ckpt_dir: Path, name: str) -> None:
         """Run steps ``start`` to ``stop_at - 1``, writing a checkpoint every

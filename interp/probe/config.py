@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from interp.config import ConfigError, as_layers
+from interp.config import ConfigError, as_layers, check_number
 from interp.data.tokens import TOKEN_SELECTIONS
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
@@ -109,15 +109,22 @@ class ProbeConfig:
             raise ConfigError(
                 f"unknown probe {self.probe!r}; choose one of {', '.join(probe_kinds())}"
             )
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        if self.c is not None and self.c <= 0:
-            raise ConfigError(f"c must be > 0 (or None for cross-validation), got {self.c}")
+        check_number(
+            "test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True
+        )
+        if self.c is not None:
+            check_number("c", self.c, low=0, low_open=True, hint=" (or None for cross-validation)")
+        check_number("seed", self.seed, low=0, integer=True)
         for name in ("batch_size", "max_tokens", "n_random"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_scenarios is not None and self.max_scenarios < 4:
-            raise ConfigError("max_scenarios must be >= 4 so both sides of the split have data")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        if self.max_scenarios is not None:
+            check_number(
+                "max_scenarios",
+                self.max_scenarios,
+                low=4,
+                integer=True,
+                hint=" so both sides of the split have data",
+            )
         if self.control_dataset in ("none", ""):
             self.control_dataset = None
 

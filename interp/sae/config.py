@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from interp.config import ConfigError
+from interp.config import ConfigError, check_number
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
 from probes.registry import Registry
@@ -110,10 +110,9 @@ class SAEConfig:
             raise ConfigError("datasets is empty: name at least one, e.g. builtin:consistency")
         check_site(self.site)
         ARCHITECTURES.get(self.architecture)
-        if self.layer < 0:
-            raise ConfigError(f"layer must be >= 0, got {self.layer}")
-        if self.d_sae is not None and self.d_sae < 1:
-            raise ConfigError(f"d_sae must be >= 1, got {self.d_sae}")
+        check_number("layer", self.layer, low=0, integer=True)
+        if self.d_sae is not None:
+            check_number("d_sae", self.d_sae, low=1, integer=True)
         for name in (
             "k",
             "training_tokens",
@@ -123,18 +122,19 @@ class SAEConfig:
             "forward_batch_size",
             "max_tokens",
         ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        check_number("l1_coefficient", self.l1_coefficient, low=0)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number(
+            "test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True
+        )
         if self.d_sae is not None and self.k > self.d_sae:
             raise ConfigError(f"k ({self.k}) cannot exceed d_sae ({self.d_sae})")
         if self.buffer_tokens < self.batch_size:
             raise ConfigError(
                 f"buffer_tokens ({self.buffer_tokens}) must be >= batch_size ({self.batch_size})"
             )
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

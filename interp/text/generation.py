@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.artifacts import atomic_write, check_same, library_versions, write_json_atomic
+from interp.config import check_number
 from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
@@ -78,22 +79,22 @@ class GenerationConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.n < 1:
-            raise ValueError(f"n (samples per prompt) must be >= 1, got {self.n}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.temperature >= 0:  # also catches NaN
-            raise ValueError(
-                f"temperature must be >= 0 (0 = greedy decoding), got {self.temperature}"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(
-                f"repetition_penalty must be > 0 (1.0 = no penalty), got {self.repetition_penalty}"
-            )
+        check_number("max_new_tokens", self.max_new_tokens, low=1, integer=True, error=ValueError)
+        check_number("n (samples per prompt)", self.n, low=1, integer=True, error=ValueError)
+        check_number("batch_size", self.batch_size, low=1, integer=True, error=ValueError)
+        check_number("seed", self.seed, low=0, integer=True, error=ValueError)
+        check_number(
+            "temperature", self.temperature, low=0, hint=" (0 = greedy decoding)", error=ValueError
+        )
+        check_number("top_p", self.top_p, low=0, high=1, low_open=True, error=ValueError)
+        check_number(
+            "repetition_penalty",
+            self.repetition_penalty,
+            low=0,
+            low_open=True,
+            hint=" (1.0 = no penalty)",
+            error=ValueError,
+        )
         if self.greedy and self.n > 1:
             raise ValueError(
                 f"temperature=0 with n={self.n}: greedy decoding gives n identical samples; "
