@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +62,46 @@ class LoadedModel:
         return self.tokenizer.chat_template
 
 
+#: The device strings :func:`resolve_device` accepts.
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use on this machine: ``cpu``, each ``cuda:N``, ``mps``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is checked."""
-    if str(device) == "auto":
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else (``cpu``, ``cuda``,
+    ``cuda:N``, ``mps``) is checked against what this machine has, before anything loads."""
+    text = str(device)
+    here = ", ".join(available_devices())
+    if not _DEVICE.match(text):
+        raise ModelError(
+            f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps (this machine has: "
+            f"{here})"
+        )
+    if text == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    dev = torch.device(text)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(
-            f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'"
+            f"device {text!r} asked for, but torch sees no CUDA GPU (this machine has: {here}); "
+            "use 'cpu' or 'auto', or install a CUDA build of torch"
         )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"device {text!r} does not exist; this machine has: {here}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"device 'mps' asked for, but torch sees no Apple GPU; use {here}")
     return dev
 
 

@@ -179,8 +179,12 @@ def _builtin_specs() -> str:
     return ", ".join(BUILTIN_PREFIX + name for name in list_datasets())
 
 
-def load_dataset(spec: str) -> list[Transcript]:
-    """``"builtin:consistency"`` (or another registered name) or a path to a JSONL file."""
+def load_dataset(spec: str, *, require_group: bool = True) -> list[Transcript]:
+    """``"builtin:consistency"`` (or another registered name) or a path to a JSONL file.
+
+    ``require_group=False`` lets a file's lines omit ``group`` (the id stands in): only for
+    data that is scored, never split (see :mod:`interp.data.transcripts`).
+    """
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX) :]
         if name not in DATASETS:
@@ -193,7 +197,7 @@ def load_dataset(spec: str) -> list[Transcript]:
             f"dataset {spec!r} is neither a built-in name ({_builtin_specs()}) "
             "nor an existing JSONL file"
         )
-    return load_transcripts(spec)
+    return load_transcripts(spec, require_group=require_group)
 
 
 def subset_groups(

@@ -8,6 +8,11 @@ One transcript per line::
 The last message is the assistant reply that probes read. ``label`` is 1 when the answer
 diverges from the reasoning, 0 when it follows it, and may be absent for data that is only
 scored. Every line is validated on load; an error names the file, the line and the fix.
+
+``group`` (the scenario) is required: train/test splits and cross-validation keep a group on
+one side, so a missing group would silently make every line its own scenario. Data that is
+only scored (``--eval-dataset``, :func:`interp.probe.score_transcripts`) is never split, so
+there the id may stand in: load it with ``require_group=False``.
 """
 
 from __future__ import annotations
@@ -50,8 +55,14 @@ class Transcript:
         return out
 
 
-def transcript_from_dict(raw: Any, where: str = "transcript") -> Transcript:
-    """Validate one decoded JSON object; ``where`` prefixes error messages (``file:line``)."""
+def transcript_from_dict(
+    raw: Any, where: str = "transcript", *, require_group: bool = True
+) -> Transcript:
+    """Validate one decoded JSON object; ``where`` prefixes error messages (``file:line``).
+
+    A missing ``group`` is an error unless ``require_group=False`` (data that is only
+    scored, never split), where the id stands in for it.
+    """
     if not isinstance(raw, dict):
         raise TranscriptError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     for key in ("id", "messages"):
@@ -59,6 +70,12 @@ def transcript_from_dict(raw: Any, where: str = "transcript") -> Transcript:
             raise TranscriptError(f"{where}: missing required field '{key}'")
     if not isinstance(raw["id"], str) or not raw["id"]:
         raise TranscriptError(f"{where}: 'id' must be a non-empty string")
+    if require_group and "group" not in raw:
+        raise TranscriptError(
+            f"{where}: missing required field 'group' (the scenario id: splits keep each "
+            "scenario on one side); add it to every line, or score the file with "
+            "--eval-dataset, where the id stands in"
+        )
     group = raw.get("group", raw["id"])
     if not isinstance(group, str) or not group:
         raise TranscriptError(f"{where}: 'group' must be a non-empty string (the scenario id)")
@@ -96,18 +113,47 @@ def transcript_from_dict(raw: Any, where: str = "transcript") -> Transcript:
     )
 
 
-def load_transcripts(path: str | Path) -> list[Transcript]:
-    """Read a JSONL file of transcripts, validating every line (blank lines are skipped)."""
+def load_transcripts(path: str | Path, *, require_group: bool = True) -> list[Transcript]:
+    """Read a JSONL file of transcripts, validating every line (blank lines are skipped).
+
+    ``require_group=False`` is for data that is only scored: a line without ``group`` then
+    takes its id as its scenario (see the module notes).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise TranscriptError(
+            f"{path}: is a folder; pass a JSON Lines transcript file (e.g. one of "
+            f"{sorted(p.name for p in path.glob('*.jsonl'))[:3] or 'its .jsonl files'})"
+        )
     if not path.is_file():
         raise TranscriptError(f"{path}: no such file (expected a JSON Lines transcript file)")
-    transcripts = [
-        transcript_from_dict(raw, where) for where, raw in read_jsonl(path, TranscriptError)
-    ]
+    try:
+        transcripts = [
+            transcript_from_dict(raw, where, require_group=require_group)
+            for where, raw in read_jsonl(path, TranscriptError)
+        ]
+    except UnicodeDecodeError as err:
+        raise _decode_error(path) from err
     if not transcripts:
         raise TranscriptError(f"{path}: the file holds no transcripts")
     check_unique_ids(transcripts, str(path))
     return transcripts
+
+
+def _decode_error(path: Path) -> TranscriptError:
+    """The error for a file that is not UTF-8, naming the line and column of the first bad
+    byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        return TranscriptError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        )
+    return TranscriptError(f"{path}: not UTF-8 text; save the file as UTF-8")
 
 
 def check_unique_ids(transcripts: Sequence[Transcript], source: str) -> None:
