@@ -55,6 +55,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "layer 0 |" in printed and "answer | reasoning" in printed
     assert "1 without an 'Answer:' marker" in printed
+    assert "Training set builtin:consistency (" in printed  # its counts, as the eval set's
     data = json.loads(metrics.read_text())
     assert [r["layer"] for r in data["layers"]] == [0, 1]
     assert not set(data["data"]["train_groups"]) & set(data["data"]["test_groups"])
@@ -108,7 +109,9 @@ def test_cli_errors_say_what_is_wrong(args, message, capsys, tmp_path):
 
 def test_cli_reports_the_bad_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "a", "messages": [{"role": "assistant", "content": "x"}]}\n{oops\n')
+    bad.write_text(
+        '{"id": "a", "group": "g", "messages": [{"role": "assistant", "content": "x"}]}\n{oops\n'
+    )
     assert main([*FAST, "--dataset", str(bad), "--cache-dir", str(tmp_path)]) == 2
     assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
 

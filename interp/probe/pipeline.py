@@ -11,14 +11,16 @@ beside the controls of :mod:`interp.probe.controls`; save the run
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from interp.artifacts import check_same
 from interp.cache import ActivationSet, cache_activations
 from interp.config import ConfigError
 from interp.data.datasets import load_dataset, subset_groups
@@ -48,7 +50,8 @@ def read_datasets(config: ProbeConfig) -> Datasets:
     """Every dataset of ``config``, checked; training data must be labelled."""
     transcripts = load_dataset(config.dataset)
     control = load_dataset(config.control_dataset) if config.control_dataset else []
-    eval_set = load_dataset(config.eval_dataset) if config.eval_dataset else []
+    # The eval set is only scored, never split: a line without "group" may let its id stand in.
+    eval_set = load_dataset(config.eval_dataset, require_group=False) if config.eval_dataset else []
     if config.max_scenarios is not None:
         transcripts = subset_groups(transcripts, config.max_scenarios, config.seed)
     unlabelled = [t.id for t in transcripts if t.label is None]
@@ -58,7 +61,32 @@ def read_datasets(config: ProbeConfig) -> Datasets:
             f"(e.g. {unlabelled[0]}); training needs 'label' on every line "
             "(score unlabelled data with --eval-dataset)"
         )
+    check_trainable(transcripts, config)
     return Datasets(transcripts, control, eval_set)
+
+
+def check_trainable(transcripts: Sequence[Transcript], config: ProbeConfig) -> None:
+    """Refuse, before any forward pass, a training set the pipeline cannot fit and test:
+    both labels on each side of the scenario split, at least 2 training scenarios (the
+    cross-validation of C splits them) and at least 1 held-out scenario."""
+    labels = {t.label for t in transcripts}
+    if labels != {0, 1}:
+        raise ConfigError(
+            f"{config.dataset}: every transcript has label {sorted(labels)}; a probe needs "
+            "both labels 0 and 1 (add transcripts of the other label)"
+        )
+    train, test = split_transcripts(transcripts, config.test_fraction, config.seed)
+    for side, rows, least in (("training", train, 2), ("held-out", test, 1)):
+        chosen = [transcripts[i] for i in rows.tolist()]
+        n_groups = len({t.group for t in chosen})
+        if n_groups < least or {t.label for t in chosen} != {0, 1}:
+            raise ConfigError(
+                f"{config.dataset}: the {side} side of the split (seed {config.seed}, "
+                f"test_fraction {config.test_fraction}) holds {n_groups} scenarios with labels "
+                f"{sorted({t.label for t in chosen})}; it needs at least {least} scenario(s) "
+                "and both labels: use more scenarios (--max-scenarios), another "
+                "--test-fraction, or data with both labels in more scenarios"
+            )
 
 
 class ProbeFitter:
@@ -166,7 +194,51 @@ def evaluate_layer(
     return result
 
 
+#: The config fields that change a run's probes or numbers. A run folder is named by them
+#: (non-default values add a suffix) and an existing folder made with other values of them is
+#: not overwritten. The other fields change where and how it runs (device, batch_size, out,
+#: json, cache_dir, progress) or add a section beside the main results (eval_dataset,
+#: control_dataset): rerunning with other values of those replaces the folder's contents.
+RUN_IDENTITY = (
+    "model",
+    "dataset",
+    "layers",
+    "site",
+    "tokens",
+    "probe",
+    "c",
+    "test_fraction",
+    "seed",
+    "max_scenarios",
+    "max_tokens",
+    "n_random",
+)
+
+#: Suffix part of each identity field that the folder name does not already show.
+_SUFFIX = {
+    "seed": "seed{}",
+    "max_scenarios": "max{}",
+    "c": "c{:g}",
+    "test_fraction": "test{:g}",
+    "max_tokens": "tok{}",
+    "n_random": "rand{}",
+}
+
+
+def run_suffix(config: ProbeConfig) -> str:
+    """``""`` for the default settings, else e.g. ``-seed3-max4-c0.1-test0.3``: one part per
+    result-changing setting that differs from its default."""
+    defaults = {f.name: f.default for f in fields(ProbeConfig)}
+    return "".join(
+        "-" + part.format(getattr(config, name))
+        for name, part in _SUFFIX.items()
+        if getattr(config, name) != defaults[name]
+    )
+
+
 def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
+    """``<root>/runs/<model>/<data>-<site>-<tokens>-<probe>-L<layers><suffix>``: the default
+    settings keep the suffix-free name; see :func:`run_suffix`."""
     model_slug = Path(model_name).name if "/" in model_name else model_name
     data_slug = (
         Path(config.dataset).stem
@@ -178,11 +250,38 @@ def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
         if len(config.layers) == 1
         else f"L{config.layers[0]}-{config.layers[-1]}x{len(config.layers)}"
     )
-    return (
-        root
-        / "runs"
-        / model_slug
-        / f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
+    name = f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
+    return root / "runs" / model_slug / (name + run_suffix(config))
+
+
+def check_out_file(config: ProbeConfig) -> None:
+    """``--out`` must be a folder (or not exist yet): checked before any work."""
+    if config.out and Path(config.out).exists() and not Path(config.out).is_dir():
+        raise ConfigError(
+            f"--out {config.out} is a file, not a folder; pass a folder path for the run"
+        )
+
+
+def check_run_folder(out: Path, config: ProbeConfig) -> None:
+    """Refuse to overwrite a run folder whose ``config.json`` differs from ``config`` in a
+    result-changing field (:data:`RUN_IDENTITY`)."""
+    saved_file = out / "config.json"
+    if not saved_file.is_file():
+        return
+    try:
+        saved = json.loads(saved_file.read_text(encoding="utf-8"))["config"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{saved_file} is not a run's config.json; pass --out DIR for a new folder, or "
+            f"delete {out}"
+        ) from None
+    wanted = json.loads(json.dumps(config.to_dict()))
+    check_same(
+        {k: saved[k] for k in RUN_IDENTITY if k in saved},
+        {k: wanted[k] for k in RUN_IDENTITY},
+        where=f"run folder {out}",
+        fix=f"pass --out DIR to keep both runs, or delete {out} to replace it",
+        error=ConfigError,
     )
 
 
@@ -192,8 +291,11 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     from interp.probe.report import save_run
 
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    check_out_file(config)
     data = read_datasets(config)
     model = model or load_model(config.model, device=config.device)
+    out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
+    check_run_folder(out_dir, config)
     for layer in config.layers:
         check_layer(layer, model.n_layers)
     hooks = [hook_name(layer, config.site) for layer in config.layers]
@@ -242,6 +344,9 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         n_layers=model.n_layers,
         dataset_hash=dataset_hash(data.train),
         n_transcripts=len(data.train),
+        n_answer_missing=int((~acts.answer_found).sum()),
+        n_empty=sum(not t.reply.strip() for t in data.train),
+        n_truncated=int(acts.truncated.sum()),
         train_groups=sorted({groups[i] for i in train.tolist()}),
         test_groups=sorted({groups[i] for i in test.tolist()}),
         layer0=layer0,
@@ -249,6 +354,6 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         layers=results,
         probes=probes,
     )
-    run.out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
+    run.out_dir = out_dir
     save_run(run)
     return run

@@ -52,6 +52,18 @@ def _c_line(run: ProbeRun) -> str:
     )
 
 
+def _train_counts_line(run: ProbeRun) -> list[str]:
+    """The training set's odd replies, as the eval set's are reported (none for a run saved
+    before they were counted)."""
+    if run.n_answer_missing is None or run.n_truncated is None:
+        return []
+    return [
+        f"Training set {run.config.dataset} ({run.n_transcripts} transcripts; "
+        f"{run.n_answer_missing} without an 'Answer:' marker, read whole; {run.n_empty} empty; "
+        f"{run.n_truncated} truncated)."
+    ]
+
+
 def format_table(run: ProbeRun) -> str:
     """The results beside their controls, with one line on what each column means."""
     cfg = run.config
@@ -61,6 +73,7 @@ def format_table(run: ProbeRun) -> str:
         f"trained on {len(run.train_groups)} scenarios, tested on {len(run.test_groups)} held-out "
         f"scenarios ({test.n} transcripts).",
         _c_line(run),
+        *_train_counts_line(run),
         "",
         "Held-out scenarios (label: answer diverges from reasoning):",
         HEADER,

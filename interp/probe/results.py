@@ -75,6 +75,11 @@ class ProbeRun:
     layers: list[LayerResult]
     probes: dict[int, Probe] = field(repr=False)
     out_dir: Path | None = None
+    # Training-set replies without an "Answer:" marker (read whole), empty, or cut to
+    # max_tokens; None for runs saved before they were counted.
+    n_answer_missing: int | None = None
+    n_empty: int | None = None
+    n_truncated: int | None = None
 
     def result(self, layer: int) -> LayerResult:
         for r in self.layers:
@@ -101,6 +106,9 @@ class ProbeRun:
                 "n_transcripts": self.n_transcripts,
                 "train_groups": self.train_groups,
                 "test_groups": self.test_groups,
+                "n_answer_missing": self.n_answer_missing,
+                "n_empty": self.n_empty,
+                "n_truncated": self.n_truncated,
             },
             "layer0_control": {**asdict(self.layer0), "c": self.layer0_c},
             "layers": [asdict(r) for r in self.layers],
@@ -126,6 +134,9 @@ class ProbeRun:
             layers=[LayerResult.from_json(r) for r in data["layers"]],
             probes=probes,
             out_dir=out_dir,
+            n_answer_missing=data["data"].get("n_answer_missing"),
+            n_empty=data["data"].get("n_empty"),
+            n_truncated=data["data"].get("n_truncated"),
         )
 
 
