@@ -206,3 +206,33 @@ def test_named_commands_exist(path: Path) -> None:
     missing = [f"python -m {m}" for m in sorted(modules) if not _runnable_module(m)]
     missing += [p for p in sorted(paths) if not (ROOT / p).is_file()]
     assert not missing, f"{path.name} names commands or files that do not exist: {missing}"
+
+
+def _options_table(path: Path, heading: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_probe_options_table_lists_every_flag_and_no_other():
+    """The options table of docs/probing.md names exactly the flags of ``ProbeConfig`` (the
+    CLI is generated from it, so a new field without a row, or a row for a removed field,
+    means the table went stale)."""
+    import dataclasses
+
+    from interp.probe import ProbeConfig
+
+    table = _options_table(ROOT / "docs" / "probing.md", "Options")
+    rows = [line for line in table.splitlines() if line.startswith("| `--")]
+    documented = {
+        flag.removeprefix("no-").replace("-", "_")
+        for row in rows
+        for flag in re.findall(r"`--([a-z-]+)`", row.split("|")[1])
+    }
+    documented.discard("layer")  # the alias of --layers
+    fields = {f.name for f in dataclasses.fields(ProbeConfig)}
+    assert documented == fields, (
+        f"missing rows: {sorted(fields - documented)}; rows for no field: "
+        f"{sorted(documented - fields)}"
+    )
