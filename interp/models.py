@@ -187,12 +187,55 @@ def smollm2_tokenizer(cache: Path | None = None) -> Any:
 # --- builders: each returns (hf_model, tokenizer) -------------------------------------------
 
 
+#: Weight files in pickle format (``torch.save``, ``pytorch_model.bin``): unpickling one can
+#: run code, so models load from safetensors only and these are never read.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_CONVERT = (
+    "convert it on a machine where you trust the file: "
+    "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder) writes model.safetensors"
+)
+
+
+def _refuse_pickled_weights(folder: Path) -> None:
+    """Raise :class:`ModelError` naming the file when ``folder`` holds weights only in pickle
+    format (they are never loaded), or no weights at all."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise ModelError(
+            f"{pickled[0]}: model weights in pickle format are never loaded (unpickling can run "
+            f"code), and {folder} has no .safetensors weights; {_CONVERT}"
+        )
+    raise ModelError(f"{folder} has no model weights (*.safetensors)")
+
+
 def _from_pretrained(source: str | Path, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    """Model and tokenizer from a folder or a cached Hugging Face id; weights are read from
+    safetensors only (``use_safetensors=True``), never from a pickle."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if Path(source).is_dir():
+        _refuse_pickled_weights(Path(source))
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype, use_safetensors=True, **kwargs
+    )
     return model, tokenizer
+
+
+def _cached_pickle_weights(spec: str) -> str | None:
+    """The path of a pickle weights file of Hugging Face id ``spec`` in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("pytorch_model.bin", "pytorch_model.bin.index.json"):
+        try:
+            found = try_to_load_from_cache(spec, name)
+        except ValueError:  # not a valid repo id
+            return None
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def _build_default(dtype: torch.dtype) -> tuple[Any, Any]:
@@ -273,6 +316,13 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
     try:
         model, tokenizer = _from_pretrained(spec, dtype, local_files_only=True)
     except OSError:
+        pickled = _cached_pickle_weights(spec)
+        if pickled is not None:
+            raise ModelError(
+                f"{pickled}: {spec!r} is cached with weights in pickle format only, which are "
+                f"never loaded (unpickling can run code); download its safetensors weights or "
+                f"{_CONVERT}"
+            ) from None
         known = ", ".join([*list_models(), *MODEL_BUILDERS.aliases()])
         raise ModelError(
             f"unknown model {spec!r}: it is not a built-in name ({known}), not a local directory, "

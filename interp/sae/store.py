@@ -3,26 +3,43 @@
 A saved SAE is a folder ``<cache>/saes/<name>/`` holding SAELens' ``cfg.json`` and
 ``sae_weights.safetensors`` (``sae_lens.SAE.load_from_disk(folder)`` reads it unaided) and
 ``manifest.json`` (model name and fingerprint, hook, data hash, our config, quality figures).
-:func:`load_sae` refuses an SAE trained on another model or hook unless told otherwise.
+:func:`load_sae` refuses an SAE trained on another model or hook unless told otherwise, and
+checks the folder before SAELens reads it (:func:`check_sae_files`): each JSON file parses,
+``cfg.json`` agrees with the manifest (d_in, d_sae, architecture, hook), and the weights have
+the shapes, dtype and finite values those say. A damaged folder raises :class:`SAEFormatError`
+naming the file and the problem. Only safetensors and JSON are read (never a pickle).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from interp.artifacts import write_json_atomic
+from interp.artifacts import read_json, write_json_atomic
 from interp.models import LoadedModel
 from interp.paths import cache_root
 
 MANIFEST = "manifest.json"
+CFG = "cfg.json"  # SAELens' config
+WEIGHTS = "sae_weights.safetensors"
 FORMAT_VERSION = 1
+#: Types of the manifest's fields (checked on load; JSON has no tuples, ints are not floats).
+_FIELD_TYPES: dict[str, Any] = {
+    "model_name": str, "model_fingerprint": str, "hook": str, "d_model": int, "d_sae": int,
+    "architecture": str, "data_hash": str, "datasets": list, "n_train_transcripts": int,
+    "n_train_tokens_unique": int, "config": dict, "quality": dict,
+    "train_seconds": (int, float, type(None)), "activation_cache": (str, type(None)),
+    "format_version": int,
+}  # fmt: skip
 
 
 class SAEMismatchError(ValueError):
     """An SAE applied to a model or hook it was not trained on."""
+
+
+class SAEFormatError(ValueError):
+    """A saved SAE folder that is damaged or inconsistent (the message names the file)."""
 
 
 @dataclass
@@ -53,7 +70,23 @@ class SAEManifest:
                 f"{folder} has no {MANIFEST}: not an SAE saved by interp.sae "
                 "(SAELens' own folders load with sae_lens.SAE.load_from_disk)"
             )
-        raw = json.loads(path.read_text())
+        raw = read_json(path, error=SAEFormatError)
+        if not isinstance(raw, dict):
+            raise SAEFormatError(f"{path}: not a JSON object")
+        names = {f.name for f in fields(cls)}
+        required = {
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        }
+        unknown, missing = sorted(set(raw) - names), sorted(required - set(raw))
+        if unknown or missing:
+            raise SAEFormatError(
+                f"{path}: not an interp.sae manifest (missing: {', '.join(missing) or 'none'}; "
+                f"unknown: {', '.join(unknown) or 'none'})"
+            )
+        for key, value in raw.items():
+            kind = _FIELD_TYPES[key]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+                raise SAEFormatError(f"{path}: {key} is {value!r}, not of type {kind}")
         return cls(**raw)
 
     def write(self, folder: Path) -> None:
@@ -102,6 +135,78 @@ def check_sae(
             f"{where} reads d_model={manifest.d_model} vectors; {model.name!r} has "
             f"d_model={model.d_model}"
         )
+
+
+def _check_cfg(folder: Path, manifest: SAEManifest) -> dict[str, Any]:
+    """SAELens' ``cfg.json``, checked against the manifest."""
+    path = folder / CFG
+    if not path.is_file():
+        raise SAEFormatError(f"{path}: missing (SAELens' config of the SAE)")
+    cfg = read_json(path, error=SAEFormatError)
+    if not isinstance(cfg, dict):
+        raise SAEFormatError(f"{path}: not a JSON object")
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    checks = [
+        ("d_in", cfg.get("d_in"), manifest.d_model),
+        ("d_sae", cfg.get("d_sae"), manifest.d_sae),
+        (
+            "metadata.training_architecture",
+            meta.get("training_architecture", cfg.get("architecture")),
+            manifest.architecture,
+        ),
+    ]
+    if meta.get("hook_name") is not None:
+        checks.append(("metadata.hook_name", meta.get("hook_name"), manifest.hook))
+    for key, found, wanted in checks:
+        if found != wanted:
+            raise SAEFormatError(
+                f"{path}: {key} is {found!r} but {MANIFEST} says {wanted!r}; the folder was "
+                "edited or mixes two SAEs: train it again"
+            )
+    return cfg
+
+
+def _check_weights(folder: Path, manifest: SAEManifest, dtype: str) -> None:
+    """The weights file parses and holds W_enc, W_dec, b_enc, b_dec of the manifest's shapes;
+    every tensor (an architecture's own, such as JumpReLU's threshold, too) is in the config's
+    dtype and finite."""
+    import torch
+    from safetensors import safe_open
+
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise SAEFormatError(f"{path}: missing")
+    d_in, d_sae = manifest.d_model, manifest.d_sae
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    try:
+        with safe_open(path, framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise SAEFormatError(
+            f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); "
+            "truncated or replaced: train the SAE again"
+        ) from None
+    missing = sorted(set(shapes) - set(tensors))
+    if missing:
+        raise SAEFormatError(f"{path}: no {', '.join(missing)} (holds {sorted(tensors)})")
+    for key, tensor in tensors.items():
+        wanted = shapes.get(key)
+        if wanted is not None and tuple(tensor.shape) != wanted:
+            raise SAEFormatError(
+                f"{path}: {key} has shape {tuple(tensor.shape)}, expected {wanted} "
+                f"(d_in {d_in}, d_sae {d_sae} in {MANIFEST})"
+            )
+        if str(tensor.dtype).removeprefix("torch.") != dtype:
+            raise SAEFormatError(f"{path}: {key} is {tensor.dtype}, but {CFG} says {dtype}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise SAEFormatError(f"{path}: {key} holds NaN or infinite values")
+
+
+def check_sae_files(folder: Path, manifest: SAEManifest) -> None:
+    """Raise :class:`SAEFormatError` naming the file unless ``cfg.json`` agrees with the
+    manifest and the weights have its shapes, the config's dtype and finite values."""
+    cfg = _check_cfg(folder, manifest)
+    _check_weights(folder, manifest, str(cfg.get("dtype", "float32")))
 
 
 @dataclass
@@ -154,6 +259,7 @@ def load_sae(
         check_sae(manifest, model, hook, allow_other_model=allow_other_model, where=str(folder))
     elif hook is not None and hook != manifest.hook:
         raise SAEMismatchError(f"{folder} was trained on hook {manifest.hook!r}, not {hook!r}")
+    check_sae_files(folder, manifest)
     dev = device or (str(model.device) if model is not None else "cpu")
     sae = SAE.load_from_disk(folder, device=dev)
     sae.eval()
