@@ -6,6 +6,10 @@
   so the one implementation lives there); it is imported on first use because importing the
   ``probes`` package loads torch, and modules such as :mod:`interp.data.transcripts` must
   stay importable without it.
+- :func:`write_bytes_atomic`: the same for bytes already in memory (a serialised shard).
+- :func:`blake2b_hex`, :func:`file_blake2b`: the checksum recorded for each cache shard.
+- :func:`remove_orphans`: delete what cut writes leave in a folder (``.*.tmp``,
+  ``*.partial``); call it only while holding the folder's lock (:mod:`interp.locks`).
 - :func:`publish_folder`: a folder (a saved model, an SAE) is built as ``<name>.partial/`` and
   renamed to ``<name>/`` when complete, so a folder that exists is whole.
 - :func:`write_figure`: a plotly figure as a self-contained HTML page (plotly.js embedded, so
@@ -71,6 +75,52 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON (anything else as ``str``) to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+#: Bytes per read when hashing a file (large reads, so hashing runs at disk speed).
+_CHUNK = 1 << 22
+
+
+def blake2b_hex(data: bytes) -> str:
+    """The BLAKE2b checksum (32-byte digest, hex) recorded for a file's bytes."""
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def file_blake2b(path: str | Path) -> str:
+    """:func:`blake2b_hex` of the file at ``path``, read in chunks."""
+    digest = hashlib.blake2b(digest_size=32)
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_orphans(folder: str | Path) -> list[Path]:
+    """What interrupted writes left directly in ``folder`` (see :func:`remove_orphans`)."""
+    return sorted(Path(folder).glob(".*.tmp")) + sorted(Path(folder).glob("*.partial"))
+
+
+def remove_orphans(folder: str | Path) -> list[Path]:
+    """Delete what interrupted writes left directly in ``folder``: temporary files of
+    :func:`atomic_write` (``.*.tmp``) and unfinished :func:`publish_folder` folders
+    (``*.partial``). Returns what was removed.
+
+    Only call it while no other process writes to ``folder`` (hold its lock): a live writer's
+    temporary file looks the same as an orphan.
+    """
+    removed = []
+    for path in find_orphans(folder):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_figure(fig: Any, path: str | Path) -> Path:
