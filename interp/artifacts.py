@@ -7,7 +7,8 @@
   ``probes`` package loads torch, and modules such as :mod:`interp.data.transcripts` must
   stay importable without it.
 - :func:`write_bytes_atomic`: the same for bytes already in memory (a serialised shard).
-- :func:`blake2b_hex`, :func:`file_blake2b`: the checksum recorded for each cache shard.
+- :func:`blake2b_hex`, :func:`file_blake2b`: the checksum recorded beside saved files (cache
+  shards, fine-tune checkpoints).
 - :func:`remove_orphans`: delete what cut writes leave in a folder (``.*.tmp``,
   ``*.partial``); call it only while holding the folder's lock (:mod:`interp.locks`).
 - :func:`publish_folder`: a folder (a saved model, an SAE) is built as ``<name>.partial/`` and
@@ -19,7 +20,6 @@
   refuse with one error format that lists every difference and says how to fix it.
 - :func:`read_jsonl`: read a JSON Lines file with errors that name the line; :func:`read_json`
   reads one JSON file with errors that name the file.
-- :func:`file_digest`: blake2b of a file's bytes, the checksum recorded beside saved files.
 
 Importing this module loads nothing but the standard library.
 """
@@ -182,15 +182,6 @@ def read_json(path: str | Path, error: type[Exception] = ValueError) -> Any:
         ) from None
     except UnicodeDecodeError as err:
         raise error(f"{path}: not valid JSON (not UTF-8 text: {err.reason})") from None
-
-
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The blake2b hex digest (32 bytes) of a file's bytes, read in chunks."""
-    digest = hashlib.blake2b(digest_size=32)
-    with Path(path).open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- provenance and checks -------------------------------------------------------------------

@@ -779,15 +779,7 @@ def _cache_then_corrupt(d: Path) -> list[str]:
     ("setup", "command", "names"),
     [
         pytest.param(_checkpoint_then_corrupt, FINETUNE, "latest.json", id="finetune-latest-json"),
-        pytest.param(
-            _cache_then_corrupt,
-            PROBE,
-            "manifest.json",
-            id="cache-manifest-json",
-            marks=pytest.mark.xfail(
-                strict=False, reason="the cache names and rebuilds a damaged manifest (in progress)"
-            ),
-        ),
+        pytest.param(_cache_then_corrupt, PROBE, "manifest.json", id="cache-manifest-json"),
     ],
 )
 def test_damaged_state_is_named_and_rebuilt(setup, command, names, workdir, capsys):

@@ -314,7 +314,7 @@ def test_bad_latest_json_is_named_and_the_intact_step_folder_is_used(
 
 
 def test_checkpoint_files_are_safetensors_and_json_with_checksums(saved_checkpoint):
-    from interp.artifacts import file_digest
+    from interp.artifacts import file_blake2b
 
     step = saved_checkpoint / STEP
     assert {p.name for p in step.iterdir()} == {
@@ -324,7 +324,7 @@ def test_checkpoint_files_are_safetensors_and_json_with_checksums(saved_checkpoi
     for name, record in files.items():
         assert record == {
             "bytes": (step / name).stat().st_size,
-            "blake2b": file_digest(step / name),
+            "blake2b": file_blake2b(step / name),
         }
 
 

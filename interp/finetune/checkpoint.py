@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from interp.artifacts import file_digest, publish_folder, read_json, write_json_atomic
+from interp.artifacts import file_blake2b, publish_folder, read_json, write_json_atomic
 from interp.finetune.config import CheckpointWarning, FinetuneError
 
 WEIGHTS, OPTIMIZER, RNG, STATE = (
@@ -120,7 +120,7 @@ def save_checkpoint(
         _optimizer_file(optimizer.state_dict(), tmp / OPTIMIZER)
         save_file(_rng_states(), tmp / RNG)
         files = {
-            name: {"bytes": (tmp / name).stat().st_size, "blake2b": file_digest(tmp / name)}
+            name: {"bytes": (tmp / name).stat().st_size, "blake2b": file_blake2b(tmp / name)}
             for name in CHECKSUMMED
         }
         (tmp / STATE).write_text(json.dumps({**state, "step": step, "files": files}, indent=2))
@@ -170,7 +170,7 @@ def _verify_files(folder: Path, files: dict[str, Any]) -> None:
                 f"{path}: {size} bytes, but {STATE} records {record.get('bytes')} "
                 "(truncated or replaced)"
             )
-        if file_digest(path) != record.get("blake2b"):
+        if file_blake2b(path) != record.get("blake2b"):
             raise DamagedCheckpoint(f"{path}: checksum differs from the one in {STATE} (damaged)")
     for extra in sorted(set(p.name for p in folder.iterdir()) - {*CHECKSUMMED, STATE}):
         _warn(f"{folder / extra}: not a file of this checkpoint; ignored (never loaded)")
