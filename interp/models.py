@@ -224,18 +224,18 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, **kwargs: Any) -> t
     return model, tokenizer
 
 
-def _cached_pickle_weights(spec: str) -> str | None:
-    """The path of a pickle weights file of Hugging Face id ``spec`` in the local cache."""
-    from huggingface_hub import try_to_load_from_cache
+def _cached_snapshot(spec: str) -> Path | None:
+    """The local snapshot folder of Hugging Face id ``spec``, or None when it is not in the
+    local cache. Reads the cache only: loading through the folder keeps transformers from
+    asking the Hub (its adapter lookup ignores ``local_files_only`` and retries for ~20 s on a
+    machine without internet)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    for name in ("pytorch_model.bin", "pytorch_model.bin.index.json"):
-        try:
-            found = try_to_load_from_cache(spec, name)
-        except ValueError:  # not a valid repo id
-            return None
-        if isinstance(found, str):
-            return found
-    return None
+    try:
+        return Path(snapshot_download(spec, local_files_only=True))
+    except (HFValidationError, LocalEntryNotFoundError, ValueError):
+        return None
 
 
 def _build_default(dtype: torch.dtype) -> tuple[Any, Any]:
@@ -313,16 +313,8 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
     looks_like_path = spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1)
     if looks_like_path:
         raise ModelError(f"model directory {spec!r} does not exist")
-    try:
-        model, tokenizer = _from_pretrained(spec, dtype, local_files_only=True)
-    except OSError:
-        pickled = _cached_pickle_weights(spec)
-        if pickled is not None:
-            raise ModelError(
-                f"{pickled}: {spec!r} is cached with weights in pickle format only, which are "
-                f"never loaded (unpickling can run code); download its safetensors weights or "
-                f"{_CONVERT}"
-            ) from None
+    snapshot = _cached_snapshot(spec)
+    if snapshot is None:
         known = ", ".join([*list_models(), *MODEL_BUILDERS.aliases()])
         raise ModelError(
             f"unknown model {spec!r}: it is not a built-in name ({known}), not a local directory, "
@@ -330,7 +322,8 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
             "python -m interp.finetune), "
             "and not a Hugging Face id in the local cache (nothing is downloaded here; on a "
             f"machine with internet run: huggingface-cli download {spec})"
-        ) from None
+        )
+    model, tokenizer = _from_pretrained(snapshot, dtype)
     return spec, model, tokenizer
 
 

@@ -163,9 +163,39 @@ def test_cached_hub_model_with_pickle_weights_is_refused_by_name(tiny_saved, tmp
     (repo / "refs" / "main").write_text("0" * 40)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
-    with pytest.raises(ModelError, match=r"pytorch_model\.bin: 'someone/evil-model' is cached"):
+    with pytest.raises(
+        ModelError, match=r"pytorch_model\.bin: model weights in pickle format are never loaded"
+    ):
         load_model("someone/evil-model", device="cpu")
     assert not marker.exists()
+
+
+def test_cached_hub_model_loads_from_the_local_cache_without_the_network(
+    tiny_saved, tmp_path, monkeypatch
+):
+    """A Hugging Face id in the local cache loads from its snapshot folder without asking the
+    Hub: before, transformers' adapter lookup asked it despite local_files_only (about 20 s of
+    retries on a machine without internet)."""
+    import huggingface_hub.constants
+    import huggingface_hub.file_download
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--someone--good-model"
+    shutil.copytree(tiny_saved, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    asked = []
+
+    def no_network(*args, **kwargs):
+        asked.append(args)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "get_hf_file_metadata", no_network)
+    model = load_model("someone/good-model", device="cpu")
+    assert asked == []
+    assert model.name == "someone/good-model" and model.n_layers == 2
 
 
 # --- saved SAEs ------------------------------------------------------------------------------
