@@ -4,6 +4,7 @@
 """
 
 from probes.base import NotFittedError, Probe, ProbeMeta, ProbeMismatchError
+from probes.batched import fit_logistic_grid, fit_mean_diff_many, select_c_many
 from probes.logistic import LogisticProbe
 from probes.mean_diff import MeanDiffProbe
 from probes.metrics import (
@@ -32,6 +33,8 @@ __all__ = [
     "auroc",
     "auroc_ci",
     "evaluate",
+    "fit_logistic_grid",
+    "fit_mean_diff_many",
     "fit_per_layer",
     "group_split",
     "make_probe",
@@ -39,5 +42,6 @@ __all__ = [
     "probe_kinds",
     "recall_at_fpr",
     "register_probe",
+    "select_c_many",
     "threshold_at_fpr",
 ]
