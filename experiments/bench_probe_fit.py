@@ -12,7 +12,8 @@ smaller C), then fit the final probe on all training rows at the chosen C.
   walked as a warm-started path (``probes.batched``), on ``--device``;
 - scikit-learn: per layer, per fold, per C: ``StandardScaler`` on the fold's training rows,
   ``LogisticRegression(C, solver="lbfgs", max_iter=--sk-max-iter, tol=--sk-tol)``, AUROC on
-  the fold; then the final fit at its chosen C; on the CPU. Same folds, grid and tie rule.
+  the fold; then the final fit at its chosen C; on the CPU, its BLAS threads limited to
+  ``--threads`` (threadpoolctl) like torch's. Same folds, grid and tie rule.
 
 Shapes: by default the pooled activations of all 30 layers of the default model (768
 transcripts of builtin:consistency x 576, read from ``<cache>/activations``; a complete cache
@@ -184,10 +185,11 @@ def synthetic_features(
 
 
 def spread(count: int, total: int) -> list[int]:
-    """``count`` layer indices spread evenly over ``0 .. total - 1``."""
+    """``count`` layer indices spread evenly over ``0 .. total - 1`` (the middles of
+    ``count`` equal bins, so one layer is the middle one, where the planted signal peaks)."""
     if count >= total:
         return list(range(total))
-    return sorted({round(k * (total - 1) / max(1, count - 1)) for k in range(count)})
+    return sorted({int((k + 0.5) * total / count) for k in range(count)})
 
 
 def find_superset_cache(folder: Path, key: CacheKey) -> Path | None:
@@ -319,10 +321,14 @@ def sklearn_layer(X: np.ndarray, y: np.ndarray, groups: list[str], config: Probe
 
 
 def sweep_sklearn(p: Problem, names: list[str], config) -> tuple[dict[str, Any], float]:
-    start = time.perf_counter()
+    """scikit-learn's sweep, its BLAS limited to ``--threads`` as torch is (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
     y = p.y_train.cpu().numpy()
-    fitted = {n: sklearn_layer(p.sk_train[n], y, p.train_groups, config) for n in names}
-    return fitted, time.perf_counter() - start
+    with threadpool_limits(config.threads):
+        start = time.perf_counter()
+        fitted = {n: sklearn_layer(p.sk_train[n], y, p.train_groups, config) for n in names}
+        return fitted, time.perf_counter() - start
 
 
 def load_problem(config: ProbeFitConfig, device: torch.device) -> tuple[Problem, int, str]:
