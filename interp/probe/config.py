@@ -23,8 +23,9 @@ class ProbeConfig:
     model: str = field(
         default=DEFAULT_MODEL,
         metadata={
-            "help": "built-in name (smollm2-135m-instruct, tiny-random), local Hugging "
-            "Face directory, or a Hugging Face id already in the local cache"
+            "help": "built-in name (smollm2-135m-instruct, tiny-random, tiny-random-<arch>: "
+            "interp.list_models() lists them), a model saved under <cache>/models, a local "
+            "Hugging Face directory, or a Hugging Face id already in the local cache"
         },
     )
     dataset: str = field(
