@@ -35,11 +35,24 @@ def plant(path: Path, marker: Path) -> Path:
     return path
 
 
-def test_a_planted_pickle_runs_code_when_unpickled(tmp_path):
-    """The planted files are live: unpickling one (as the old resume did) creates the marker."""
+def test_a_planted_pickle_carries_a_call_and_safe_loading_refuses_it(tmp_path):
+    """The planted files are live without our running them: their pickle stream (read with
+    pickletools, which executes nothing) imports ``open`` and calls it, and torch's
+    ``weights_only=True`` loader refuses the file without creating the marker."""
+    import pickletools
+    import zipfile
+
     marker = tmp_path / "marker"
-    torch.load(plant(tmp_path / "optimizer.pt", marker), weights_only=False)
-    assert marker.exists()
+    path = plant(tmp_path / "optimizer.pt", marker)
+    with zipfile.ZipFile(path) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith("data.pkl")]
+        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(archive.read(name))]
+    assert ("GLOBAL", "io open") in ops  # the callable the pickle imports...
+    assert ("BINUNICODE", str(marker)) in ops  # ...its argument...
+    assert "REDUCE" in [op for op, _ in ops]  # ...and the call
+    with pytest.raises(Exception, match=r"(?i)weights only|unsupported"):
+        torch.load(path, weights_only=True)
+    assert not marker.exists()
 
 
 # --- fine-tune checkpoints -------------------------------------------------------------------
