@@ -76,3 +76,43 @@ def small_dataset():
     data = build_consistency()
     groups = sorted({t.group for t in data})[:3]
     return [t for t in data if t.group in groups]
+
+
+@pytest.fixture
+def count_passes(monkeypatch):
+    """``count_passes(model, fail_after=None)`` counts forward passes through the bridge's
+    ``run_with_cache`` (returns ``{"n": ...}``); with ``fail_after`` the next pass raises
+    ``KeyboardInterrupt``, as a user's Ctrl-C would."""
+
+    def counting(model, fail_after: int | None = None) -> dict[str, int]:
+        calls = {"n": 0}
+        original = model.bridge.run_with_cache
+
+        def wrapped(*args, **kwargs):
+            if fail_after is not None and calls["n"] >= fail_after:
+                raise KeyboardInterrupt("simulated interruption")
+            calls["n"] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model.bridge, "run_with_cache", wrapped)
+        return calls
+
+    return counting
+
+
+@pytest.fixture
+def tl_metric_of():
+    """``tl_metric_of(metric)``: ``transformer_lens.patching``'s metric for a one-token
+    ``LogProbDiff``: log p of the complying minus the refusing first token at the last
+    position."""
+
+    def tl_metric_of(metric):
+        comply, refuse = int(metric.comply[0]), int(metric.refuse[0])
+
+        def tl_metric(logits):
+            logp = logits[0, -1].log_softmax(-1)
+            return logp[comply] - logp[refuse]
+
+        return tl_metric
+
+    return tl_metric_of

@@ -109,7 +109,7 @@ SITES_IN_TL = {
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_patch_sweep_equals_transformer_lens_patching(loaded, arch):
+def test_patch_sweep_equals_transformer_lens_patching(loaded, arch, tl_metric_of):
     model = _model(loaded, arch)
     tok = model.tokenizer
     # longer than the Gemma models' sliding window: their two layers get different masks
@@ -117,11 +117,7 @@ def test_patch_sweep_equals_transformer_lens_patching(loaded, arch):
     target = PatchInput(tok(PROMPT.format("hide"), return_tensors="pt").input_ids[0])
     assert len(source) == len(target) > SLIDING_WINDOW
     metric = LogProbDiff.from_text(tok, "Sure", "No")
-    comply, refuse = int(metric.comply[0]), int(metric.refuse[0])
-
-    def tl_metric(logits):
-        logp = logits[0, -1].log_softmax(-1)
-        return logp[comply] - logp[refuse]
+    tl_metric = tl_metric_of(metric)
 
     ours = patch_sweep(
         model, target, metric, source_input=source, sites=tuple(SITES_IN_TL), progress=False

@@ -8,22 +8,7 @@ from interp.hooks import hook_name
 HOOKS = [hook_name(1), hook_name(0, "resid_pre")]
 
 
-def counting(model, monkeypatch, fail_after: int | None = None):
-    """Count forward passes through the bridge; optionally raise after ``fail_after``."""
-    calls = {"n": 0}
-    original = model.bridge.run_with_cache
-
-    def wrapped(*args, **kwargs):
-        if fail_after is not None and calls["n"] >= fail_after:
-            raise KeyboardInterrupt("simulated interruption")
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(model.bridge, "run_with_cache", wrapped)
-    return calls
-
-
-def test_round_trip_and_reuse(tiny_model, small_dataset, tmp_path, monkeypatch):
+def test_round_trip_and_reuse(tiny_model, small_dataset, tmp_path, monkeypatch, count_passes):
     acts = cache_activations(
         tiny_model, small_dataset, HOOKS, cache_dir=tmp_path, progress=False, shard_size=20
     )
@@ -33,7 +18,7 @@ def test_round_trip_and_reuse(tiny_model, small_dataset, tmp_path, monkeypatch):
     again = load_activation_set(acts.path, expect=acts.key)
     assert torch.equal(again[hook_name(1)], acts[hook_name(1)])
 
-    calls = counting(tiny_model, monkeypatch)
+    calls = count_passes(tiny_model)
     reused = cache_activations(
         tiny_model, small_dataset, HOOKS, cache_dir=tmp_path, progress=False, shard_size=20
     )
@@ -57,13 +42,13 @@ def test_pooled_equals_mean_of_unpadded_run(tiny_model, small_dataset, tmp_path)
         torch.testing.assert_close(batched[hook_name(1)][i], expected, atol=1e-4, rtol=1e-4)
 
 
-def test_resume_after_interruption(tiny_model, small_dataset, tmp_path, monkeypatch):
+def test_resume_after_interruption(tiny_model, small_dataset, tmp_path, monkeypatch, count_passes):
     kwargs = dict(cache_dir=tmp_path, batch_size=4, shard_size=8, progress=False)
-    counting(tiny_model, monkeypatch, fail_after=5)  # dies inside the third shard
+    count_passes(tiny_model, fail_after=5)  # dies inside the third shard
     with pytest.raises(KeyboardInterrupt):
         cache_activations(tiny_model, small_dataset, HOOKS, **kwargs)
     monkeypatch.undo()
-    calls = counting(tiny_model, monkeypatch)
+    calls = count_passes(tiny_model)
     # A resumed run keeps the shard plan of the first run, whatever shard_size it is given.
     acts = cache_activations(tiny_model, small_dataset, HOOKS, **{**kwargs, "shard_size": 32})
     total_batches = len(small_dataset) // 4

@@ -46,21 +46,6 @@ KW = dict(batch_size=4, shard_size=4, progress=False)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def counting(model, monkeypatch, fail_after: int | None = None):
-    """Count forward passes through the bridge; optionally raise after ``fail_after``."""
-    calls = {"n": 0}
-    original = model.bridge.run_with_cache
-
-    def wrapped(*args, **kwargs):
-        if fail_after is not None and calls["n"] >= fail_after:
-            raise KeyboardInterrupt("simulated interruption")
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(model.bridge, "run_with_cache", wrapped)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def data(small_dataset):
     return small_dataset[:N_ROWS]
@@ -134,12 +119,12 @@ def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(
 
 
 def test_truncated_and_empty_shards_are_rebuilt_on_resume(
-    tiny_model, data, clean, tmp_path, monkeypatch
+    tiny_model, data, clean, tmp_path, monkeypatch, count_passes
 ):
     """Fails before: resume trusted any existing shard file, so a truncated or 0-byte shard was
     skipped, the cache marked complete, and every later read died in a SafetensorError."""
     folder = tmp_path / "root" / clean.path.name
-    counting(tiny_model, monkeypatch, fail_after=4)  # dies in the fifth shard
+    count_passes(tiny_model, fail_after=4)  # dies in the fifth shard
     with pytest.raises(KeyboardInterrupt):
         recache(tiny_model, data, folder)
     monkeypatch.undo()
@@ -201,13 +186,13 @@ def test_rows_must_be_covered_exactly_once(clean, tmp_path):
 
 
 def test_a_shard_plan_of_another_shard_size_is_rebuilt(
-    tiny_model, data, clean, tmp_path, monkeypatch
+    tiny_model, data, clean, tmp_path, monkeypatch, count_passes
 ):
     """Fails before: a run with shards of 8 on a folder whose first shards were cut at 4 (a
     second process that rewrote the manifest) kept them and marked the folder complete; every
     read then failed ("shards hold ... transcripts, manifest says 24")."""
     folder = tmp_path / "root" / clean.path.name
-    counting(tiny_model, monkeypatch, fail_after=2)  # two shards of 4 written
+    count_passes(tiny_model, fail_after=2)  # two shards of 4 written
     with pytest.raises(KeyboardInterrupt):
         recache(tiny_model, data, folder)
     monkeypatch.undo()

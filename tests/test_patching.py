@@ -47,15 +47,11 @@ def _prompts(tok):
     return clean, corrupt
 
 
-def test_equals_transformer_lens_patching(tiny_model):
+def test_equals_transformer_lens_patching(tiny_model, tl_metric_of):
     tok = tiny_model.tokenizer
     source, target = _prompts(tok)
     metric = LogProbDiff.from_text(tok, "Sure", "No")
-    comply, refuse = int(metric.comply[0]), int(metric.refuse[0])
-
-    def tl_metric(logits):
-        logp = logits[0, -1].log_softmax(-1)
-        return logp[comply] - logp[refuse]
+    tl_metric = tl_metric_of(metric)
 
     ours = patch_sweep(
         tiny_model,

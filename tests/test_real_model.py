@@ -72,7 +72,7 @@ def test_probe_cli_on_the_default_model(tmp_path, capsys):
     )
 
 
-def test_patching_on_the_default_model_equals_transformer_lens(smollm2):
+def test_patching_on_the_default_model_equals_transformer_lens(smollm2, tl_metric_of):
     import transformer_lens.patching as tl_patching
 
     from interp.patching import LogProbDiff, PatchInput, chat_input, patch_sweep
@@ -91,9 +91,7 @@ def test_patching_on_the_default_model_equals_transformer_lens(smollm2):
         progress=False,
     )
 
-    def tl_metric(logits):
-        logp = logits[0, -1].log_softmax(-1)
-        return logp[metric.comply[0]] - logp[metric.refuse[0]]
+    tl_metric = tl_metric_of(metric)
 
     index = pd.DataFrame(
         [(layer, pos) for layer in (0, 20) for pos in range(len(target))], columns=["layer", "pos"]
