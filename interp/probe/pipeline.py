@@ -39,9 +39,12 @@ from probes.metrics import threshold_at_fpr
 
 @dataclass
 class Datasets:
-    """The run's transcripts: training (split by scenario), control and eval sets."""
+    """The run's transcripts: training (with its scenario split: row indices of the training
+    and held-out scenarios), control and eval sets."""
 
     train: list[Transcript]
+    train_rows: Tensor
+    test_rows: Tensor
     control: list[Transcript]
     eval: list[Transcript]
 
@@ -61,14 +64,16 @@ def read_datasets(config: ProbeConfig) -> Datasets:
             f"(e.g. {unlabelled[0]}); training needs 'label' on every line "
             "(score unlabelled data with --eval-dataset)"
         )
-    check_trainable(transcripts, config)
-    return Datasets(transcripts, control, eval_set)
+    train, test = split_trainable(transcripts, config)
+    return Datasets(transcripts, train, test, control, eval_set)
 
 
-def check_trainable(transcripts: Sequence[Transcript], config: ProbeConfig) -> None:
-    """Refuse, before any forward pass, a training set the pipeline cannot fit and test:
-    both labels on each side of the scenario split, at least 2 training scenarios (the
-    cross-validation of C splits them) and at least 1 held-out scenario."""
+def split_trainable(
+    transcripts: Sequence[Transcript], config: ProbeConfig
+) -> tuple[Tensor, Tensor]:
+    """The scenario split ``(train, test)`` rows, refusing before any forward pass a training
+    set the pipeline cannot fit and test: both labels on each side, at least 2 training
+    scenarios (the cross-validation of C splits them) and at least 1 held-out scenario."""
     labels = {t.label for t in transcripts}
     if labels != {0, 1}:
         raise ConfigError(
@@ -87,6 +92,7 @@ def check_trainable(transcripts: Sequence[Transcript], config: ProbeConfig) -> N
                 "and both labels: use more scenarios (--max-scenarios), another "
                 "--test-fraction, or data with both labels in more scenarios"
             )
+    return train, test
 
 
 class ProbeFitter:
@@ -111,10 +117,9 @@ class ProbeFitter:
         config = self.config
         settings: dict[str, Any] = {}
         if config.probe == "logistic":
-            c = config.c if config.c is not None else self.chosen_c.get(hook)
-            if c is None:
-                c = self.select_c([hook])[hook]
-            settings["c"] = self.chosen_c[hook] = c
+            settings["c"] = self.chosen_c[hook] = (
+                config.c if config.c is not None else self.chosen_c[hook]
+            )
         meta = ProbeMeta(self.model.name, self.model.fingerprint, hook, config.tokens)
         return make_probe(config.probe, meta=meta, **settings)
 
@@ -322,7 +327,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], **cache_kwargs)
     y = torch.tensor([t.label for t in data.train])
     groups = [t.group for t in data.train]
-    train, test = split_transcripts(data.train, config.test_fraction, config.seed)
+    train, test = data.train_rows, data.test_rows
     fitter = ProbeFitter(config, model, acts, y, train, groups)
     s = Scored(
         data,
@@ -335,7 +340,8 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         ),
         eval_acts=cache_activations(model, data.eval, hooks, **cache_kwargs) if data.eval else None,
     )
-    layer0_probe = fitter.fit([CONTROL_HOOK])[CONTROL_HOOK]
+    fitted = fitter.fit([CONTROL_HOOK, *hooks])  # every C chosen in one batched solve
+    layer0_probe = fitted[CONTROL_HOOK]
     layer0 = report_set(
         scores_of(layer0_probe, CONTROL_HOOK, acts, test),
         s.test_transcripts,
@@ -344,8 +350,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         layer0_probe.threshold,
         config.seed,
     )
-    per_hook = fitter.fit(hooks)
-    probes = {layer: per_hook[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
+    probes = {layer: fitted[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
     results = [
         evaluate_layer(layer, hook, probes[layer], s, config, fitter.chosen_c.get(hook))
         for layer, hook in zip(config.layers, hooks, strict=True)
