@@ -2,10 +2,18 @@
 
 ``generate(model, prompts, config, out_path)`` renders each :class:`Prompt` (a conversation
 that ends with a user turn) with the tokenizer's chat template, batches prompts of similar
-length with left padding and samples ``config.n`` replies per prompt with the Hugging Face
-model inside the bridge (``model.bridge.original_model.generate``). Every reply becomes a
+length with left padding and samples ``config.n`` replies per prompt with Hugging Face's
+``generate`` (key-value cache) on the model inside the bridge. Every reply becomes a
 :class:`~interp.data.transcripts.Transcript` whose last message is the assistant's reply, so the
 output file is an ordinary transcript JSONL file (``label`` is absent: nothing is labelled).
+
+Generation runs on the plain Hugging Face model (:func:`interp.text.plain_model.plain_model`:
+the bridge's components are swapped back for the modules they wrap, sharing their weights), so
+decoding pays no hook overhead and does not depend on the bridge's attention handling the
+cache. When hooks are active on the bridge (``with model.bridge.hooks(fwd_hooks=...)``, e.g.
+steering or ablation), generation runs through the bridge instead, so that they act on every
+step. Greedy replies are the same on both paths. Inputs go to the device of the input
+embedding, so a model dispatched over devices (accelerate ``device_map``) works as it is.
 
 Runs are resumable and reproducible:
 
@@ -26,6 +34,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ from interp.config import check_number
 from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
+from interp.text.plain_model import active_hooks, plain_model
 
 FORMAT_VERSION = 1
 END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)
@@ -303,11 +313,18 @@ def batch_seed(seed: int, first_prompt_id: str) -> int:
     return (seed + zlib.crc32(first_prompt_id.encode("utf-8"))) % 2**63
 
 
-def _fork_rng(device: torch.device):
-    """Keep the caller's random state: seeding a batch must not reseed the whole program."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return torch.random.fork_rng(devices=[index], device_type="cuda")
+def _fork_rng(devices: set[torch.device]):
+    """Keep the caller's random state: seeding a batch must not reseed the whole program.
+    ``devices`` are those the model's weights are on (several when it is dispatched)."""
+    cuda = sorted(
+        {
+            d.index if d.index is not None else torch.cuda.current_device()
+            for d in devices
+            if d.type == "cuda"
+        }
+    )
+    if cuda:
+        return torch.random.fork_rng(devices=cuda, device_type="cuda")
     return torch.random.fork_rng(devices=[])
 
 
@@ -371,14 +388,23 @@ def _sample(
     model: LoadedModel, rows: Sequence[list[int]], pad_id: int, seed: int, kwargs: dict[str, Any]
 ) -> list[list[int]]:
     """The new tokens of each returned sequence (``n`` per row, row-major) for one batch,
-    sampled with the batch's own seed inside a forked random state."""
+    sampled with the batch's own seed inside a forked random state: on the plain Hugging Face
+    model, or through the bridge when hooks are active on it."""
     ids, attention = pad_left(rows, pad_id)
-    with _fork_rng(model.device), torch.inference_mode():
-        torch.manual_seed(seed)
-        out = model.bridge.original_model.generate(
-            ids.to(model.device), attention_mask=attention.to(model.device), **kwargs
-        )
+    bridge = model.bridge
+    route = nullcontext(bridge.original_model) if active_hooks(bridge) else plain_model(bridge)
+    with route as hf, torch.inference_mode():
+        device = _input_device(hf)
+        with _fork_rng({p.device for p in hf.parameters()}):
+            torch.manual_seed(seed)
+            out = hf.generate(ids.to(device), attention_mask=attention.to(device), **kwargs)
     return out[:, ids.shape[1] :].tolist()
+
+
+def _input_device(hf_model: Any) -> torch.device:
+    """Where inputs go: the device of the input embedding (the first of a model dispatched
+    over several devices)."""
+    return next(hf_model.get_input_embeddings().parameters()).device
 
 
 def _sample_transcript(

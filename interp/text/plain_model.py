@@ -1,0 +1,91 @@
+"""The plain Hugging Face model behind a ``TransformerBridge``, for hook-free generation.
+
+Booting a bridge rewires the Hugging Face model in place: every block, attention, MLP, norm
+and embedding of ``bridge.original_model`` is replaced by a bridge component that wraps the
+original module (``component.original_component``) and runs hook points around it (for
+attention, the bridge's own eager re-implementation). That costs time on every decoding
+step, and its attention modules depend on how each transformers release drives the key-value
+cache. Generation needs none of it unless a hook is meant to act on the replies.
+
+:func:`plain_model` puts the original modules back for the length of a ``with`` block and
+restores the bridge components afterwards (also on an error or an interrupt). Inside the
+block ``bridge.original_model`` is the Hugging Face model as it was before booting: the same
+parameter tensors (nothing is copied), the same attention implementation, and the same
+accelerate hooks when the model was dispatched over devices (``device_map``) before booting.
+:func:`active_hooks` names the hook points that carry hooks, so a caller can run through the
+bridge when a hook (steering, ablation) must see the forward passes.
+
+The swap mutates the shared model: do not run the bridge from another thread while a
+``plain_model`` block is open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def _is_bridge_part(module: Any) -> bool:
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    return isinstance(module, HookPoint | GeneralizedComponent)
+
+
+def active_hooks(bridge: Any) -> list[str]:
+    """Names of the bridge's hook points and components that carry forward (or backward)
+    hooks, e.g. inside ``bridge.hooks(fwd_hooks=...)``; empty when none does. Hooks on the
+    original Hugging Face modules are not listed: they run in the plain model too."""
+    found = []
+    for name, module in bridge.named_modules():
+        if not _is_bridge_part(module):
+            continue
+        if (
+            module._forward_hooks
+            or module._forward_pre_hooks
+            or module._backward_hooks
+            or module._backward_pre_hooks
+        ):
+            found.append(name)
+    return found
+
+
+def _unwrap(module: Any, swapped: list[tuple[Any, str, Any]]) -> None:
+    """Replace each bridge component under ``module`` by the module it wraps, recording
+    ``(parent, name, component)`` in ``swapped`` so that the swap can be undone."""
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    for name, child in list(module._modules.items()):
+        if isinstance(child, GeneralizedComponent):
+            original = child.original_component
+            if original is None:
+                raise RuntimeError(
+                    f"bridge component {name!r} ({type(child).__name__}) wraps no Hugging Face "
+                    "module, so the plain model cannot be restored; generate through the "
+                    "bridge instead (add a hook, or report the architecture)"
+                )
+            module._modules[name] = original
+            swapped.append((module, name, child))
+            _unwrap(original, swapped)
+        elif child is not None:
+            _unwrap(child, swapped)
+
+
+@contextmanager
+def plain_model(bridge: Any) -> Iterator[Any]:
+    """``bridge.original_model`` with the bridge's components swapped back for the Hugging
+    Face modules they wrap, for the length of the ``with`` block.
+
+    Calls of the yielded model (``forward``, ``generate``) run no hook point of the bridge;
+    the weights are the bridge's own tensors, so they are never out of date. On exit every
+    component is put back in place, in reverse order, whatever happened inside the block.
+    """
+    hf = bridge.original_model
+    swapped: list[tuple[Any, str, Any]] = []
+    try:
+        _unwrap(hf, swapped)
+        yield hf
+    finally:
+        for parent, name, component in reversed(swapped):
+            parent._modules[name] = component
