@@ -1,0 +1,63 @@
+"""The on-disk activation cache.
+
+``cache_activations(model, transcripts, hooks, tokens)`` runs only the requested hooks, stops
+the forward pass after the deepest requested block, batches transcripts of similar length
+with left padding, pools each transcript's selected tokens (mean) and streams shards of
+``shard_size`` transcripts to disk as safetensors. A JSON manifest records what made the
+cache (model fingerprint, dataset hash, hooks, token selection, dtype, library versions).
+
+The cache folder is named by a hash of those inputs, so the same call reuses it without a
+forward pass, a different model or dataset never lands in it, and a folder whose manifest
+disagrees with the request is refused. Shards are written atomically and the order of
+transcripts in shards is deterministic, so an interrupted run resumes at its first missing
+shard. Memory holds one shard of pooled vectors at a time, whatever the dataset's size.
+
+Nothing is read that was not written. The manifest (version :data:`MANIFEST_VERSION`) records
+each shard's size, BLAKE2b checksum and rows (:class:`ShardRecord`); while a run is under way
+each new shard's record waits beside it (``shard-00003.json``) and the manifest gathers them
+when it is marked complete. Every read checks each shard's size, safetensors header, tensor
+shapes and rows, and that the shards hold every row exactly once; ``verify=True`` (or
+``INTERP_CACHE_VERIFY=1``) compares the checksums as well. Reading a damaged cache raises
+:class:`CacheIntegrityError` naming the file; caching reports it (:class:`CacheRepairWarning`)
+and writes it again, as it does a shard without a record (a cut write), a shard planned with
+another shard size, and leftovers of cut writes (``.*.tmp``, ``*.partial``). A writer holds
+the folder's lock (:mod:`interp.locks`), so a second process waits and then reuses the cache.
+A folder of an older manifest version is rebuilt, with a message.
+
+Modules: :mod:`~interp.cache.key` (what identifies a cache, its errors), :mod:`~interp.cache.shards`
+(shard files, the manifest and their checks), :mod:`~interp.cache.capture` (the forward passes),
+:mod:`~interp.cache.writer` (:func:`cache_activations`), :mod:`~interp.cache.activation_set`
+(reading).
+"""
+
+from interp.cache.activation_set import ActivationSet, load_activation_set
+from interp.cache.capture import mean_pool, pad_batch
+from interp.cache.key import (
+    FORMAT_VERSION,
+    MANIFEST,
+    MANIFEST_VERSION,
+    VERIFY_ENV,
+    CacheIntegrityError,
+    CacheKey,
+    CacheMismatchError,
+    CacheRepairWarning,
+)
+from interp.cache.shards import ShardRecord
+from interp.cache.writer import cache_activations
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "MANIFEST_VERSION",
+    "VERIFY_ENV",
+    "ActivationSet",
+    "CacheIntegrityError",
+    "CacheKey",
+    "CacheMismatchError",
+    "CacheRepairWarning",
+    "ShardRecord",
+    "cache_activations",
+    "load_activation_set",
+    "mean_pool",
+    "pad_batch",
+]
