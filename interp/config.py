@@ -2,13 +2,20 @@
 API accept what the CLI accepts (``layers=14``, ``layers="0-3"``, ``layers=[0, 7]``).
 
 The configs themselves live with their feature (``interp.probe.config.ProbeConfig``,
-``interp.finetune.config.FinetuneConfig``, ``interp.sae.config.SAEConfig``).
+``interp.finetune.config.FinetuneConfig``, ``interp.sae.config.SAEConfig``). Every config
+that loads a model takes the same four loading options, declared with :func:`device_field`,
+:func:`dtype_field`, :func:`device_map_field` and :func:`max_memory_field` (one spelling and
+help text everywhere) and checked by :func:`check_model_options`; :func:`model_options` hands
+them to :func:`interp.models.load_model`. Nothing here imports torch: what the machine has
+(CUDA, bfloat16 support) is checked by ``load_model`` before anything loads.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
+from dataclasses import field
 from typing import Any
 
 from interp.hooks import HookError, parse_layers
@@ -82,6 +89,132 @@ def check_number(
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         raise error(f"{name} must be {rng}, got {value!r}")
+
+
+# --- model loading options, shared by every config that loads a model -----------------------
+
+#: Model dtypes: ``auto`` is bfloat16 on a CUDA GPU that supports it, float32 elsewhere.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: How a model is split over the CUDA GPUs (accelerate's strategies); ``none`` loads it whole
+#: on ``device``.
+DEVICE_MAPS = ("none", "auto", "balanced", "sequential")
+#: The device strings a config accepts (what the machine has is checked at load time).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:1 or mps"
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_MAX_MEMORY_FORM = "write budgets per device as 0=70GiB,1=70GiB (GPU index=size; cpu=0 allowed)"
+
+
+def device_field() -> Any:
+    """The ``device`` option: where a whole model is loaded (without ``device_map``)."""
+    return field(default="auto", metadata={"help": f"device: {_DEVICE_HELP}"})
+
+
+def dtype_field() -> Any:
+    """The ``dtype`` option: the dtype of the model's weights and so of its activations."""
+    return field(
+        default="auto",
+        metadata={
+            "help": "model dtype: auto (bfloat16 on a CUDA GPU that supports it, float32 "
+            "elsewhere), float32, bfloat16 or float16; probes are fitted in float32 whatever "
+            "it is",
+            "choices": DTYPES,
+        },
+    )
+
+
+def device_map_field() -> Any:
+    """The ``device_map`` option: split the model's blocks over the CUDA GPUs."""
+    return field(
+        default="none",
+        metadata={
+            "help": "split the model over the CUDA GPUs: auto or balanced (even split), "
+            "sequential (fill GPU 0 first); none loads it whole on --device. Placements that "
+            "would offload weights to the CPU or disk are refused before loading",
+            "choices": DEVICE_MAPS,
+        },
+    )
+
+
+def max_memory_field() -> Any:
+    """The ``max_memory`` option: the weight budget of each device for ``device_map``."""
+    return field(
+        default=None,
+        metadata={
+            "help": "with --device-map: weight budget per device, e.g. 0=70GiB,1=70GiB "
+            "(default: what each GPU has free)"
+        },
+    )
+
+
+def parse_max_memory(text: str) -> dict[int | str, int]:
+    """``"0=70GiB,1=70GiB,cpu=0"`` -> ``{0: 70 * 2**30, 1: 70 * 2**30, "cpu": 0}`` (bytes).
+
+    Keys are GPU indices or ``cpu``; sizes are bytes, or a number with B, KB, MB, GB, TB
+    (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024). ``disk`` is refused: the
+    TransformerBridge cannot run offloaded weights. Raises :class:`ConfigError`.
+    """
+    budgets: dict[int | str, int] = {}
+    for part in str(text).split(","):
+        device, sep, size = (p.strip() for p in part.partition("="))
+        match = _MEMORY.match(size)
+        if not sep or match is None or not (device.isdigit() or device.lower() in ("cpu", "disk")):
+            raise ConfigError(
+                f"cannot read max_memory {text!r} at {part.strip()!r}: {_MAX_MEMORY_FORM}"
+            )
+        if device.lower() == "disk":
+            raise ConfigError(
+                f"max_memory {text!r} gives a disk budget, but weights offloaded to disk cannot "
+                "run under the TransformerBridge; give budgets for GPUs only"
+            )
+        key: int | str = int(device) if device.isdigit() else "cpu"
+        if key in budgets:
+            raise ConfigError(f"max_memory {text!r} names device {key!r} twice")
+        unit = (match.group(2) or "").upper()
+        scale = 1024 ** "BKMGT".index(unit[0]) if unit.endswith("IB") else _UNITS[unit[:1]]
+        budgets[key] = int(float(match.group(1)) * scale)
+    if not any(isinstance(k, int) and v > 0 for k, v in budgets.items()):
+        raise ConfigError(f"max_memory {text!r} gives no GPU a budget; {_MAX_MEMORY_FORM}")
+    return budgets
+
+
+def check_model_options(config: Any) -> None:
+    """Refuse a config's malformed model loading options (``device``, ``dtype``,
+    ``device_map``, ``max_memory``) with a message naming the option and the fix. Only the
+    spelling is checked here; :func:`interp.models.load_model` checks what the machine has."""
+    if not DEVICE_PATTERN.match(str(config.device)):
+        raise ConfigError(f"unknown device {config.device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
+    if config.device_map not in DEVICE_MAPS:
+        raise ConfigError(
+            f"unknown device_map {config.device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
+        )
+    if config.device_map != "none" and config.device not in ("auto", "cuda"):
+        raise ConfigError(
+            f"device_map {config.device_map!r} places the model on the CUDA GPUs itself, so "
+            f"device {config.device!r} cannot be honoured: drop --device, or drop --device-map "
+            "to load the model whole on one device"
+        )
+    if config.max_memory is not None:
+        if config.device_map == "none":
+            raise ConfigError(
+                "max_memory is a per-GPU budget for device_map; add --device-map auto, or "
+                "drop --max-memory"
+            )
+        parse_max_memory(config.max_memory)
+
+
+def model_options(config: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`interp.models.load_model` that ``config`` sets:
+    ``load_model(config.model, **model_options(config))``."""
+    return {
+        "device": config.device,
+        "dtype": config.dtype,
+        "device_map": config.device_map,
+        "max_memory": config.max_memory,
+    }
 
 
 def __getattr__(name: str) -> Any:

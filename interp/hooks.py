@@ -35,12 +35,24 @@ def check_site(site: str) -> Site:
     return site  # type: ignore[return-value]
 
 
-def check_layer(layer: int, n_layers: int) -> int:
-    """Return ``layer`` if the model has it, else raise an error naming the valid range."""
-    if not 0 <= layer < n_layers:
+def check_layer(layer: int, n_layers: int, loaded_of: int | None = None) -> int:
+    """Return ``layer`` if the model has it, else raise an error naming the valid range.
+
+    ``loaded_of``: the checkpoint's block count when only ``n_layers`` of them were loaded
+    (``load_model(..., max_layer=...)``); a layer the checkpoint has but the load left out
+    is refused with the fix (load it with a larger ``max_layer``).
+    """
+    if loaded_of is not None and n_layers <= layer < loaded_of:
         raise HookError(
-            f"layer {layer} is out of range: this model has {n_layers} blocks, "
-            f"so use a layer from 0 to {n_layers - 1}"
+            f"layer {layer} was not loaded: this model was loaded with blocks 0 to "
+            f"{n_layers - 1} only (max_layer={n_layers - 1}) of its {loaded_of}; load it with "
+            f"max_layer >= {layer}, or without max_layer"
+        )
+    if not 0 <= layer < n_layers:
+        total = n_layers if loaded_of is None else max(n_layers, loaded_of)
+        raise HookError(
+            f"layer {layer} is out of range: this model has {total} blocks, "
+            f"so use a layer from 0 to {total - 1}"
         )
     return layer
 

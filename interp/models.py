@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
-import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,25 @@ from typing import Any
 import torch
 
 from interp.artifacts import publish_folder
+from interp.checkpoints import (
+    checkpoint_fingerprint,
+    cut_config,
+    drop_unembedding,
+    dropped_block_key,
+    kept_blocks,
+    n_blocks,
+    truncate_blocks,
+)
+from interp.config import DEVICE_PATTERN
+from interp.hooks import check_layer
 from interp.paths import cache_root
+from interp.placement import (
+    Placement,
+    dispatch_on_cpu,
+    dtype_name,
+    plan_device_map,
+    resolve_placement,
+)
 from interp.tiny_models import CONFIGS as TINY_ARCHITECTURES
 from interp.tiny_models import tiny_builder
 from probes.registry import Registry
@@ -48,8 +67,12 @@ class ModelError(ValueError):
 class LoadedModel:
     """A hooked model and everything needed to feed it transcripts.
 
-    ``fingerprint`` identifies the weights: it changes when any weight changes, so caches
-    and probes made with one model are never read as another's.
+    ``fingerprint`` identifies the checkpoint's weights (:func:`model_fingerprint`): it changes
+    when any weight changes, so caches and probes made with one model are never read as
+    another's, and it is the same for every ``dtype`` and kept block count of one checkpoint
+    (caches record those two beside it). ``device`` is where inputs go: the embedding's device
+    when the model is split over GPUs (``device_map``). ``n_layers`` counts the blocks loaded;
+    ``checkpoint_layers`` those of the checkpoint (more when loaded with ``max_layer``).
     """
 
     name: str
@@ -60,14 +83,32 @@ class LoadedModel:
     fingerprint: str
     device: torch.device
     dtype: torch.dtype
+    checkpoint_layers: int | None = None
+    device_map: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_layers is None:
+            self.checkpoint_layers = self.n_layers
 
     @property
     def chat_template(self) -> str:
         return self.tokenizer.chat_template
 
+    @property
+    def truncated(self) -> bool:
+        """Whether blocks were left out (``max_layer``): such a model reads activations up to
+        its last block, and has no logits (its output head is emptied)."""
+        return self.n_layers < (self.checkpoint_layers or self.n_layers)
 
-#: The device strings :func:`resolve_device` accepts.
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    @property
+    def dtype_name(self) -> str:
+        """The model's dtype as configs, caches and probe metadata spell it (``bfloat16``)."""
+        return dtype_name(self.dtype)
+
+    def check_layer(self, layer: int) -> int:
+        """Return ``layer`` if this load has its block, else raise :class:`HookError` saying
+        how to load it (a truncated load names ``max_layer``)."""
+        return check_layer(layer, self.n_layers, loaded_of=self.checkpoint_layers)
 
 
 def available_devices() -> list[str]:
@@ -85,7 +126,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     ``cuda:N``, ``mps``) is checked against what this machine has, before anything loads."""
     text = str(device)
     here = ", ".join(available_devices())
-    if not _DEVICE.match(text):
+    if not DEVICE_PATTERN.match(text):
         raise ModelError(
             f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps (this machine has: "
             f"{here})"
@@ -301,21 +342,36 @@ def list_models() -> list[str]:
     return MODEL_BUILDERS.names()
 
 
-def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
+@dataclass(frozen=True)
+class _Source:
+    """Where a spec's model comes from: a checkpoint ``folder`` (read by ``from_pretrained``)
+    or a ``builder`` that makes it in memory."""
+
+    name: str
+    folder: Path | None = None
+    builder: ModelBuilder | None = None
+
+
+#: Registered models that are checkpoint folders, read (and fingerprinted) as folders.
+_FOLDER_MODELS: dict[str, Callable[[], Path]] = {DEFAULT_MODEL: lambda: embedded_model_dir()}
+
+
+def _locate(spec: str) -> _Source:
+    """The source of ``spec``: a registered name, a local directory, a model saved under
+    ``<cache>/models/`` or a Hugging Face id in the local cache; :class:`ModelError` else."""
     if spec in MODEL_BUILDERS:
         name = MODEL_BUILDERS.resolve(spec)
-        model, tokenizer = MODEL_BUILDERS.get(name)(dtype)
-        return name, model, tokenizer
+        if name in _FOLDER_MODELS:
+            return _Source(name, folder=_FOLDER_MODELS[name]())
+        return _Source(name, builder=MODEL_BUILDERS.get(name))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model")
-        model, tokenizer = _from_pretrained(path, dtype)
-        return str(path.resolve()), model, tokenizer
+        return _Source(str(path.resolve()), folder=path)
     saved = cache_root() / "models" / spec
     if "/" not in spec and os.sep not in spec and (saved / "config.json").is_file():
-        model, tokenizer = _from_pretrained(saved, dtype)
-        return spec, model, tokenizer
+        return _Source(spec, folder=saved)
     looks_like_path = spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1)
     if looks_like_path:
         raise ModelError(f"model directory {spec!r} does not exist")
@@ -329,8 +385,16 @@ def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
             "and not a Hugging Face id in the local cache (nothing is downloaded here; on a "
             f"machine with internet run: huggingface-cli download {spec})"
         )
-    model, tokenizer = _from_pretrained(snapshot, dtype)
-    return spec, model, tokenizer
+    return _Source(spec, folder=snapshot)
+
+
+def _build(spec: str, dtype: torch.dtype) -> tuple[str, Any, Any]:
+    source = _locate(spec)
+    if source.builder is not None:
+        model, tokenizer = source.builder(dtype)
+    else:
+        model, tokenizer = _from_pretrained(source.folder, dtype)  # type: ignore[arg-type]
+    return source.name, model, tokenizer
 
 
 def load_hf_model(
@@ -339,6 +403,17 @@ def load_hf_model(
     """``(name, hf_model, tokenizer)`` for any spec :func:`load_model` accepts, without the
     bridge (for training the plain Hugging Face model)."""
     return _build(spec, dtype)
+
+
+def model_fingerprint(spec: str) -> str:
+    """The fingerprint :func:`load_model` gives the model of ``spec``: of the checkpoint
+    folder (:func:`interp.checkpoints.checkpoint_fingerprint`), or of the weights a builder
+    makes in float32 (:func:`weights_fingerprint`)."""
+    source = _locate(spec)
+    if source.folder is not None:
+        return checkpoint_fingerprint(source.folder)
+    model, _ = source.builder(torch.float32)  # type: ignore[misc]
+    return weights_fingerprint(model)
 
 
 def check_architecture(hf_model: Any) -> str:
@@ -366,25 +441,115 @@ def check_architecture(hf_model: Any) -> str:
         ) from None
 
 
-def load_model(
-    spec: str = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    dtype: torch.dtype = torch.float32,
+class _DroppedBlocksReport(logging.Filter):
+    """Drops transformers' load report while a truncated checkpoint loads: it lists every
+    weight of the blocks left out on purpose (the load is checked by :func:`_check_loaded`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+def _check_loaded(info: dict[str, Any], folder: Path, kept: int) -> None:
+    """Warn about weights a truncated load missed or did not expect, other than the blocks it
+    leaves out on purpose."""
+    unexpected = [k for k in info.get("unexpected_keys", ()) if not dropped_block_key(k, kept)]
+    for kind, keys in (("missing", info.get("missing_keys", ())), ("unexpected", unexpected)):
+        if keys:
+            warnings.warn(
+                f"{folder}: {len(keys)} {kind} weights when loading {kept} blocks "
+                f"(e.g. {sorted(keys)[:3]})",
+                stacklevel=3,
+            )
+
+
+def _read_checkpoint(
+    folder: Path, placement: Placement, max_layer: int | None
+) -> tuple[Any, Any, int]:
+    """``(hf_model, tokenizer, checkpoint blocks)`` of a checkpoint folder: only the blocks
+    ``max_layer`` needs are declared (config override) and read, and with a device map the
+    placement is planned and checked before any weight is read."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    _refuse_pickled_weights(folder)
+    config = AutoConfig.from_pretrained(folder)
+    total = n_blocks(config)
+    kept = kept_blocks(total, max_layer)
+    if kept < total:
+        cut_config(config, kept)
+    kwargs: dict[str, Any] = {"config": config, "dtype": placement.dtype, "use_safetensors": True}
+    if placement.device_map is not None:
+        kwargs["device_map"] = plan_device_map(config, placement)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    report_filter = _DroppedBlocksReport()
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    if kept < total:
+        logger.addFilter(report_filter)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, output_loading_info=True, **kwargs
+        )
+    finally:
+        logger.removeFilter(report_filter)
+    if kept < total:
+        _check_loaded(info, folder, kept)
+    return model, tokenizer, total
+
+
+def _make(
+    source: _Source, placement: Placement, max_layer: int | None, dispatch_cpu: bool
+) -> tuple[Any, Any, str, int]:
+    """``(hf_model, tokenizer, fingerprint, checkpoint blocks)`` of ``source``, placed: in
+    ``placement``'s dtype, with blocks up to ``max_layer`` only, on its device or device map
+    (or, with ``dispatch_cpu``, split over the CPU by :func:`interp.placement.dispatch_on_cpu`)."""
+    if source.folder is not None:
+        fingerprint = checkpoint_fingerprint(source.folder)
+        model, tokenizer, total = _read_checkpoint(source.folder, placement, max_layer)
+    else:
+        # built in float32 and fingerprinted before the cast, so the fingerprint is the same
+        # for every dtype
+        model, tokenizer = source.builder(torch.float32)  # type: ignore[misc]
+        fingerprint = weights_fingerprint(model)
+        model = model.to(placement.dtype)
+        total = n_blocks(model.config)
+        kept = kept_blocks(total, max_layer)
+        if kept < total:
+            truncate_blocks(model, kept)
+        if placement.device_map is not None:
+            from accelerate import dispatch_model
+
+            model = dispatch_model(model, device_map=plan_device_map(model.config, placement))
+    if dispatch_cpu:
+        model = dispatch_on_cpu(model)
+    elif getattr(model, "hf_device_map", None) is None:
+        model = model.to(placement.device)
+    return model, tokenizer, fingerprint, total
+
+
+def wrap_model(
+    name: str,
+    hf_model: Any,
+    tokenizer: Any,
+    fingerprint: str,
+    checkpoint_layers: int | None = None,
 ) -> LoadedModel:
-    """Load a model by name, local directory or cached Hugging Face id, hooked by a
-    ``TransformerBridge``; the tokenizer pads on the left."""
+    """Hook a placed Hugging Face model with a ``TransformerBridge`` (the tokenizer then pads
+    on the left). A model dispatched over several devices (``hf_device_map``) keeps its
+    placement, and its inputs go to its embedding's device."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    dev = resolve_device(device)
-    name, hf_model, tokenizer = _build(spec, dtype)
     check_architecture(hf_model)
     hf_model.eval()
-    fingerprint = weights_fingerprint(hf_model)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    device_map = getattr(hf_model, "hf_device_map", None)
+    dtype = next(hf_model.parameters()).dtype
+    boot: dict[str, Any] = {"dtype": dtype}
+    if device_map is None:
+        boot["device"] = next(hf_model.parameters()).device
     bridge = TransformerBridge.boot_transformers(
-        name, hf_model=hf_model, tokenizer=tokenizer, device=dev, dtype=dtype
+        name, hf_model=hf_model, tokenizer=tokenizer, **boot
     )
     bridge.eval()
     return LoadedModel(
@@ -394,6 +559,52 @@ def load_model(
         n_layers=bridge.cfg.n_layers,
         d_model=bridge.cfg.d_model,
         fingerprint=fingerprint,
-        device=dev,
+        device=torch.device(bridge.cfg.device),
         dtype=dtype,
+        checkpoint_layers=checkpoint_layers,
+        device_map=dict(device_map) if device_map else None,
     )
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    *,
+    device_map: str | None = "none",
+    max_memory: str | dict[int | str, Any] | None = None,
+    max_layer: int | None = None,
+) -> LoadedModel:
+    """Load a model by name, local directory or cached Hugging Face id, hooked by a
+    ``TransformerBridge``; the tokenizer pads on the left.
+
+    ``dtype``: ``auto`` (bfloat16 on a CUDA GPU that supports it, float32 elsewhere),
+    ``float32``, ``bfloat16``, ``float16`` or a torch dtype. ``device_map`` (``auto``,
+    ``balanced``, ``sequential``; needs CUDA) splits the blocks over the GPUs within
+    ``max_memory`` (``"0=70GiB,1=70GiB"``); a split that would offload weights to the CPU or
+    disk is refused before any weight is read. ``max_layer``: load only blocks
+    ``0..max_layer`` (enough for hooks up to that layer; their activations equal the full
+    model's). Options are checked against this machine before anything loads.
+    """
+    placement = resolve_placement(device, dtype, device_map, max_memory)
+    source = _locate(spec)
+    model, tokenizer, fingerprint, total = _make(source, placement, max_layer, False)
+    return _truncated(wrap_model(source.name, model, tokenizer, fingerprint, total))
+
+
+def _truncated(loaded: LoadedModel) -> LoadedModel:
+    """``loaded``, with its output head emptied when blocks were left out (see
+    :func:`interp.checkpoints.drop_unembedding`)."""
+    if loaded.truncated:
+        drop_unembedding(loaded.bridge.original_model)
+    return loaded
+
+
+def load_dispatched_on_cpu(spec: str = "tiny-random", max_layer: int | None = None) -> LoadedModel:
+    """``spec`` in float32, split module by module over the CPU with accelerate's hooks
+    forced on (:func:`interp.placement.dispatch_on_cpu`): the code path of a model split over
+    several GPUs, for tests on machines without one."""
+    placement = resolve_placement("cpu", torch.float32)
+    source = _locate(spec)
+    model, tokenizer, fingerprint, total = _make(source, placement, max_layer, True)
+    return _truncated(wrap_model(source.name, model, tokenizer, fingerprint, total))

@@ -19,7 +19,15 @@ from typing import Any
 import torch
 
 from interp.artifacts import write_json_atomic
-from interp.config import ConfigError
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.data.transcripts import Transcript, load_transcripts
 from interp.models import load_model
 from interp.paths import cache_root
@@ -45,7 +53,10 @@ class ProbeGenerationsConfig:
         default=None,
         metadata={"help": "model to run", "default_text": "the model the probe names"},
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     top: int = field(default=30, metadata={"help": "disagreements shown in the page"})
     out: str | None = field(
         default=None, metadata={"help": "output folder", "default_text": "beside --judged"}
@@ -56,6 +67,7 @@ class ProbeGenerationsConfig:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
         if self.top < 0:
             raise ConfigError(f"top must be >= 0, got {self.top}")
+        check_model_options(self)
 
     @property
     def judged_path(self) -> Path:
@@ -141,7 +153,11 @@ def probe_generations(config: ProbeGenerationsConfig) -> dict[str, Any]:
     (``probe_vs_judge.json``) and the disagreement page; returns the comparison."""
     probe = load_probe(config.run, config.layer)
     transcripts = load_transcripts(config.judged_path)
-    model = load_model(config.model or probe.meta.model_name or "default", device=config.device)
+    model = load_model(
+        config.model or probe.meta.model_name or "default",
+        **model_options(config),
+        max_layer=config.layer,
+    )
     probe.to(model.device)
     scored = score_tokens(model, probe, transcripts)
     results = {

@@ -22,16 +22,16 @@ from torch import Tensor
 
 from interp.artifacts import check_same
 from interp.cache import ActivationSet, cache_activations
-from interp.config import ConfigError
+from interp.config import ConfigError, model_options
 from interp.data.datasets import load_dataset, subset_groups
 from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
-from interp.hooks import check_layer, hook_name
+from interp.hooks import hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
 from interp.probe.controls import CONTROL_HOOK, random_direction_aurocs, report_set
-from interp.probe.results import LayerResult, ProbeRun
+from interp.probe.results import MODEL_DTYPE, LayerResult, ProbeRun
 from probes import Probe, ProbeMeta, auroc, fit_per_layer, make_probe
 from probes.batched import select_c_many
 from probes.metrics import threshold_at_fpr
@@ -121,6 +121,7 @@ class ProbeFitter:
                 config.c if config.c is not None else self.chosen_c[hook]
             )
         meta = ProbeMeta(self.model.name, self.model.fingerprint, hook, config.tokens)
+        meta.extra[MODEL_DTYPE] = self.model.dtype_name
         return make_probe(config.probe, meta=meta, **settings)
 
     def select_c(self, hooks: Sequence[str]) -> dict[str, float]:
@@ -240,6 +241,7 @@ _SUFFIX = {
     "test_fraction": "test{:g}",
     "max_tokens": "tok{}",
     "n_random": "rand{}",
+    "dtype": "{}",
 }
 
 
@@ -311,11 +313,12 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
     check_out_file(config)
     data = read_datasets(config)
-    model = model or load_model(config.model, device=config.device)
+    # only the blocks up to the deepest probed layer are loaded
+    model = model or load_model(config.model, **model_options(config), max_layer=max(config.layers))
     out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
     check_run_folder(out_dir, config)
     for layer in config.layers:
-        check_layer(layer, model.n_layers)
+        model.check_layer(layer)
     hooks = [hook_name(layer, config.site) for layer in config.layers]
     cache_kwargs: dict[str, Any] = dict(
         tokens=config.tokens,
@@ -359,7 +362,8 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         config=config,
         model_name=model.name,
         model_fingerprint=model.fingerprint,
-        n_layers=model.n_layers,
+        n_layers=model.checkpoint_layers or model.n_layers,
+        model_dtype=model.dtype_name,
         dataset_hash=dataset_hash(data.train),
         n_transcripts=len(data.train),
         n_answer_missing=int((~acts.answer_found).sum()),

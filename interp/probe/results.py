@@ -9,12 +9,38 @@ rebuilds the :class:`ProbeRun` from it (same table, same figure, same probes) an
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interp.probe.config import ProbeConfig
 from probes import Evaluation, Probe
+
+#: The key of ``ProbeMeta.extra`` that records the dtype the probe's model ran in.
+MODEL_DTYPE = "model_dtype"
+
+
+class ModelDtypeWarning(UserWarning):
+    """A probe applied to activations of its model loaded in another dtype than the one it
+    was trained on (e.g. trained in float32, scored in bfloat16): the scores shift a little
+    rather than being wrong, so it is a warning; the message names both dtypes and the fix."""
+
+
+def check_model_dtype(probe: Probe, dtype: str) -> None:
+    """Warn (:class:`ModelDtypeWarning`) when ``probe`` was trained on activations of its
+    model in another dtype than ``dtype`` (the model it is applied to now); probes saved
+    before the dtype was recorded are not checked."""
+    trained = probe.meta.extra.get(MODEL_DTYPE)
+    if trained is not None and trained != dtype:
+        warnings.warn(
+            f"the probe was trained on activations of {probe.meta.model_name!r} in {trained} "
+            f"and is applied to activations of the model in {dtype}: scores may shift slightly; "
+            f"load the model with --dtype {trained} to score as trained, or train the probe "
+            f"in {dtype}",
+            ModelDtypeWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -80,6 +106,8 @@ class ProbeRun:
     n_answer_missing: int | None = None
     n_empty: int | None = None
     n_truncated: int | None = None
+    # The dtype the model ran in (float32, bfloat16, float16); None for older runs.
+    model_dtype: str | None = None
 
     def result(self, layer: int) -> LayerResult:
         for r in self.layers:
@@ -100,6 +128,7 @@ class ProbeRun:
                 "name": self.model_name,
                 "fingerprint": self.model_fingerprint,
                 "n_layers": self.n_layers,
+                "dtype": self.model_dtype,
             },
             "data": {
                 "dataset_hash": self.dataset_hash,
@@ -137,6 +166,7 @@ class ProbeRun:
             n_answer_missing=data["data"].get("n_answer_missing"),
             n_empty=data["data"].get("n_empty"),
             n_truncated=data["data"].get("n_truncated"),
+            model_dtype=data["model"].get("dtype"),
         )
 
 

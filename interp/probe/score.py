@@ -17,6 +17,7 @@ from torch import Tensor
 from interp.cache import cache_activations
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
+from interp.probe.results import check_model_dtype
 from probes import Probe, ProbeMismatchError
 
 
@@ -37,6 +38,7 @@ def score_transcripts(
             "the probe does not record its hook and token selection (ProbeMeta.hook/tokens); "
             "score activations yourself with probe.score(...)"
         )
+    check_model_dtype(probe, model.dtype_name)
     acts = cache_activations(
         model,
         transcripts,

@@ -19,6 +19,7 @@ from interp.cache import cache_activations
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
+from interp.probe.results import check_model_dtype
 from probes import Probe
 
 
@@ -48,6 +49,7 @@ def score_tokens(
     """Per-token probe scores of each transcript's selected tokens (default: the probe's own
     token selection). Refuses a probe trained on another model (fingerprint mismatch)."""
     probe.check_compatible(model_fingerprint=model.fingerprint)
+    check_model_dtype(probe, model.dtype_name)
     hook = probe.meta.hook
     if hook is None:
         raise ValueError("the probe does not record its hook; save it with ProbeMeta(hook=...)")
