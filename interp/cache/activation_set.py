@@ -1,14 +1,34 @@
-"""Reading a complete cache: :class:`ActivationSet` and :func:`load_activation_set`."""
+"""Reading a complete cache: :class:`ActivationSet` and :func:`load_activation_set`.
+
+Opening a cache reads its manifest, checks every shard without loading its vectors (size,
+safetensors header, tensor shapes, rows; checksums too with ``verify``) and reads the small
+per-transcript statistics. The vectors stay on disk until they are asked for, so opening costs
+the same whatever the cache's size and a cache larger than memory can be read in parts:
+
+- ``acts[hook]`` reads one hook's ``[n, d_model]`` matrix in dataset order (kept for later
+  calls; :meth:`ActivationSet.release` drops it);
+- :meth:`ActivationSet.blocks` streams one hook shard by shard, each block with the dataset
+  rows it holds, optionally only some rows (a training split, a fold);
+- :meth:`ActivationSet.map_rows` applies a function block by block (a probe's score, a
+  projection) and returns its results in the order of the rows asked for;
+- :meth:`ActivationSet.nbytes` says how large a read would be, so a caller can choose.
+
+Shards are read through safetensors' memory map, one tensor at a time, so reading one hook of
+a cache of many hooks touches only that hook's bytes. Each read first checks that the shard is
+the file that was checked on opening (same size, modification time and inode) and refuses one
+that another process replaced since.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Float
-from safetensors.torch import load_file
+from jaxtyping import Float, Int
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from interp.cache.key import (
@@ -23,30 +43,89 @@ from interp.cache.key import (
 from interp.cache.shards import (
     Damage,
     Layout,
+    ShardRecord,
     check_coverage,
     read_manifest,
     read_records,
-    read_shard,
+    verify_shard,
 )
+
+#: The per-transcript statistics every shard holds beside its vectors.
+_STATS = ("n_selected", "answer_found", "truncated")
+
+#: Bytes per value of a hook's vectors once read (float32, whatever the cache's dtype).
+_READ_BYTES = 4
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What identifies one version of a file: size, modification time (ns) and inode."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class CheckedShard:
+    """A shard that passed its checks on opening: its file, the dataset rows it holds (in
+    its order) and the file's :func:`_stamp` when it was checked."""
+
+    path: Path
+    rows: Int[Tensor, " m"]
+    stamp: tuple[int, int, int]
+
+    def read(self, name: str) -> Tensor:
+        """Tensor ``name`` of the shard (memory-mapped), after checking the file is unchanged."""
+        try:
+            unchanged = _stamp(self.path) == self.stamp
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            raise CacheIntegrityError(
+                f"{self.path} was removed or rewritten since the cache was opened and checked "
+                "(its size, modification time or inode differ); open the cache again with "
+                "load_activation_set"
+            )
+        try:
+            with safe_open(self.path, "pt") as handle:
+                return handle.get_tensor(name)
+        except (SafetensorError, OSError) as err:
+            raise CacheIntegrityError(f"{self.path} cannot be read ({err}); {READ_FIX}") from None
+
+
+class _Pooled(Mapping[str, Tensor]):
+    """``acts.pooled``: a read-only mapping hook -> ``acts[hook]`` (read on first use)."""
+
+    def __init__(self, acts: ActivationSet) -> None:
+        self._acts = acts
+
+    def __getitem__(self, hook: str) -> Tensor:
+        return self._acts[hook]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._acts.hooks)
+
+    def __len__(self) -> int:
+        return len(self._acts.hooks)
 
 
 @dataclass
 class ActivationSet:
-    """Pooled activations of a dataset, in dataset order, read from a cache folder.
+    """Pooled activations of a dataset, read from a cache folder on demand (see the module).
 
-    ``pooled[hook]`` is ``[n_transcripts, d_model]`` (float32). ``n_selected`` counts the
-    tokens pooled per transcript; ``answer_found`` is False where a reply had no ``Answer:``
-    marker (and was read whole); ``truncated`` where the text was cut to ``max_tokens``.
+    ``acts[hook]`` is ``[n_transcripts, d_model]`` float32 in dataset order. ``n_selected``
+    counts the tokens pooled per transcript; ``answer_found`` is False where a reply had no
+    ``Answer:`` marker (and was read whole); ``truncated`` where the text was cut to
+    ``max_tokens``. ``checked`` holds the shards in the manifest's order.
     """
 
     path: Path
     key: CacheKey
     ids: list[str]
-    pooled: dict[str, Float[Tensor, "n d_model"]]
+    d_model: int
     n_selected: Tensor
     answer_found: Tensor
     truncated: Tensor
-    shards: tuple[str, ...] = ()  # the shard files, in the manifest's order
+    checked: tuple[CheckedShard, ...] = ()
+    _loaded: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def model_fingerprint(self) -> str:
@@ -60,10 +139,81 @@ class ActivationSet:
     def hooks(self) -> tuple[str, ...]:
         return self.key.hooks
 
+    @property
+    def shards(self) -> tuple[str, ...]:
+        """The shard file names, in the manifest's order."""
+        return tuple(s.path.name for s in self.checked)
+
+    @property
+    def pooled(self) -> Mapping[str, Tensor]:
+        """Every hook's matrix by name, each read on first use (as ``acts[hook]``)."""
+        return _Pooled(self)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
     def __getitem__(self, hook: str) -> Float[Tensor, "n d_model"]:
-        if hook not in self.pooled:
-            raise KeyError(f"hook {hook!r} is not in this cache; it holds {list(self.pooled)}")
-        return self.pooled[hook]
+        self._check_hook(hook)
+        if hook not in self._loaded:
+            self._loaded[hook] = self.read(hook)
+        return self._loaded[hook]
+
+    def release(self, hook: str | None = None) -> None:
+        """Forget the matrix ``acts[hook]`` keeps (every hook's with ``None``)."""
+        if hook is None:
+            self._loaded.clear()
+        else:
+            self._loaded.pop(hook, None)
+
+    def nbytes(self, hook: str, rows: Tensor | None = None) -> int:
+        """Bytes of the float32 matrix that reading ``rows`` (all with ``None``) of ``hook``
+        makes: what holding them in memory costs."""
+        self._check_hook(hook)
+        n = len(self.ids) if rows is None else len(rows)
+        return n * self.d_model * _READ_BYTES
+
+    def blocks(
+        self, hook: str, rows: Tensor | None = None
+    ) -> Iterator[tuple[Int[Tensor, " m"], Float[Tensor, "m d_model"]]]:
+        """``(dataset_rows, vectors)`` of ``hook``, one block per shard, in shard order.
+
+        With ``rows`` (dataset row indices), each block keeps only those rows and shards
+        holding none are not read; every requested row comes exactly once. Memory holds one
+        block at a time.
+        """
+        self._check_hook(hook)
+        keep = None if rows is None else self._membership(rows)
+        for shard in self.checked:
+            index = shard.rows
+            selected = None if keep is None else keep[index]
+            if selected is not None and not bool(selected.any()):
+                continue
+            X = shard.read(f"pooled.{hook}")
+            if selected is not None and not bool(selected.all()):
+                X, index = X[selected], index[selected]
+            yield index, X.float()
+
+    def map_rows(self, hook: str, rows: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn`` applied to ``hook``'s vectors block by block, results stacked in the order of
+        ``rows`` (dataset order with ``None``). ``fn`` maps ``[m, d_model]`` to ``[m, ...]``;
+        memory holds one block plus the results. Repeated rows are read once."""
+        wanted = torch.arange(len(self.ids)) if rows is None else self._as_rows(rows)
+        unique, inverse = torch.unique(wanted, return_inverse=True)
+        position = torch.full((len(self.ids),), -1, dtype=torch.long)
+        position[unique] = torch.arange(len(unique))
+        out: Tensor | None = None
+        for index, X in self.blocks(hook, unique):
+            result = fn(X)
+            if out is None:
+                out = result.new_empty((len(unique), *result.shape[1:]))
+            out[position[index]] = result.to(out.device)
+        if out is None:  # no rows asked for
+            return fn(torch.empty(0, self.d_model))
+        return out if rows is None else out[inverse]
+
+    def read(self, hook: str, rows: Tensor | None = None) -> Float[Tensor, "m d_model"]:
+        """The float32 vectors of ``rows`` (all, in dataset order, with ``None``) of ``hook``."""
+        return self.map_rows(hook, rows, lambda X: X)
 
     def per_token(self, hook: str) -> list[Float[Tensor, "_tokens d_model"]]:  # per transcript
         """Per-token activations of each transcript's selected tokens (needs ``per_token``)."""
@@ -71,57 +221,101 @@ class ActivationSet:
             raise ValueError(
                 "this cache holds pooled activations only; rebuild with per_token=True"
             )
+        self._check_hook(hook)
         out: list[Tensor] = [torch.empty(0)] * len(self.ids)
-        for name in self.shards:
-            data = load_file(self.path / name)
-            offsets = data["token_offsets"]
-            for j, i in enumerate(data["index"].tolist()):
-                out[i] = data[f"tokens.{hook}"][offsets[j] : offsets[j + 1]].float()
+        for shard in self.checked:
+            offsets = shard.read("token_offsets").tolist()
+            tokens = shard.read(f"tokens.{hook}")
+            for j, i in enumerate(shard.rows.tolist()):
+                out[i] = tokens[offsets[j] : offsets[j + 1]].to(torch.float32, copy=True)
         return out
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self.key.hooks:
+            raise KeyError(f"hook {hook!r} is not in this cache; it holds {list(self.key.hooks)}")
+
+    def _as_rows(self, rows: Tensor) -> Tensor:
+        if rows.ndim != 1 or (len(rows) and rows.is_floating_point()) or rows.dtype == torch.bool:
+            raise ValueError(
+                f"rows must be a 1-D tensor of dataset row indices, got {rows.dtype} of shape "
+                f"{tuple(rows.shape)}"
+            )
+        rows = rows.long().cpu()
+        if len(rows) and not (int(rows.min()) >= 0 and int(rows.max()) < len(self.ids)):
+            raise IndexError(
+                f"rows must lie in 0..{len(self.ids) - 1} (the cache holds {len(self.ids)} "
+                f"transcripts), got {int(rows.min())}..{int(rows.max())}"
+            )
+        return rows
+
+    def _membership(self, rows: Tensor) -> Tensor:
+        keep = torch.zeros(len(self.ids), dtype=torch.bool)
+        keep[self._as_rows(rows)] = True
+        return keep
+
+
+def _check_shards(
+    folder: Path, records: list[ShardRecord], layout: Layout, n: int, full: bool
+) -> tuple[list[CheckedShard], dict[str, Tensor]]:
+    """Check every shard (:func:`~interp.cache.shards.verify_shard`) and read its statistics;
+    a file that changes while it is checked is refused."""
+    shards = []
+    stats = {k: torch.zeros(n, dtype=torch.long) for k in _STATS}
+    for record in records:
+        path = folder / record.name
+        try:
+            before = _stamp(path)
+        except OSError:
+            raise Damage(f"{path} is missing (the manifest lists it)") from None
+        verify_shard(path, record, layout, full)
+        shard = CheckedShard(path, torch.tensor(record.rows, dtype=torch.long), before)
+        try:
+            with safe_open(path, "pt") as handle:
+                for k in _STATS:
+                    stats[k][shard.rows] = handle.get_tensor(k).long()
+            unchanged = _stamp(path) == before
+        except (SafetensorError, OSError) as err:
+            raise Damage(f"{path} is not a readable safetensors file ({err})") from None
+        if not unchanged:
+            raise Damage(f"{path} changed while it was being checked (another writer?)")
+        shards.append(shard)
+    return shards, stats
 
 
 def load_complete(
     folder: Path, manifest: dict[str, Any], key: CacheKey, full: bool
 ) -> ActivationSet:
-    """Read a complete cache's shards, checking each (see :func:`load_activation_set`)."""
+    """Open a complete cache, checking each shard (see :func:`load_activation_set`); its
+    vectors are read when asked for."""
     n, d_model = key.n_transcripts, int(manifest["d_model"])
     records = read_records(manifest, folder)
     check_coverage(records, n, folder / MANIFEST)
     if len(manifest.get("ids", [])) != n:
         raise Damage(f"{folder / MANIFEST} lists {len(manifest.get('ids', []))} ids, not {n}")
     layout = Layout(key.hooks, d_model, key.per_token)
-    pooled = {h: torch.empty(n, d_model) for h in key.hooks}
-    stats = {
-        k: torch.zeros(n, dtype=torch.long) for k in ("n_selected", "answer_found", "truncated")
-    }
-    for record in records:
-        data = read_shard(folder / record.name, record, layout, full)
-        index = data["index"]
-        for h in key.hooks:
-            pooled[h][index] = data[f"pooled.{h}"].float()
-        for k in stats:
-            stats[k][index] = data[k].long()
+    shards, stats = _check_shards(folder, records, layout, n, full)
     return ActivationSet(
         path=folder,
         key=key,
         ids=manifest["ids"],
-        pooled=pooled,
+        d_model=d_model,
         n_selected=stats["n_selected"],
         answer_found=stats["answer_found"].bool(),
         truncated=stats["truncated"].bool(),
-        shards=tuple(r.name for r in records),
+        checked=tuple(shards),
     )
 
 
 def load_activation_set(
     path: str | Path, expect: CacheKey | None = None, *, verify: bool | None = None
 ) -> ActivationSet:
-    """Read a complete cache folder; with ``expect``, refuse one made from other inputs.
+    """Open a complete cache folder; with ``expect``, refuse one made from other inputs.
 
-    Every shard is checked before it is used: its size, safetensors header, tensor shapes and
-    rows against the manifest, and that the shards hold each row exactly once. ``verify=True``
-    (or ``INTERP_CACHE_VERIFY=1``) also compares each shard's BLAKE2b checksum, which reads
-    every byte. A file that fails raises :class:`CacheIntegrityError` naming it.
+    Every shard is checked before any vector is used: its size, safetensors header, tensor
+    shapes and rows against the manifest, and that the shards hold each row exactly once.
+    ``verify=True`` (or ``INTERP_CACHE_VERIFY=1``) also compares each shard's BLAKE2b
+    checksum, which reads every byte. A file that fails raises :class:`CacheIntegrityError`
+    naming it. The vectors themselves are read when asked for (see :class:`ActivationSet`).
     """
     folder = Path(path)
     try:

@@ -77,7 +77,7 @@ def token_batches(
     wanted = set(keep) if keep is not None else None
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    buffer = torch.empty(0, acts.pooled[hook].shape[1])
+    buffer = torch.empty(0, acts.d_model)
     yielded_any = False
     while True:
         order = list(paths)
