@@ -4,9 +4,11 @@ one shard."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import einops
 import torch
@@ -14,6 +16,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.cache.budget import Budget, free_cached_memory, is_out_of_memory
 from interp.data.padding import pad_left
 from interp.data.tokens import EncodedTranscript
 from interp.models import LoadedModel
@@ -60,6 +63,11 @@ class Progress:
         rate = self.n_tokens / (time.perf_counter() - self.started)
         self.bar.set_postfix(tok_per_s=f"{rate:.0f}", refresh=False)
 
+    def note(self, text: str) -> None:
+        """A line printed above the bar (when the bar is shown)."""
+        if not self.bar.disable:
+            tqdm.write(text, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -90,31 +98,24 @@ def shard_tensors(
 class Capture:
     """What a caching run reads from each batch: ``hooks`` only (the pass stops at block
     ``stop``), pooled means and, with ``per_token``, each row's selected token vectors, stored
-    in ``dtype``."""
+    in ``dtype``. ``budget`` sizes the batches (and shrinks after an out-of-memory error)."""
 
     model: LoadedModel
     hooks: tuple[str, ...]
     stop: int | None
-    batch_size: int
+    budget: Budget
     per_token: bool
     dtype: torch.dtype
 
-    def shard(
-        self,
-        members: Sequence[int],
-        encoded: dict[int, EncodedTranscript],
-        progress: Progress,
-    ) -> dict[str, Tensor]:
-        """Run the transcripts ``members`` of one shard batch by batch; returns the shard's
-        tensors (see :func:`shard_tensors`)."""
-        pooled: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
-        per_tok: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
-        pad_id = self.model.tokenizer.pad_token_id
-        for start in range(0, len(members), self.batch_size):
-            batch = members[start : start + self.batch_size]
-            ids, attention, selection = pad_batch(
-                [encoded[i] for i in batch], pad_id, self.model.device
-            )
+    def _pass(
+        self, batch: Sequence[EncodedTranscript]
+    ) -> tuple[Any, Tensor, Tensor] | None:
+        """The hooks' activations (an ``ActivationCache``) of one left-padded batch with its attention and selection
+        masks; None after an out-of-memory error (the budget was halved: cut again)."""
+        ids, attention, selection = pad_batch(
+            batch, self.model.tokenizer.pad_token_id, self.model.device
+        )
+        try:
             with torch.inference_mode():
                 _, acts = self.model.bridge.run_with_cache(
                     ids,
@@ -122,6 +123,32 @@ class Capture:
                     names_filter=list(self.hooks),
                     stop_at_layer=self.stop,
                 )
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            self.budget.back_off(len(batch), ids.shape[1], err)
+            free_cached_memory(self.model.device)
+            return None
+        return acts, attention, selection
+
+    def shard(
+        self,
+        members: Sequence[int],
+        encoded: dict[int, EncodedTranscript],
+        progress: Progress,
+    ) -> dict[str, Tensor]:
+        """Run the transcripts ``members`` of one shard, in order, in batches the budget
+        allows; returns the shard's tensors (see :func:`shard_tensors`)."""
+        pooled: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
+        per_tok: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
+        lengths = [len(encoded[i].input_ids) for i in members]
+        start = 0
+        while start < len(members):
+            batch = members[start : start + self.budget.take(lengths[start:])]
+            ran = self._pass([encoded[i] for i in batch])
+            if ran is None:
+                continue
+            acts, attention, selection = ran
             for h in self.hooks:
                 pooled[h].append(mean_pool(acts[h], selection).to("cpu", self.dtype))
                 if self.per_token:
@@ -129,6 +156,7 @@ class Capture:
                     per_tok[h].extend(
                         acts[h][r][mask[r]].to("cpu", self.dtype) for r in range(len(batch))
                     )
-            del acts
+            del acts, ran
             progress.update(len(batch), int(attention.sum()))
+            start += len(batch)
         return shard_tensors(members, encoded, pooled, per_tok if self.per_token else None)

@@ -18,7 +18,8 @@ FORMAT_VERSION = 1  # part of the key (so of the folder name): changes what is c
 
 
 #: Version of the manifest's layout; a folder of another version is rebuilt when caching.
-MANIFEST_VERSION = 2
+#: 3: the key records the model's dtype, and each shard names its cache's key in its header.
+MANIFEST_VERSION = 3
 
 
 MANIFEST = "manifest.json"
@@ -40,6 +41,11 @@ class CacheIntegrityError(CacheMismatchError):
     other rows, or a manifest that cannot be read. The message names the file and the fix."""
 
 
+class CacheIncompleteError(ValueError):
+    """A cache whose shards are not all written yet (finalizing before every worker ended, or
+    after one died); the message names the missing shards and how to write them."""
+
+
 class CacheRepairWarning(UserWarning):
     """A damaged or stray file found in a cache folder while caching; it is written again
     (or removed). The message names the file and what was wrong with it."""
@@ -47,7 +53,11 @@ class CacheRepairWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CacheKey:
-    """Everything that determines the cached numbers; its hash names the folder."""
+    """Everything that determines the cached numbers; its hash names the folder.
+
+    ``model_dtype`` is the dtype the model ran in (the fingerprint names the checkpoint's
+    weights whatever dtype they are loaded in); ``dtype`` the dtype the vectors are stored in.
+    """
 
     model_name: str
     model_fingerprint: str
@@ -58,6 +68,7 @@ class CacheKey:
     max_tokens: int
     per_token: bool
     dtype: str
+    model_dtype: str = "float32"
     format_version: int = FORMAT_VERSION
 
     @classmethod

@@ -26,6 +26,9 @@ from interp.artifacts import (
 )
 from interp.cache.key import MANIFEST, MANIFEST_VERSION, CacheKey
 
+#: The safetensors header entry naming the key (:meth:`CacheKey.digest`) a shard was made for.
+KEY_METADATA = "interp.cache.key"
+
 
 def shard_files(path: Path) -> list[Path]:
     return sorted(path.glob("shard-*.safetensors"))
@@ -74,11 +77,22 @@ class ShardRecord:
 
 @dataclass(frozen=True)
 class Layout:
-    """The tensors a shard of a cache must hold, with their shapes (``-1``: any length)."""
+    """The tensors a shard of a cache must hold, with their shapes (``-1``: any length), and
+    with ``key``, the cache key digest its header must name (a shard of another cache, copied
+    in with its record, is refused)."""
 
     hooks: tuple[str, ...]
     d_model: int
     per_token: bool
+    key: str | None = None
+
+    def check_key(self, path: Path, metadata: dict[str, str] | None) -> None:
+        found = (metadata or {}).get(KEY_METADATA)
+        if self.key is not None and found != self.key:
+            raise Damage(
+                f"{path} was made for the cache of key {found}, not this one ({self.key}): "
+                "a shard of another model, dataset or setting"
+            )
 
     def shapes(self, m: int) -> dict[str, tuple[int, ...]]:
         expected = {f"pooled.{h}": (m, self.d_model) for h in self.hooks}
@@ -145,8 +159,10 @@ def verify_shard(path: Path, record: ShardRecord, layout: Layout, full: bool) ->
         with safe_open(path, "pt") as handle:
             shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
             index = handle.get_tensor("index").tolist() if "index" in shapes else []
+            metadata = handle.metadata()
     except (SafetensorError, OSError) as err:
         raise Damage(f"{path} is not a readable safetensors file ({err})") from None
+    layout.check_key(path, metadata)
     layout.check(path, shapes, index, record.rows)
 
 
@@ -160,6 +176,9 @@ def read_shard(path: Path, record: ShardRecord, layout: Layout, full: bool) -> d
             tensors = safetensors_load(blob)
         else:
             tensors = load_file(path)
+        if layout.key is not None:
+            with safe_open(path, "pt") as handle:
+                layout.check_key(path, handle.metadata())
     except SafetensorError as err:
         raise Damage(f"{path} is not a readable safetensors file ({err})") from None
     index = tensors["index"].tolist() if "index" in tensors else []
@@ -185,8 +204,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     version = manifest.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
         raise Damage(
-            f"{path} has manifest version {version}, written by an older interp without a "
-            f"checksum per shard (this one reads version {MANIFEST_VERSION})"
+            f"{path} has manifest version {version}, written by an older interp (this one "
+            f"reads version {MANIFEST_VERSION})"
         )
     try:
         CacheKey.from_json(manifest["key"])
@@ -217,9 +236,12 @@ def check_coverage(records: Sequence[ShardRecord], n: int, where: Path) -> None:
         )
 
 
-def write_shard(folder: Path, i: int, tensors: dict[str, Tensor]) -> ShardRecord:
-    """Write shard ``i`` atomically, then its record (size, checksum, rows) beside it."""
-    blob = safetensors_save(tensors)
+def write_shard(
+    folder: Path, i: int, tensors: dict[str, Tensor], key: str | None = None
+) -> ShardRecord:
+    """Write shard ``i`` atomically, then its record (size, checksum, rows) beside it; ``key``
+    (the cache key's digest) goes into the shard's header (:data:`KEY_METADATA`)."""
+    blob = safetensors_save(tensors, metadata=None if key is None else {KEY_METADATA: key})
     record = ShardRecord(
         name=shard_name(i),
         size=len(blob),

@@ -4,8 +4,9 @@ keeping every shard that passes its checks and writing the others, under the fol
 from __future__ import annotations
 
 import json
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ from interp.artifacts import (
     write_json_atomic,
 )
 from interp.cache.activation_set import ActivationSet, load_activation_set, load_complete
+from interp.cache.budget import Budget, cache_bytes, check_free_space, format_bytes
 from interp.cache.capture import Capture, Progress
 from interp.cache.key import (
     MANIFEST,
     MANIFEST_VERSION,
+    CacheIncompleteError,
     CacheKey,
     CacheRepairWarning,
     check_key,
@@ -32,6 +35,7 @@ from interp.cache.shards import (
     Damage,
     Layout,
     ShardRecord,
+    check_coverage,
     few_rows,
     read_manifest,
     read_records,
@@ -44,9 +48,10 @@ from interp.cache.shards import (
 from interp.data.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import parse_hook_name, stop_layer
-from interp.locks import folder_lock
+from interp.locks import PLAN_LOCK_NAME, folder_lock
 from interp.models import LoadedModel
 from interp.paths import cache_root
+from interp.workers import WorkerSplit
 
 
 def _check_request(
@@ -83,10 +88,12 @@ def _clear(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _resume_manifest(folder: Path, key: CacheKey) -> dict[str, Any] | None:
+def _resume_manifest(folder: Path, key: CacheKey, orphans: bool = True) -> dict[str, Any] | None:
     """The manifest to resume from, or None for a new folder or one whose manifest cannot be
-    trusted (reported; its shards are removed). A manifest of other inputs is refused."""
-    for orphan in remove_orphans(folder):
+    trusted (reported; its shards are removed). A manifest of other inputs is refused.
+    ``orphans``: also remove leftovers of cut writes (only a process that writes the folder
+    alone may: a parallel worker's temporary file is a write under way)."""
+    for orphan in remove_orphans(folder) if orphans else []:
         _repair(f"removed {orphan}, left by an interrupted write")
     try:
         manifest = read_manifest(folder)
@@ -126,13 +133,16 @@ def _usable_shards(
     plan: Sequence[tuple[int, ...]],
     layout: Layout,
     full: bool,
+    items: Iterable[int] | None = None,
 ) -> dict[int, ShardRecord]:
     """The shards already in ``folder`` that a resumed run keeps: each has a record, holds the
-    rows the plan gives it and passes :func:`verify_shard`. Any other shard file is reported
-    and removed, so it is written again."""
+    rows the plan gives it and passes :func:`verify_shard`; any other is reported and removed,
+    so it is written again. ``items``: the shard numbers to check (default: all). Only a check
+    of every shard removes shard files outside the plan: a worker checking its own share
+    leaves the rest of the folder to the workers writing it."""
     known = _known_records(folder, manifest)
     usable: dict[int, ShardRecord] = {}
-    for i, rows in enumerate(plan):
+    for i in range(len(plan)) if items is None else items:
         path = folder / shard_name(i)
         record = known.pop(path.name, None)
         if record is None:
@@ -141,10 +151,10 @@ def _usable_shards(
                 _discard(path)
             continue
         try:
-            if record.rows != rows:
+            if record.rows != plan[i]:
                 raise Damage(
                     f"{path} was planned for rows {few_rows(record.rows)}, this run plans rows "
-                    f"{few_rows(rows)} for it (another shard size)"
+                    f"{few_rows(plan[i])} for it (another shard size)"
                 )
             verify_shard(path, record, layout, full)
         except Damage as err:
@@ -152,18 +162,53 @@ def _usable_shards(
             _discard(path)
             continue
         usable[i] = record
-    planned = {shard_name(i) for i in range(len(plan))}
-    for path in shard_files(folder):
-        if path.name not in planned:
-            _repair(f"{path} is not part of this cache's shard plan; removed it")
-            _discard(path)
+    if items is None:
+        planned = {shard_name(i) for i in range(len(plan))}
+        for path in shard_files(folder):
+            if path.name not in planned:
+                _repair(f"{path} is not part of this cache's shard plan; removed it")
+                _discard(path)
     return usable
 
 
 @dataclass(frozen=True)
-class _Job:
-    """One caching call: what to run on which transcripts, where, and how to check what the
-    folder already holds (``full``: compare checksums too)."""
+class Plan:
+    """Which rows each shard holds: transcripts sorted by token count (``lengths``), cut every
+    ``shard_size``. It depends on the transcripts and the shard size only, never on how many
+    workers share the job. ``n_selected`` counts each row's selected tokens (for the disk
+    estimate of a per-token cache)."""
+
+    shards: list[tuple[int, ...]]
+    lengths: list[int]
+    n_selected: list[int]
+
+    def rows(self, items: Iterable[int]) -> int:
+        return sum(len(self.shards[i]) for i in items)
+
+    def tokens(self, items: Iterable[int]) -> int:
+        return sum(self.n_selected[r] for i in items for r in self.shards[i])
+
+
+@dataclass(frozen=True)
+class ShareReport:
+    """What one process did for a cache: of the ``n_shards`` planned, it was given
+    ``assigned`` and wrote ``written`` of them (the rest were on disk and passed their
+    checks), in ``seconds``."""
+
+    folder: Path
+    n_shards: int
+    assigned: int
+    written: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CacheJob:
+    """One cache: what to run on which transcripts, where, and how to check what the folder
+    already holds (``full``: compare checksums too). A single process runs it whole
+    (:meth:`run`); parallel workers each write their share (:meth:`write_share`) and one
+    :meth:`finalize` checks every shard and completes the manifest. Callers hold the folder's
+    lock (see :func:`cache_activations`, :mod:`interp.cache.parallel`)."""
 
     model: LoadedModel
     transcripts: Sequence[Transcript]
@@ -174,60 +219,174 @@ class _Job:
     full: bool
     progress: bool
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.key.hooks, self.model.d_model, self.key.per_token, self.key.digest())
+
     def encode(self, i: int) -> EncodedTranscript:
         return encode_transcript(
             self.model.tokenizer, self.transcripts[i], self.key.tokens, self.key.max_tokens
         )
 
-    def plan(self, shard_size: int) -> list[tuple[int, ...]]:
-        """The rows of each shard: transcripts sorted by token count, cut every ``shard_size``.
-        Only lengths are kept for the whole dataset; token ids are made again shard by shard,
-        so memory does not grow with the number of transcripts."""
-        lengths = [len(self.encode(i).input_ids) for i in range(len(self.transcripts))]
-        order = sorted(range(len(self.transcripts)), key=lambda i: (lengths[i], i))
-        return [tuple(order[i : i + shard_size]) for i in range(0, len(order), shard_size)]
+    def plan(self, shard_size: int) -> Plan:
+        """The shard plan. Only counts are kept for the whole dataset; token ids are made
+        again shard by shard, so memory does not grow with the number of transcripts."""
+        lengths, selected = [], []
+        for i in range(len(self.transcripts)):
+            encoded = self.encode(i)
+            lengths.append(len(encoded.input_ids))
+            selected.append(len(encoded.selected))
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        shards = [tuple(order[i : i + shard_size]) for i in range(0, len(order), shard_size)]
+        return Plan(shards, lengths, selected)
 
-    def manifest(self, shard_size: int, records: dict[int, ShardRecord], status: str) -> None:
-        write_json_atomic(
-            self.folder / MANIFEST,
-            {
-                "manifest_version": MANIFEST_VERSION,
-                "status": status,
-                "key": asdict(self.key),
-                "d_model": self.model.d_model,
-                "ids": [t.id for t in self.transcripts],
-                "shard_size": shard_size,
-                "stop_at_layer": self.capture.stop,
-                "versions": library_versions(),
-                "shards": [records[i].to_json() for i in sorted(records)],
-            },
+    def manifest(
+        self, shard_size: int, records: dict[int, ShardRecord], status: str
+    ) -> dict[str, Any]:
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "status": status,
+            "key": asdict(self.key),
+            "d_model": self.model.d_model,
+            "ids": [t.id for t in self.transcripts],
+            "shard_size": shard_size,
+            "stop_at_layer": self.capture.stop,
+            "versions": library_versions(),
+            "shards": [records[i].to_json() for i in sorted(records)],
+        }
+        write_json_atomic(self.folder / MANIFEST, manifest)
+        return manifest
+
+    def _verified(self, manifest: dict[str, Any]) -> bool:
+        """Whether ``manifest`` is complete and every shard it lists passes its checks (headers
+        only, unless ``full``); damage is reported."""
+        if manifest.get("status") != "complete":
+            return False
+        try:
+            records = read_records(manifest, self.folder)
+            check_coverage(records, self.key.n_transcripts, self.folder / MANIFEST)
+            if len(manifest.get("ids", [])) != self.key.n_transcripts:
+                raise Damage(f"{self.folder / MANIFEST} lists another number of ids")
+            for record in records:
+                verify_shard(self.folder / record.name, record, self.layout, self.full)
+        except Damage as err:
+            _repair(f"{err}; rebuilding what is damaged")
+            return False
+        return True
+
+    def _check(
+        self, manifest: dict[str, Any] | None, split: WorkerSplit | None = None
+    ) -> tuple[int, Plan, dict[int, ShardRecord], list[int]]:
+        """The shard size (a resumed run keeps the first run's, or its shards would not line
+        up), the plan, the usable shards among those checked (``split``'s share, default all)
+        and the checked shards still to write."""
+        shard_size = int(manifest["shard_size"]) if manifest is not None else self.shard_size
+        plan = self.plan(shard_size)
+        items = list(split.items(len(plan.shards))) if split else list(range(len(plan.shards)))
+        checked = items if split else None  # None: every shard, strays removed
+        records = _usable_shards(
+            self.folder, manifest, plan.shards, self.layout, self.full, checked
         )
+        return shard_size, plan, records, [i for i in items if i not in records]
+
+    def _write(self, plan: Plan, records: dict[int, ShardRecord], todo: Sequence[int]) -> None:
+        """Write the shards ``todo`` (each with its record), after checking the disk has room
+        for them; a per-token cache first says how much it will write."""
+        bar = Progress(plan.rows(todo), len(self.key.hooks), self.progress)
+        needed = cache_bytes(
+            plan.rows(todo),
+            plan.tokens(todo),
+            self.model.d_model,
+            len(self.key.hooks),
+            self.capture.dtype.itemsize,
+            self.key.per_token,
+        )
+        free = check_free_space(self.folder, needed)
+        if self.key.per_token and todo:
+            bar.note(
+                f"per-token cache: {plan.tokens(todo)} tokens x {len(self.key.hooks)} hook(s) x "
+                f"{self.model.d_model} values in {self.key.dtype}: about "
+                f"{format_bytes(needed)} to write into {self.folder} ({format_bytes(free)} free)"
+            )
+        for i in todo:
+            rows = plan.shards[i]
+            tensors = self.capture.shard(rows, {r: self.encode(r) for r in rows}, bar)
+            records[i] = write_shard(self.folder, i, tensors, self.key.digest())
+        bar.close()
+
+    def _complete(self, shard_size: int, records: dict[int, ShardRecord]) -> None:
+        self.manifest(shard_size, records, "complete")
+        for path in self.folder.glob("shard-*.json"):
+            path.unlink(missing_ok=True)
 
     def run(self) -> ActivationSet:
-        """Finish the cache (the caller holds the folder's lock): keep each shard that passes
-        its checks, write the others, then mark the manifest complete."""
+        """The whole job in one process (holding the folder's lock): keep each shard that
+        passes its checks, write the others, then mark the manifest complete."""
         manifest = _resume_manifest(self.folder, self.key)
         if manifest is not None and manifest.get("status") == "complete":
             try:
                 return load_complete(self.folder, manifest, self.key, self.full)
             except Damage as err:
                 _repair(f"{err}; rebuilding what is damaged")
-        # A resumed run keeps the first run's shard plan, or its shards would not line up.
-        shard_size = int(manifest["shard_size"]) if manifest is not None else self.shard_size
-        plan = self.plan(shard_size)
-        layout = Layout(self.key.hooks, self.model.d_model, self.key.per_token)
-        records = _usable_shards(self.folder, manifest, plan, layout, self.full)
+        shard_size, plan, records, todo = self._check(manifest)
         self.manifest(shard_size, records, "incomplete")
-        todo = [(i, rows) for i, rows in enumerate(plan) if i not in records]
-        bar = Progress(sum(len(rows) for _, rows in todo), len(self.key.hooks), self.progress)
-        for i, rows in todo:
-            tensors = self.capture.shard(rows, {r: self.encode(r) for r in rows}, bar)
-            records[i] = write_shard(self.folder, i, tensors)
-        bar.close()
-        self.manifest(shard_size, records, "complete")
-        for path in self.folder.glob("shard-*.json"):
-            path.unlink(missing_ok=True)
+        self._write(plan, records, todo)
+        self._complete(shard_size, records)
         return load_activation_set(self.folder, expect=self.key, verify=False)
+
+    def _claim(self) -> dict[str, Any] | None:
+        """The manifest the workers share (the caller holds the plan lock): the first worker
+        to arrive writes it, incomplete and with its shard size, so every worker plans the
+        same shards; a complete cache whose shards all pass returns None (nothing to do)."""
+        manifest = _resume_manifest(self.folder, self.key, orphans=False)
+        if manifest is None:
+            return self.manifest(self.shard_size, {}, "incomplete")
+        if manifest.get("status") == "complete":
+            if self._verified(manifest):
+                return None
+            manifest = {**manifest, "status": "incomplete"}
+            write_json_atomic(self.folder / MANIFEST, manifest)
+        return manifest
+
+    def write_share(self, split: WorkerSplit) -> ShareReport:
+        """Write the missing shards of ``split``'s share (shards ``rank, rank + world_size,
+        ...``), beside workers writing theirs (the caller holds the folder's lock shared)."""
+        started = time.perf_counter()
+        with folder_lock(self.folder, name=PLAN_LOCK_NAME):
+            manifest = self._claim()
+        if manifest is None:
+            return ShareReport(self.folder, 0, 0, 0, time.perf_counter() - started)
+        _, plan, records, todo = self._check(manifest, split)
+        self._write(plan, records, todo)
+        n = len(plan.shards)
+        return ShareReport(
+            self.folder, n, len(split.items(n)), len(todo), time.perf_counter() - started
+        )
+
+    def finalize(self) -> int:
+        """Check every shard and mark the manifest complete (the caller holds the folder's
+        lock alone); returns the number of shards. A complete cache is left as it is; a
+        missing or damaged shard (reported) raises :class:`CacheIncompleteError`."""
+        manifest = _resume_manifest(self.folder, self.key)
+        if manifest is None:
+            raise CacheIncompleteError(
+                f"{self.folder} holds no shard of this cache yet: run the caching workers "
+                "first (the same command without --finalize), then finalize"
+            )
+        if self._verified(manifest):
+            return len(manifest["shards"])
+        shard_size, plan, records, todo = self._check(manifest)
+        if todo:
+            self.manifest(shard_size, records, "incomplete")
+            names = [shard_name(i) for i in todo]
+            raise CacheIncompleteError(
+                f"{self.folder}: {len(todo)} of {len(plan.shards)} shards are missing or were "
+                f"damaged ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}): run the "
+                "caching workers again with the same options (each writes only what is "
+                "missing of its share), then finalize"
+            )
+        self._complete(shard_size, records)
+        return len(plan.shards)
 
 
 def _reuse(folder: Path, key: CacheKey, full: bool) -> ActivationSet | None:
@@ -246,6 +405,47 @@ def _reuse(folder: Path, key: CacheKey, full: bool) -> ActivationSet | None:
         return None
 
 
+def make_job(
+    model: LoadedModel,
+    transcripts: Sequence[Transcript],
+    hooks: Sequence[str],
+    tokens: str = "answer",
+    *,
+    batch_size: int = 16,
+    batch_tokens: int | None = None,
+    max_tokens: int = 1024,
+    per_token: bool = False,
+    dtype: torch.dtype = torch.float32,
+    shard_size: int = 256,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    verify: bool | None = None,
+) -> CacheJob:
+    """The :class:`CacheJob` of a request (arguments as :func:`cache_activations`), checked
+    before any work: its key, and so its folder, and how batches are cut."""
+    tokens, hooks = _check_request(transcripts, hooks, tokens)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    stop = stop_layer(hooks, model.n_layers)
+    key = CacheKey(
+        model_name=model.name,
+        model_fingerprint=model.fingerprint,
+        dataset_hash=dataset_hash(transcripts),
+        n_transcripts=len(transcripts),
+        hooks=hooks,
+        tokens=tokens,
+        max_tokens=max_tokens,
+        per_token=per_token,
+        dtype=str(dtype).removeprefix("torch."),
+        model_dtype=str(model.dtype).removeprefix("torch."),
+    )
+    folder = (cache_dir or cache_root() / "activations") / key.digest()
+    capture = Capture(model, hooks, stop, Budget(batch_size, batch_tokens), per_token, dtype)
+    return CacheJob(
+        model, transcripts, key, folder, capture, shard_size, full_check(verify), progress
+    )
+
+
 def cache_activations(
     model: LoadedModel,
     transcripts: Sequence[Transcript],
@@ -253,6 +453,7 @@ def cache_activations(
     tokens: TokenSelection = "answer",
     *,
     batch_size: int = 16,
+    batch_tokens: int | None = None,
     max_tokens: int = 1024,
     per_token: bool = False,
     dtype: torch.dtype = torch.float32,
@@ -267,31 +468,34 @@ def cache_activations(
     those are captured and the pass stops after the deepest one. Returns the cached set,
     reusing an existing complete cache of the same inputs without running the model.
 
+    A forward pass holds at most ``batch_size`` transcripts and, with ``batch_tokens``, at
+    most that many padded tokens; after an out-of-memory error both are halved and the run
+    goes on (:mod:`interp.cache.budget`). Neither changes which transcripts a shard holds.
+
     What the folder already holds is checked first (see :func:`load_activation_set`;
     ``verify=True`` or ``INTERP_CACHE_VERIFY=1`` compares checksums too): a damaged file is
     reported (:class:`CacheRepairWarning`, naming it) and written again. One process at a
     time writes a folder (:func:`interp.locks.folder_lock`); another waits, then reuses it.
+    To split the work over processes, see :mod:`interp.cache.parallel`.
     """
-    tokens, hooks = _check_request(transcripts, hooks, tokens)
-    stop = stop_layer(hooks, model.n_layers)
-    key = CacheKey(
-        model_name=model.name,
-        model_fingerprint=model.fingerprint,
-        dataset_hash=dataset_hash(transcripts),
-        n_transcripts=len(transcripts),
-        hooks=hooks,
-        tokens=tokens,
+    job = make_job(
+        model,
+        transcripts,
+        hooks,
+        tokens,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
         max_tokens=max_tokens,
         per_token=per_token,
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=dtype,
+        shard_size=shard_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        verify=verify,
     )
-    folder = (cache_dir or cache_root() / "activations") / key.digest()
-    full = full_check(verify)
-    with folder_lock(folder, shared=True):
-        reused = _reuse(folder, key, full)
-    if reused is not None and not find_orphans(folder):
+    with folder_lock(job.folder, shared=True):
+        reused = _reuse(job.folder, job.key, job.full)
+    if reused is not None and not find_orphans(job.folder):
         return reused
-    capture = Capture(model, hooks, stop, batch_size, per_token, dtype)
-    job = _Job(model, transcripts, key, folder, capture, shard_size, full, progress)
-    with folder_lock(folder):
+    with folder_lock(job.folder):
         return job.run()
