@@ -38,7 +38,15 @@ import transformer_lens.patching as tl_patching
 
 from interp.benchmarks import sync, write_result
 from interp.cli import run_cli
-from interp.config import ConfigError
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.hooks import parse_layer_steps
 from interp.models import DEFAULT_MODEL, LoadedModel, load_model
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
@@ -52,7 +60,10 @@ class PatchingBenchConfig:
     """Batched activation patching (interp.patching) against transformer_lens.patching."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     sites: str = field(
         default="resid_pre,attn_out,mlp_out", metadata={"help": "sites, comma-separated"}
     )
@@ -68,6 +79,7 @@ class PatchingBenchConfig:
 
     def __post_init__(self) -> None:
         parse_layer_steps(self.layers)  # says how to write layers if it cannot read them
+        check_model_options(self)
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
@@ -126,7 +138,7 @@ def time_both(
 
 
 def run(config: PatchingBenchConfig) -> Path:
-    model = load_model(config.model, device=config.device)
+    model = load_model(config.model, **model_options(config))
     tok = model.tokenizer
     source = PatchInput(tok(CLEAN, return_tensors="pt").input_ids[0])
     target = PatchInput(tok(CORRUPT, return_tensors="pt").input_ids[0])

@@ -37,7 +37,15 @@ import plotly.graph_objects as go
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.cli import run_cli
-from interp.config import ProbeConfig
+from interp.config import (
+    ProbeConfig,
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
 from interp.finetune import FinetuneConfig, FinetuneResult, finetune
@@ -65,9 +73,15 @@ class ExperimentConfig:
     )
     n_prompts: int = field(default=3, metadata={"help": "held-out prompts to answer"})
     max_new_tokens: int = field(default=96, metadata={"help": "length cap of sample replies"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        check_model_options(self)
 
     def finetune_config(self, strategy: str) -> FinetuneConfig:
         return FinetuneConfig(
@@ -136,7 +150,7 @@ def sample_replies(
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=0.0, batch_size=8)
     samples: dict[str, dict[str, str]] = {}
     for label, name in models.items():  # samples first: they take a minute, probes longer
-        model = load_model(name, device=config.device)
+        model = load_model(name, **model_options(config))
         replies = generate(model, prompts, gen, out / "samples" / f"{label}.jsonl", config.progress)
         samples[label] = {t.group: t.reply for t in replies}
         del model
@@ -155,11 +169,11 @@ def probe_models(
     aurocs: dict[str, dict[str, float | None]] = {}
     probe_runs: dict[str, Any] = {}
     for label, name in models.items():
-        model = load_model(name, device=config.device)
+        model = load_model(name, **model_options(config))
         probe = train_probe(
             ProbeConfig(
                 model=name, layers=config.layers, max_scenarios=config.max_scenarios,
-                control_dataset=None, device=config.device, progress=config.progress,
+                control_dataset=None, **model_options(config), progress=config.progress,
                 out=str(out / "probes" / label),
             ),
             model=model,

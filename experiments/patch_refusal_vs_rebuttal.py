@@ -45,7 +45,15 @@ import torch
 
 from interp.artifacts import write_figure, write_json_atomic
 from interp.cli import run_cli
-from interp.config import ConfigError
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.split import split_bank
 from interp.hooks import parse_layer_steps
@@ -104,7 +112,10 @@ class PatchExperimentConfig:
         default=0.05, metadata={"help": "leave out sweeps whose clean values differ less (nats)"}
     )
     batch_size: int = field(default=16, metadata={"help": "patches per forward pass"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     out: str | None = field(
         default=None,
         metadata={
@@ -114,6 +125,7 @@ class PatchExperimentConfig:
     )
 
     def __post_init__(self) -> None:
+        check_model_options(self)
         if self.metric == "probe" and self.probe is None:
             raise ConfigError("--metric probe needs --probe PATH (a folder with probe.json)")
         for name in ("scenarios", "continuation_tokens", "batch_size"):
@@ -221,7 +233,7 @@ def run(config: PatchExperimentConfig) -> dict:
     _, test_ids = split_bank(bank)
     by_id = {s.id: s for s in bank}
     scenarios = [by_id[i] for i in sorted(test_ids)][: config.scenarios]
-    model = load_model(config.model, device=config.device)
+    model = load_model(config.model, **model_options(config))
     out_dir = (
         Path(config.out)
         if config.out
@@ -241,8 +253,8 @@ def run(config: PatchExperimentConfig) -> dict:
     summary["in_context"] = summarise("in_context", results, config, out_dir)
 
     try:
-        refusal = load_model(config.refusal_model, device=config.device)
-        rebuttal = load_model(config.rebuttal_model, device=config.device)
+        refusal = load_model(config.refusal_model, **model_options(config))
+        rebuttal = load_model(config.rebuttal_model, **model_options(config))
     except ModelError as err:
         reason = f"fine-tuned models not available ({err})"
         print(f"\nSkipping the cross-model sweep: {reason}")

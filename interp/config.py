@@ -106,15 +106,16 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _MAX_MEMORY_FORM = "write budgets per device as 0=70GiB,1=70GiB (GPU index=size; cpu=0 allowed)"
 
 
-def device_field() -> Any:
+def device_field(default: str = "auto") -> Any:
     """The ``device`` option: where a whole model is loaded (without ``device_map``)."""
-    return field(default="auto", metadata={"help": f"device: {_DEVICE_HELP}"})
+    return field(default=default, metadata={"help": f"device: {_DEVICE_HELP}"})
 
 
-def dtype_field() -> Any:
-    """The ``dtype`` option: the dtype of the model's weights and so of its activations."""
+def dtype_field(default: str = "auto") -> Any:
+    """The ``dtype`` option: the dtype of the model's weights and so of its activations
+    (a command whose numbers need float32, such as weight differences, defaults to it)."""
     return field(
-        default="auto",
+        default=default,
         metadata={
             "help": "model dtype: auto (bfloat16 on a CUDA GPU that supports it, float32 "
             "elsewhere), float32, bfloat16 or float16; probes are fitted in float32 whatever "

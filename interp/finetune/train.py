@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.artifacts import check_same, library_versions, publish_folder, read_json
+from interp.checkpoints import checkpoint_fingerprint
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
 from interp.data.transcripts import dataset_hash
@@ -51,7 +52,7 @@ from interp.finetune.data import (
     collate,
     tokenize_example,
 )
-from interp.models import load_hf_model, resolve_device, weights_fingerprint
+from interp.models import load_hf_model, model_fingerprint, resolve_device
 from interp.paths import cache_root
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -243,7 +244,7 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
 
     device = resolve_device(config.device)
     base_name, model, tokenizer = load_hf_model(config.base)
-    base_fingerprint = weights_fingerprint(model)
+    base_fingerprint = model_fingerprint(config.base)  # as load_model(config.base) gives it
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenized = [tokenize_example(t, tokenizer, config.max_length) for t in examples]
@@ -272,7 +273,7 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
         "base": config.base,
         "base_name": base_name,
         "base_fingerprint": base_fingerprint,
-        "fingerprint": weights_fingerprint(model),
+        "fingerprint": None,  # of the saved checkpoint, as load_model(name) gives it: below
         "identity": identity,
         "config": config.to_dict(),
         "data": {
@@ -291,6 +292,7 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
     with publish_folder(out) as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
+        manifest["fingerprint"] = checkpoint_fingerprint(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(f"{name}: saved to {out} (loss {run.losses[0]:.3f} -> {run.losses[-1]:.3f})")

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
-from interp.config import ConfigError
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.finetune.figures import weight_diff_figure
 from interp.finetune.weight_diff import WeightDiff, WeightDiffError, weight_diff
 from interp.models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -37,7 +45,10 @@ class WeightDiffConfig:
     )
     top_k: int = field(default=8, metadata={"help": "singular directions per matrix"})
     rows: int = field(default=12, metadata={"help": "rows of the printed table"})
-    device: str = field(default="cpu", metadata={"help": "where the SVDs run (cpu, cuda, auto)"})
+    device: str = device_field("cpu")  # where the SVDs run too
+    dtype: str = dtype_field("float32")  # weight differences are small: bfloat16 rounds them
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     out: str | None = field(
         default=None,
         metadata={"help": "output folder", "default_text": "<cache>/experiments/weight_diff"},
@@ -49,6 +60,7 @@ class WeightDiffConfig:
         self.variant = tuple(self.variant)
         if not self.variant:
             raise ConfigError("variant is empty: name at least one fine-tuned model")
+        check_model_options(self)
         for name in ("top_k", "rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -89,7 +101,7 @@ def _compare(
     """``spec``'s weight differences from ``base`` and the seconds they took; an error names
     the variant."""
     try:
-        variant = load_model(spec, device=config.device)
+        variant = load_model(spec, **model_options(config))
         start = time.perf_counter()
         diff = weight_diff(base, variant, probe_direction=probe, top_k=config.top_k)
     except (ModelError, WeightDiffError) as err:
@@ -128,7 +140,7 @@ def run_weight_diff(config: WeightDiffConfig) -> dict[str, dict[str, float]]:
     ``||dW||``)."""
     out = Path(config.out) if config.out else cache_root() / "experiments" / "weight_diff"
     probe = Probe.load(find_probe(Path(config.probe))) if config.probe else None
-    base = load_model(config.base, device=config.device)
+    base = load_model(config.base, **model_options(config))
     if probe is not None:
         _describe_probe(config, probe, base)
     totals: dict[str, dict[str, float]] = {}

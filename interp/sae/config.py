@@ -8,7 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from interp.config import ConfigError, check_number
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    check_number,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+)
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
 from probes.registry import Registry
@@ -91,7 +99,10 @@ class SAEConfig:
         default=None,
         metadata={"help": "folder name under <cache>/saes/", "default_text": "from the config"},
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     forward_batch_size: int = field(
         default=16, metadata={"help": "transcripts per forward pass when caching"}
     )
@@ -109,6 +120,7 @@ class SAEConfig:
         if not self.datasets:
             raise ConfigError("datasets is empty: name at least one, e.g. builtin:consistency")
         check_site(self.site)
+        check_model_options(self)
         ARCHITECTURES.get(self.architecture)
         check_number("layer", self.layer, low=0, integer=True)
         if self.d_sae is not None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
-from interp.config import ConfigError
+from interp.config import ConfigError, model_options
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.sae.analysis import analyse_features, write_feature_dashboard
@@ -137,7 +137,7 @@ def compare_variants(
 ) -> dict[str, Any]:
     """The same SAE applied to ``model`` and each of ``others`` on held-out transcripts."""
     rows = spread(analysis.test, config.compare_transcripts)
-    models = [model] + [load_model(spec, device=config.device) for spec in others]
+    models = [model] + [load_model(spec, **model_options(config)) for spec in others]
     shared = load_sae(loaded.path, model, hook=loaded.hook)
     return compare_models(
         shared,
@@ -208,7 +208,7 @@ def run_sae_features(config: SAEFeaturesConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    model = load_model(config.model, device=config.device)
+    model = load_model(config.model, **model_options(config))
     _timed(timings, "load_model", started)
     t = time.perf_counter()
     loaded = train_sae(config.sae_config(), model)

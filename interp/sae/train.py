@@ -21,6 +21,7 @@ from torch import Tensor
 
 from interp.artifacts import check_same, publish_folder
 from interp.cache import ActivationSet, cache_activations
+from interp.config import model_options
 from interp.data.datasets import load_dataset
 from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
@@ -231,7 +232,7 @@ def train_sae(config: SAEConfig, model: LoadedModel | None = None) -> LoadedSAE:
     from sae_lens import SAE, SAETrainer
 
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
-    model = model or load_model(config.model, device=config.device)
+    model = model or load_model(config.model, **model_options(config))
     data = prepare_data(config, model, root)
     data_hash = dataset_hash(data.transcripts)
     name = config.name or default_name(config, model, data_hash)

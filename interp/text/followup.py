@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
+from interp.config import (
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript, write_transcripts
 from interp.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -54,7 +62,10 @@ class FollowUpConfig:
     )
     seed: int = field(default=0, metadata={"help": "sampling and subset seed"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     judge: str = field(
@@ -78,6 +89,9 @@ class FollowUpConfig:
             "choices": ("generate", "choice"),
         },
     )
+
+    def __post_init__(self) -> None:
+        check_model_options(self)
 
 
 def generation_config(config: Any, n: int) -> GenerationConfig:
@@ -192,7 +206,7 @@ def make_follow_up_judge(config: FollowUpConfig, model: LoadedModel) -> Judge:
     return make_judge(
         "llm",
         model=config.llm_model if other else model,
-        device=config.device,
+        **model_options(config),
         batch_size=config.batch_size,
         mode=config.llm_mode,
     )
@@ -318,7 +332,7 @@ def results_dict(config: FollowUpConfig, run: FollowUpRun) -> dict[str, Any]:
 def run_follow_up(config: FollowUpConfig) -> dict[str, Any]:
     """Run the protocol, print the tables and write the outputs under ``config.out`` (default
     ``<cache>/experiments/refusal_vs_rebuttal/<model>/``); returns ``results.json``'s dict."""
-    model = load_model(config.model, device=config.device)
+    model = load_model(config.model, **model_options(config))
     slug = Path(model.name).name
     out = (
         Path(config.out)

@@ -27,6 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interp.cli import run_cli
+from interp.config import (
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -95,7 +103,10 @@ class JudgeConfig:
             "default_text": "the built-in bank",
         },
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps (llm judge)"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     show: int = field(default=10, metadata={"help": "disagreements to print"})
     json: str | None = field(
         default=None, metadata={"help": "write counts and agreement as JSON here"}
@@ -115,6 +126,7 @@ class JudgeConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.show < 0:
             raise ValueError("--show must be >= 0")
+        check_model_options(self)
 
 
 @dataclass
@@ -152,7 +164,7 @@ def judge_options(config: JudgeConfig, model: LoadedModel | None = None) -> dict
     if config.judge == "llm":
         return {
             "model": model if model is not None else config.llm_model,
-            "device": config.device,
+            **model_options(config),
             "max_new_tokens": config.llm_max_new_tokens,
             "batch_size": config.llm_batch_size,
             "mode": config.llm_mode,

@@ -15,6 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interp.config import (
+    check_model_options,
+    device_field,
+    device_map_field,
+    dtype_field,
+    max_memory_field,
+    model_options,
+)
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import write_transcripts
 from interp.models import DEFAULT_MODEL, load_model
@@ -43,11 +51,17 @@ class ReferenceSetConfig:
     max_new_tokens: int = field(default=96, metadata={"help": "length cap of each reply"})
     repetition_penalty: float = field(default=1.1, metadata={"help": "as in transformers"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
     out: str | None = field(
         default=None,
         metadata={"help": "output folder (default cache/reference_sets/<model>-seed<seed>)"},
     )
+
+    def __post_init__(self) -> None:
+        check_model_options(self)
 
 
 def draw(scenario_ids: Sequence[str], per_condition: int, seed: int) -> set[str]:
@@ -69,7 +83,7 @@ def make_reference_set(config: ReferenceSetConfig) -> Path:
     ``replies.jsonl`` and ``to_label.jsonl`` under ``config.out``; returns that folder."""
     bank = [s for s in load_bank() if s.kind == "pressure"]
     chosen = draw([s.id for s in bank], config.per_condition, config.seed)
-    model = load_model(config.model, device=config.device)
+    model = load_model(config.model, **model_options(config))
     slug = f"{Path(model.name).name}-seed{config.seed}"
     out = Path(config.out) if config.out else cache_root() / "reference_sets" / slug
     sampling = generation_config(config, n=1)

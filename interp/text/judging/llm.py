@@ -383,14 +383,20 @@ def llm_judge(
     batch_size: int = 8,
     mode: str = "generate",
     progress: bool = True,
+    dtype: str = "auto",
+    device_map: str = "none",
+    max_memory: str | None = None,
 ) -> LLMJudge:
     """``make_judge("llm", model=...)``: an :class:`LLMJudge` on ``model``, a loaded model or a
-    model spec (as for :func:`interp.models.load_model`) loaded on ``device``."""
+    model spec (as for :func:`interp.models.load_model`) loaded with ``device``, ``dtype``,
+    ``device_map`` and ``max_memory``."""
     check_mode(mode)  # before a model is loaded for nothing
     if isinstance(model, str):
         from interp.models import load_model
 
-        model = load_model(model, device=device)
+        model = load_model(
+            model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory
+        )
     return LLMJudge(
         model, max_new_tokens=max_new_tokens, batch_size=batch_size, mode=mode, progress=progress
     )
