@@ -195,8 +195,8 @@ def check_model_options(config: Any) -> None:
     if config.device_map != "none" and config.device not in ("auto", "cuda"):
         raise ConfigError(
             f"device_map {config.device_map!r} places the model on the CUDA GPUs itself, so "
-            f"device {config.device!r} cannot be honoured: drop --device, or drop --device-map "
-            "to load the model whole on one device"
+            f"device {config.device!r} cannot be honoured: pass --device auto, or drop "
+            "--device-map to load the model whole on one device"
         )
     if config.max_memory is not None:
         if config.device_map == "none":

@@ -70,7 +70,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if chosen not in TORCH_DTYPES.values():
         raise PlacementError(f"dtype {chosen} is not supported; use one of {', '.join(DTYPES)}")
     if chosen == torch.bfloat16 and not _bf16_supported(device):
-        where = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+        where = str(device)
+        if device.type == "cuda" and torch.cuda.is_available():
+            where = f"{device} ({torch.cuda.get_device_name(device)})"
         raise PlacementError(
             f"dtype bfloat16 asked for, but {where} cannot compute in bfloat16; use --dtype "
             "float16 or float32 (or auto)"
@@ -127,7 +129,7 @@ def resolve_placement(
     if str(device) not in ("auto", "cuda"):
         raise PlacementError(
             f"device_map {strategy!r} places the model on the CUDA GPUs itself, so device "
-            f"{str(device)!r} cannot be honoured: drop --device, or drop --device-map"
+            f"{str(device)!r} cannot be honoured: pass --device auto, or drop --device-map"
         )
     if not torch.cuda.is_available():
         raise PlacementError(

@@ -30,7 +30,7 @@ install_import_hook(
 import jaxtyping  # noqa: E402
 
 from interp.data.datasets import build_consistency  # noqa: E402 (after the hook)
-from interp.models import LoadedModel, load_model  # noqa: E402
+from interp.models import LoadedModel, load_dispatched_on_cpu, load_model  # noqa: E402
 from interp.probe.config import ProbeConfig  # noqa: E402
 from interp.sae.config import SAEConfig  # noqa: E402
 from interp.text.generation import GenerationConfig, Prompt  # noqa: E402
@@ -68,6 +68,14 @@ def _typecheck(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def tiny_model() -> LoadedModel:
     return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def dispatched_tiny() -> LoadedModel:
+    """The tiny model split module by module over the CPU by accelerate, its hooks forced on
+    (:func:`interp.models.load_dispatched_on_cpu`): the code path of a model split over GPUs
+    with ``--device-map``. Its weights and fingerprint are ``tiny_model``'s."""
+    return load_dispatched_on_cpu("tiny-random")
 
 
 @pytest.fixture(scope="session")
