@@ -3,9 +3,12 @@ import shutil
 
 import pytest
 import torch
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from interp.data.datasets import build_consistency
 from interp.data.transcripts import load_transcripts, transcript_from_dict
+from interp.hooks import hook_name
+from interp.models import LoadedModel, build_tiny_random, check_architecture, weights_fingerprint
 from interp.text.generation import (
     GenerationConfig,
     GenerationError,
@@ -14,6 +17,7 @@ from interp.text.generation import (
     sidecar_path,
     stop_token_ids,
 )
+from interp.text.plain_model import active_hooks, plain_model
 
 SAMPLED = GenerationConfig(max_new_tokens=6, temperature=1.0, top_p=0.9, n=2, batch_size=2)
 
@@ -316,3 +320,145 @@ def test_prompt_validation(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="no prompts"):
         generate(tiny_model, [], SAMPLED, tmp_path / "x.jsonl", progress=False)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# --- the plain model, hooks and dispatched models ------------------------------------------
+
+GREEDY = GenerationConfig(max_new_tokens=6, repetition_penalty=3.0, batch_size=2)
+
+
+def first_block_during_generate(model, monkeypatch) -> list[str]:
+    """Record, at each call of the HF model's ``generate``, the class of its first block:
+    ``LlamaDecoderLayer`` on the plain model, ``BlockBridge`` through the bridge."""
+    hf = model.bridge.original_model
+    original = hf.generate
+    seen: list[str] = []
+
+    def wrapped(*args, **kwargs):
+        seen.append(type(hf.model.layers[0]).__name__)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hf, "generate", wrapped)
+    return seen
+
+
+def test_generation_runs_on_the_plain_model_and_puts_the_bridge_back(
+    tiny_model, tmp_path, monkeypatch
+):
+    ids = torch.tensor([[1, 50, 300, 7]])
+    with torch.inference_mode():
+        before = tiny_model.bridge(ids)
+    seen = first_block_during_generate(tiny_model, monkeypatch)
+    generate(tiny_model, make_prompts(3), GREEDY, tmp_path / "g.jsonl", progress=False)
+    assert seen == ["LlamaDecoderLayer", "LlamaDecoderLayer"]  # two batches, both plain
+    hf = tiny_model.bridge.original_model
+    assert type(hf.model.layers[0]).__name__ == "BlockBridge"
+    assert type(hf.model.layers[0].self_attn).__name__.endswith("AttentionBridge")
+    with torch.inference_mode():
+        assert torch.equal(tiny_model.bridge(ids), before)
+        _, cache = tiny_model.bridge.run_with_cache(ids, names_filter=[hook_name(1)])
+    assert cache[hook_name(1)].shape == (1, 4, tiny_model.d_model)
+
+
+def test_bridge_is_put_back_after_an_interrupt(tiny_model, tmp_path, monkeypatch):
+    counting(tiny_model, monkeypatch, fail_on=1)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tiny_model, make_prompts(1), GREEDY, tmp_path / "g.jsonl", progress=False)
+    layers = tiny_model.bridge.original_model.model.layers
+    assert [type(layer).__name__ for layer in layers] == ["BlockBridge", "BlockBridge"]
+    assert type(tiny_model.bridge.original_model.lm_head).__name__ == "UnembeddingBridge"
+
+
+def test_plain_model_is_the_hf_model_with_the_bridges_weights(tiny_model):
+    """Inside ``plain_model`` the HF model computes exactly what a separate copy of the same
+    weights computes, on the bridge's own parameter tensors (nothing copied)."""
+    copy, _ = build_tiny_random()
+    copy.eval()
+    ids = torch.tensor([[1, 50, 300, 7, 9, 11], [5, 4, 3, 2, 1, 0]])
+    bridge_params = {p.data_ptr() for p in tiny_model.bridge.parameters()}
+    with plain_model(tiny_model.bridge) as hf, torch.inference_mode():
+        assert not any(isinstance(m, GeneralizedComponent) for m in hf.modules())
+        assert {p.data_ptr() for p in hf.parameters()} == bridge_params
+        assert torch.equal(hf(ids).logits, copy(ids).logits)
+
+
+def test_hooks_on_the_bridge_act_during_generation(tiny_model, tmp_path, monkeypatch):
+    """With a hook on the bridge, generation runs through the bridge and the hook sees every
+    forward pass; a no-op hook leaves the greedy replies unchanged (the bridge's attention
+    handles the key-value cache as the plain model does), a steering hook changes them."""
+    prompts = make_prompts(3)
+    plain = generate(tiny_model, prompts, GREEDY, tmp_path / "plain.jsonl", progress=False)
+    seen = first_block_during_generate(tiny_model, monkeypatch)
+    calls = {"n": 0}
+
+    def noop(act, hook):
+        calls["n"] += 1
+
+    with tiny_model.bridge.hooks(fwd_hooks=[(hook_name(0), noop)]):
+        assert active_hooks(tiny_model.bridge) == ["blocks.0.hook_out"]
+        hooked = generate(tiny_model, prompts, GREEDY, tmp_path / "noop.jsonl", progress=False)
+    assert seen == ["BlockBridge", "BlockBridge"]
+    assert calls["n"] == 2 * GREEDY.max_new_tokens  # two batches, one pass per new token
+    assert [t.reply for t in hooked] == [t.reply for t in plain]
+    assert active_hooks(tiny_model.bridge) == []
+
+    steer = torch.randn(tiny_model.d_model, generator=torch.Generator().manual_seed(1)) * 20
+
+    def add(act, hook):
+        return act + steer
+
+    with tiny_model.bridge.hooks(fwd_hooks=[(hook_name(0), add)]):
+        steered = generate(tiny_model, prompts, GREEDY, tmp_path / "steer.jsonl", progress=False)
+    assert [t.reply for t in steered] != [t.reply for t in plain]
+
+
+def dispatched_tiny_model() -> LoadedModel:
+    """The tiny model dispatched by accelerate over a per-module all-CPU device map with its
+    hooks forced on, as a split over GPUs would be, then booted like ``load_model`` boots."""
+    from accelerate import dispatch_model
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf, tokenizer = build_tiny_random()
+    hf.eval()
+    check_architecture(hf)
+    fingerprint = weights_fingerprint(hf)
+    tokenizer.padding_side = "left"
+    names = [f"model.{n}" for n, _ in hf.model.named_children() if n != "layers"]
+    names += [f"model.layers.{i}" for i in range(len(hf.model.layers))] + ["lm_head"]
+    dispatch_model(hf, device_map=dict.fromkeys(names, "cpu"), force_hooks=True)
+    bridge = TransformerBridge.boot_transformers(
+        "tiny-random", hf_model=hf, tokenizer=tokenizer, device=torch.device("cpu")
+    )
+    bridge.eval()
+    cfg = bridge.cfg
+    return LoadedModel(
+        "tiny-random", bridge, tokenizer, cfg.n_layers, cfg.d_model, fingerprint,
+        torch.device("cpu"), torch.float32,
+    )  # fmt: skip
+
+
+def test_dispatched_model_generates_the_same_replies(tiny_model, tmp_path, monkeypatch):
+    """A model dispatched with accelerate (``device_map``) generates the undispatched model's
+    greedy replies, through accelerate's hooks, on the plain path and through the bridge."""
+    from accelerate.hooks import AlignDevicesHook
+
+    dispatched = dispatched_tiny_model()
+    assert dispatched.fingerprint == tiny_model.fingerprint
+    assert hasattr(dispatched.bridge.original_model, "hf_device_map")
+    moved = {"n": 0}
+    pre_forward = AlignDevicesHook.pre_forward
+
+    def counted(self, module, *args, **kwargs):
+        moved["n"] += 1
+        return pre_forward(self, module, *args, **kwargs)
+
+    monkeypatch.setattr(AlignDevicesHook, "pre_forward", counted)
+    prompts = make_prompts(3)
+    expected = generate(tiny_model, prompts, GREEDY, tmp_path / "whole.jsonl", progress=False)
+    assert moved["n"] == 0
+    out = generate(dispatched, prompts, GREEDY, tmp_path / "split.jsonl", progress=False)
+    assert moved["n"] > 0  # accelerate's hooks ran
+    assert [t.reply for t in out] == [t.reply for t in expected]
+    with dispatched.bridge.hooks(fwd_hooks=[(hook_name(0), lambda act, hook: None)]):
+        hooked = generate(dispatched, prompts, GREEDY, tmp_path / "hooked.jsonl", progress=False)
+    assert [t.reply for t in hooked] == [t.reply for t in expected]

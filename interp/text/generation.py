@@ -357,7 +357,7 @@ def _open_out_file(
     return {}
 
 
-def _encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
     """Token ids of each prompt rendered with the chat template, ready for the reply."""
     encoded = []
     for p in prompts:
@@ -368,7 +368,14 @@ def _encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]
     return encoded
 
 
-def _generate_kwargs(config: GenerationConfig, pad_id: int, stops: list[int]) -> dict[str, Any]:
+def length_batches(encoded: Sequence[list[int]], batch_size: int) -> list[list[int]]:
+    """Indices of ``encoded`` in batches of ``batch_size``, shortest prompts first (ties in
+    input order), so that a batch holds prompts of similar length and little padding."""
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def hf_generate_kwargs(config: GenerationConfig, pad_id: int, stops: list[int]) -> dict[str, Any]:
     """Arguments of Hugging Face's ``generate`` for ``config``: greedy, or nucleus sampling
     with its top-k cut switched off."""
     kwargs: dict[str, Any] = {
@@ -469,15 +476,14 @@ def generate(
 
     # Batches come from the whole prompt list (never only the missing prompts), so a batch,
     # its padding and its seed are the same in every run.
-    encoded = _encode_prompts(tokenizer, prompts)
-    order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    encoded = encode_prompts(tokenizer, prompts)
+    batches = length_batches(encoded, config.batch_size)
 
     def missing(i: int) -> list[int]:
         return [k for k in range(config.n) if f"{prompts[i].id}-s{k}" not in existing]
 
     todo = [b for b in batches if any(missing(i) for i in b)]
-    kwargs = _generate_kwargs(config, pad_id, stops)
+    kwargs = hf_generate_kwargs(config, pad_id, stops)
     stop_set = set(stops)
     bar = tqdm(
         total=sum(1 for b in todo for i in b if missing(i)),

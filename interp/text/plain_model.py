@@ -26,22 +26,19 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def _is_bridge_part(module: Any) -> bool:
-    from transformer_lens.hook_points import HookPoint
-    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
-
-    return isinstance(module, HookPoint | GeneralizedComponent)
-
-
 def active_hooks(bridge: Any) -> list[str]:
-    """Names of the bridge's hook points and components that carry forward (or backward)
-    hooks, e.g. inside ``bridge.hooks(fwd_hooks=...)``; empty when none does. Hooks on the
-    original Hugging Face modules are not listed: they run in the plain model too."""
+    """Names of the bridge's hook points that carry hooks (``bridge.hooks(fwd_hooks=...)``,
+    ``bridge.add_hook``, ``run_with_hooks``); empty when none does.
+
+    Only hook points count: bridge components also carry the bridge's own internal hooks
+    (e.g. a block's capture of its norm's input), which only serve its hook points, and
+    hooks on the original Hugging Face modules run in the plain model too.
+    """
+    from transformer_lens.hook_points import HookPoint
+
     found = []
     for name, module in bridge.named_modules():
-        if not _is_bridge_part(module):
-            continue
-        if (
+        if isinstance(module, HookPoint) and (
             module._forward_hooks
             or module._forward_pre_hooks
             or module._backward_hooks
