@@ -86,6 +86,37 @@ def test_cache_with_early_stop_equals_full_run(loaded, arch, small_dataset, tmp_
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_loading_only_the_first_block_gives_the_full_models_activations(loaded, arch, tmp_path):
+    """``max_layer=0`` keeps block 0 only (config override, per-layer lists such as Gemma's and
+    Qwen's ``layer_types`` cut), for a model built in memory and for a checkpoint folder (whose
+    later blocks are never read); its residual stream at block 0, on a left-padded batch
+    longer than the sliding window, equals the full model's."""
+    full = _model(loaded, arch)
+    plain, tokenizer = build_tiny(arch)
+    plain.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    texts = ["Please sell the old car today, and tell me what the window costs.", "Hi there."]
+    batch = full.tokenizer(texts, return_tensors="pt", padding=True)
+    assert batch.input_ids.shape[1] > SLIDING_WINDOW
+    hooks = [hook_name(0, site) for site in ("resid_pre", "resid_mid", "resid_post")]
+    with torch.inference_mode():
+        _, want = full.bridge.run_with_cache(
+            batch.input_ids, attention_mask=batch.attention_mask, names_filter=hooks
+        )
+    for spec in (f"tiny-random-{arch}", str(tmp_path)):
+        cut = load_model(spec, device="cpu", max_layer=0)
+        assert (cut.n_layers, cut.checkpoint_layers) == (1, 2)
+        layer_types = getattr(cut.bridge.original_model.config, "layer_types", None)
+        assert layer_types is None or len(layer_types) == 1
+        with torch.inference_mode():
+            _, got = cut.bridge.run_with_cache(
+                batch.input_ids, attention_mask=batch.attention_mask, names_filter=hooks
+            )
+        for h in hooks:
+            torch.testing.assert_close(got[h], want[h], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_probe_pipeline_runs(loaded, arch, tmp_path):
     config = ProbeConfig(
         model=f"tiny-random-{arch}",
