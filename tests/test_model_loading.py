@@ -284,6 +284,10 @@ def test_truncated_caches_equal_full_ones(tiny_model, small_dataset, tmp_path):
     a = cache_activations(tiny_model, data, hooks, cache_dir=tmp_path / "a", progress=False)
     b = cache_activations(cut, data, hooks, cache_dir=tmp_path / "b", progress=False)
     torch.testing.assert_close(a[hooks[0]], b[hooks[0]], rtol=0, atol=1e-6)
+    # the kept block count is part of the key: the two never share a folder
+    assert (a.key.model_blocks, b.key.model_blocks) == (2, 1)
+    assert a.key.model_fingerprint == b.key.model_fingerprint
+    assert a.key.digest() != b.key.digest()
 
 
 def test_kept_blocks_and_config_cut():

@@ -56,7 +56,8 @@ class CacheKey:
     """Everything that determines the cached numbers; its hash names the folder.
 
     ``model_dtype`` is the dtype the model ran in (the fingerprint names the checkpoint's
-    weights whatever dtype they are loaded in); ``dtype`` the dtype the vectors are stored in.
+    weights whatever dtype they are loaded in); ``dtype`` the dtype the vectors are stored in;
+    ``model_blocks`` the number of blocks loaded (None in keys made before it was recorded).
     """
 
     model_name: str
@@ -69,6 +70,8 @@ class CacheKey:
     per_token: bool
     dtype: str
     model_dtype: str = "float32"
+    # blocks loaded (``load_model(..., max_layer=...)`` loads fewer than the checkpoint has)
+    model_blocks: int | None = None
     format_version: int = FORMAT_VERSION
 
     @classmethod

@@ -438,6 +438,7 @@ def make_job(
         per_token=per_token,
         dtype=str(dtype).removeprefix("torch."),
         model_dtype=str(model.dtype).removeprefix("torch."),
+        model_blocks=model.n_layers,
     )
     folder = (cache_dir or cache_root() / "activations") / key.digest()
     capture = Capture(model, hooks, stop, Budget(batch_size, batch_tokens), per_token, dtype)
