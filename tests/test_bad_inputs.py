@@ -327,6 +327,39 @@ ROWS = [
         [*FAST, "--device", "gpu0"],
         r"unknown device 'gpu0'; use auto, cpu, cuda, cuda:N or mps",
     ),
+    Row("probe-dtype-fp8", PROBE, [*FAST, "--dtype", "fp8"], CHOICE.format("--dtype", "fp8")),
+    Row(
+        "probe-device-map-unknown",
+        PROBE,
+        [*FAST, "--device-map", "everywhere"],
+        CHOICE.format("--device-map", "everywhere"),
+    ),
+    Row(
+        "probe-device-map-with-cpu",
+        PROBE,
+        [*FAST, "--device-map", "auto", "--device", "cpu"],
+        r"device_map 'auto' places the model on the CUDA GPUs itself, so device 'cpu' cannot be "
+        r"honoured: pass --device auto, or drop --device-map",
+    ),
+    Row(
+        "probe-max-memory-without-device-map",
+        PROBE,
+        [*FAST, "--max-memory", "0=70GiB"],
+        r"max_memory is a per-GPU budget for device_map; add --device-map auto",
+    ),
+    Row(
+        "probe-max-memory-malformed",
+        PROBE,
+        [*FAST, "--device-map", "auto", "--max-memory", "0=70GiB,1"],
+        r"cannot read max_memory '0=70GiB,1' at '1': write budgets per device as 0=70GiB,1=70GiB",
+    ),
+    Row(
+        "probe-max-memory-disk",
+        PROBE,
+        [*FAST, "--device-map", "auto", "--max-memory", "0=70GiB,disk=1TB"],
+        r"gives a disk budget, but weights offloaded to disk cannot run under the "
+        r"TransformerBridge",
+    ),
     Row(
         "probe-out-is-a-file",
         PROBE,
@@ -336,6 +369,7 @@ ROWS = [
     ),
     # python -m interp.sae
     Row("sae-layer-99", SAE_CMD, [*SAE, "--layer", "99"], OUT_OF_RANGE, SMALL),
+    Row("sae-dtype-half", SAE_CMD, [*SAE, "--dtype", "half"], CHOICE.format("--dtype", "half")),
     Row(
         "sae-layer-negative",
         SAE_CMD,
