@@ -273,7 +273,6 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
         "base": config.base,
         "base_name": base_name,
         "base_fingerprint": base_fingerprint,
-        "fingerprint": None,  # of the saved checkpoint, as load_model(name) gives it: below
         "identity": identity,
         "config": config.to_dict(),
         "data": {
@@ -292,7 +291,7 @@ def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneR
     with publish_folder(out) as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
-        manifest["fingerprint"] = checkpoint_fingerprint(partial)
+        manifest["fingerprint"] = checkpoint_fingerprint(partial)  # as load_model gives it
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(f"{name}: saved to {out} (loss {run.losses[0]:.3f} -> {run.losses[-1]:.3f})")
