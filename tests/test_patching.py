@@ -287,18 +287,18 @@ def test_result_round_trip_and_figure(tiny_model, tmp_path):
 
 
 def test_resuming_at_the_patched_block_equals_full_passes(tiny_model, monkeypatch):
-    from interp.patching import sweep
+    from interp.patching import runner
 
     source, target = _prompts(tiny_model.tokenizer)
     metric = LogProbDiff.from_text(tiny_model.tokenizer, "Sure, here it is", "I can't")
     kwargs = dict(source_input=source, sites=("resid_mid", "mlp_out"), batch_size=5)
     resumed = patch_sweep(tiny_model, target, metric, progress=False, **kwargs)
-    original_init = sweep._Runner.__init__
+    original_init = runner.Runner.__init__
 
     def full_passes_only(self, *args, **kw):
         original_init(self, *args, **kw)
         self.can_resume = False
 
-    monkeypatch.setattr(sweep._Runner, "__init__", full_passes_only)
+    monkeypatch.setattr(runner.Runner, "__init__", full_passes_only)
     full = patch_sweep(tiny_model, target, metric, progress=False, **kwargs)
     torch.testing.assert_close(resumed.values, full.values, atol=1e-5, rtol=1e-5)

@@ -9,6 +9,7 @@
 
 from interp.patching.metrics import LogProbDiff, Metric, NextTokenKL, ProbeScore, RunOutput
 from interp.patching.result import PatchResult
+from interp.patching.runner import Patch
 from interp.patching.segments import (
     GENERATION_PROMPT,
     Column,
@@ -17,7 +18,7 @@ from interp.patching.segments import (
     align,
     chat_input,
 )
-from interp.patching.sweep import Patch, check_patchable, patch_sweep, source_activations
+from interp.patching.sweep import Sweep, check_patchable, patch_sweep, source_activations
 
 __all__ = [
     "GENERATION_PROMPT",
@@ -31,6 +32,7 @@ __all__ = [
     "PatchResult",
     "ProbeScore",
     "RunOutput",
+    "Sweep",
     "align",
     "chat_input",
     "check_patchable",
