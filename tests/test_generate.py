@@ -135,13 +135,13 @@ def test_greedy_batched_equals_one_at_a_time(tiny_model, tmp_path):
 
 
 def test_greedy_reply_equals_stepwise_decoding_of_the_hooked_model(tiny_model, tmp_path):
-    """Generation (the HF model behind the bridge, with its key-value cache) writes the
+    """Generation (the plain HF model behind the bridge, with its key-value cache) writes the
     reply the hooked model itself would: greedy decoding one full forward pass per token
     gives the same tokens (with transformers' repetition penalty: a logit of a token already
     in the sequence is divided by the penalty when positive, multiplied when negative, which
-    keeps the random model from repeating one token). transformers 5.24 broke this (the
-    bridge's attention modules mishandle its cache: a sensible first token, then one token
-    repeated), hence the upper bound on transformers in pyproject.toml."""
+    keeps the random model from repeating one token). Generation *through* the bridge (with
+    hooks active) is checked against this path in
+    test_hooks_on_the_bridge_act_during_generation."""
     prompt = make_prompts(1)
     config = GenerationConfig(max_new_tokens=8, repetition_penalty=3.0)
     reply = generate(tiny_model, prompt, config, tmp_path / "g.jsonl", progress=False)[0].reply
@@ -385,7 +385,10 @@ def test_plain_model_is_the_hf_model_with_the_bridges_weights(tiny_model):
 def test_hooks_on_the_bridge_act_during_generation(tiny_model, tmp_path, monkeypatch):
     """With a hook on the bridge, generation runs through the bridge and the hook sees every
     forward pass; a no-op hook leaves the greedy replies unchanged (the bridge's attention
-    handles the key-value cache as the plain model does), a steering hook changes them."""
+    handles the key-value cache as the plain model does), a steering hook changes them.
+    transformers 5.24 breaks the no-op case (the bridge's attention modules mishandle its
+    cache: a sensible first token, then garbage), hence the upper bound on transformers in
+    pyproject.toml."""
     prompts = make_prompts(3)
     plain = generate(tiny_model, prompts, GREEDY, tmp_path / "plain.jsonl", progress=False)
     seen = first_block_during_generate(tiny_model, monkeypatch)
