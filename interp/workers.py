@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -101,15 +102,18 @@ def under_torchrun(env: Mapping[str, str] | None = None) -> bool:
     return all(k in env for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-def barrier(split: WorkerSplit) -> None:
+def barrier(split: WorkerSplit, timeout: timedelta | None = None) -> None:
     """Wait until every torchrun worker reaches this point (a gloo process group, opened on
-    first use). Alone, or outside torchrun (a SLURM array), it returns at once."""
+    first use; ``timeout``: how long its operations wait, torch's default 30 minutes else).
+    Alone, or outside torchrun (a SLURM array), it returns at once."""
     if not split.distributed or not under_torchrun():
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo", rank=split.rank, world_size=split.world_size)
+        dist.init_process_group(
+            "gloo", rank=split.rank, world_size=split.world_size, timeout=timeout
+        )
     dist.barrier()
 
 

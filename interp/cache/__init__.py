@@ -10,7 +10,7 @@ The cache folder is named by a hash of those inputs, so the same call reuses it 
 forward pass, a different model or dataset never lands in it, and a folder whose manifest
 disagrees with the request is refused. Shards are written atomically and the order of
 transcripts in shards is deterministic, so an interrupted run resumes at its first missing
-shard. Memory holds one shard of pooled vectors at a time, whatever the dataset's size.
+shard. Memory holds one shard of vectors at a time, whatever the dataset's size.
 
 Nothing is read that was not written. The manifest (version :data:`MANIFEST_VERSION`) records
 each shard's size, BLAKE2b checksum and rows (:class:`ShardRecord`); while a run is under way
@@ -24,26 +24,42 @@ another shard size, and leftovers of cut writes (``.*.tmp``, ``*.partial``). A w
 the folder's lock (:mod:`interp.locks`), so a second process waits and then reuses the cache.
 A folder of an older manifest version is rebuilt, with a message.
 
+A forward pass holds at most ``batch_size`` transcripts and, with ``batch_tokens``, that many
+padded tokens; an out-of-memory error halves both and the run goes on. A per-token cache says
+how much disk it will fill before it starts, and no cache starts without the room for it.
+
+The work can be split over processes (``python -m interp.cache`` under torchrun, a SLURM array
+or ``--rank``/``--world-size``): shard ``i`` holds the same transcripts whatever the number of
+workers, each worker writes its share of the shards beside the others, and a finalize step
+checks every shard and completes the manifest (:mod:`~interp.cache.parallel`).
+
 Modules: :mod:`~interp.cache.key` (what identifies a cache, its errors), :mod:`~interp.cache.shards`
 (shard files, the manifest and their checks), :mod:`~interp.cache.capture` (the forward passes),
-:mod:`~interp.cache.writer` (:func:`cache_activations`), :mod:`~interp.cache.activation_set`
-(reading).
+:mod:`~interp.cache.budget` (batch sizes, out-of-memory back-off, disk),
+:mod:`~interp.cache.writer` (the shard plan, :class:`~interp.cache.writer.CacheJob`,
+:func:`cache_activations`), :mod:`~interp.cache.parallel` (workers and finalize),
+:mod:`~interp.cache.config` (:class:`CacheConfig`, the options of ``python -m interp.cache``),
+:mod:`~interp.cache.activation_set` (reading).
 """
 
 from interp.cache.activation_set import ActivationSet, load_activation_set
+from interp.cache.budget import BatchBackoffWarning, CacheDiskError, CacheMemoryError
 from interp.cache.capture import mean_pool, pad_batch
+from interp.cache.config import CacheConfig
 from interp.cache.key import (
     FORMAT_VERSION,
     MANIFEST,
     MANIFEST_VERSION,
     VERIFY_ENV,
+    CacheIncompleteError,
     CacheIntegrityError,
     CacheKey,
     CacheMismatchError,
     CacheRepairWarning,
 )
+from interp.cache.parallel import finalize, run_cache, write_share
 from interp.cache.shards import ShardRecord
-from interp.cache.writer import cache_activations
+from interp.cache.writer import CacheJob, cache_activations, make_job
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,13 +67,23 @@ __all__ = [
     "MANIFEST_VERSION",
     "VERIFY_ENV",
     "ActivationSet",
+    "BatchBackoffWarning",
+    "CacheConfig",
+    "CacheDiskError",
+    "CacheIncompleteError",
     "CacheIntegrityError",
+    "CacheJob",
     "CacheKey",
+    "CacheMemoryError",
     "CacheMismatchError",
     "CacheRepairWarning",
     "ShardRecord",
     "cache_activations",
+    "finalize",
     "load_activation_set",
+    "make_job",
     "mean_pool",
     "pad_batch",
+    "run_cache",
+    "write_share",
 ]

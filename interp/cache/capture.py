@@ -107,11 +107,10 @@ class Capture:
     per_token: bool
     dtype: torch.dtype
 
-    def _pass(
-        self, batch: Sequence[EncodedTranscript]
-    ) -> tuple[Any, Tensor, Tensor] | None:
-        """The hooks' activations (an ``ActivationCache``) of one left-padded batch with its attention and selection
-        masks; None after an out-of-memory error (the budget was halved: cut again)."""
+    def _pass(self, batch: Sequence[EncodedTranscript]) -> tuple[Any, Tensor, Tensor] | None:
+        """The hooks' activations (an ``ActivationCache``) of one left-padded batch, with its
+        attention and selection masks; None after an out-of-memory error (the budget was
+        halved: cut the batch again)."""
         ids, attention, selection = pad_batch(
             batch, self.model.tokenizer.pad_token_id, self.model.device
         )

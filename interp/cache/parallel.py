@@ -1,0 +1,159 @@
+"""Caching split over processes: each worker writes its share of the shards, one finalize
+step checks them all and completes the manifest.
+
+A work item is a shard of the plan (:class:`~interp.cache.writer.Plan`): transcripts sorted by
+token count and cut every ``shard_size``, so shard ``i`` holds the same transcripts whatever
+the number of workers. Worker ``k`` of ``W`` (:func:`interp.workers.worker_split`: flags,
+torchrun, a SLURM array or SLURM tasks) takes shards ``k, k + W, ...``, keeps each one already
+on disk that passes its checks and writes the others atomically, each with its record.
+
+Locks (:mod:`interp.locks`): workers hold the folder's lock *shared*, so ``W`` of them write
+their disjoint shards at once, and take the plan lock in turn only to read the manifest; the
+first to arrive writes it (incomplete, with the shard size every worker then plans with).
+Finalize holds the folder's lock alone, like a single-process run, so it never overlaps a
+worker: it removes leftovers of cut writes, checks every shard (size, header, shapes, rows,
+the cache key named in its header; checksums too with ``verify``) and writes the complete
+manifest. It changes nothing in a complete cache (run it twice: the second run only checks),
+and refuses a shard of another cache or a missing one: the missing shards are named, and
+running the workers again writes only those.
+
+Under torchrun, worker 0 finalizes after a gloo barrier (:func:`interp.workers.barrier`); the
+tasks of a SLURM array cannot wait for each other, so there finalize is a separate command
+(``--finalize``) run once every task has ended. One worker alone (``W = 1``) runs the job of
+:func:`~interp.cache.writer.cache_activations`, under the folder's lock alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from interp.cache.config import CacheConfig
+from interp.cache.writer import CacheJob, ShareReport, make_job
+from interp.config import model_options
+from interp.data.datasets import load_dataset, subset_groups
+from interp.data.transcripts import Transcript
+from interp.locks import folder_lock
+from interp.models import load_model
+from interp.paths import cache_root
+from interp.workers import WorkerSplit, barrier, close, under_torchrun, worker_split
+
+#: How long torchrun workers wait at the barrier for the slowest one (a resumed run's workers
+#: whose shares are already on disk wait for the others' whole run).
+BARRIER_TIMEOUT = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class CacheOutcome:
+    """What a run of :func:`run_cache` did: this worker's ``share`` (None for ``--finalize``),
+    and whether the cache in ``folder`` is complete (``n_shards`` checked)."""
+
+    split: WorkerSplit
+    folder: Path
+    n_transcripts: int
+    share: ShareReport | None
+    complete: bool
+    n_shards: int | None = None
+
+
+def write_share(job: CacheJob, split: WorkerSplit) -> ShareReport:
+    """Write the missing shards of ``split``'s share, beside the other workers."""
+    with folder_lock(job.folder, shared=True):
+        return job.write_share(split)
+
+
+def finalize(job: CacheJob) -> int:
+    """Check every shard of ``job`` and mark its cache complete (see the module docstring);
+    returns the number of shards. Raises :class:`~interp.cache.key.CacheIncompleteError`
+    naming the shards still missing."""
+    with folder_lock(job.folder):
+        return job.finalize()
+
+
+def read_transcripts(config: CacheConfig) -> list[Transcript]:
+    """The transcripts of ``config``, as the probe pipeline reads its training set (the same
+    ``--max-scenarios`` subset), so both ask for the same cache."""
+    transcripts = load_dataset(config.dataset)
+    if config.max_scenarios is not None:
+        transcripts = subset_groups(transcripts, config.max_scenarios, config.seed)
+    return transcripts
+
+
+def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
+    """Read the data, load the model and make the job of ``config`` (bad input fails before
+    the model loads)."""
+    from interp.probe.controls import CONTROL_HOOK
+
+    transcripts = read_transcripts(config)
+    model = load_model(config.model, **model_options(config))
+    root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    return make_job(
+        model,
+        transcripts,
+        config.hook_names(CONTROL_HOOK),
+        config.tokens,
+        batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
+        max_tokens=config.max_tokens,
+        per_token=config.per_token,
+        dtype=getattr(torch, config.store_dtype),
+        shard_size=config.shard_size,
+        cache_dir=root / "activations",
+        progress=config.progress and split.is_main,
+        verify=config.verify or None,
+    )
+
+
+def _as_worker(job: CacheJob, split: WorkerSplit) -> CacheOutcome:
+    """Write this worker's share; under torchrun, worker 0 then finalizes after the barrier."""
+    share = write_share(job, split)
+    n_shards: int | None = None
+    if under_torchrun():
+        barrier(split, timeout=BARRIER_TIMEOUT)
+        try:
+            if split.is_main:
+                n_shards = finalize(job)
+        finally:
+            close(split)
+    n = len(job.transcripts)
+    return CacheOutcome(split, job.folder, n, share, n_shards is not None, n_shards)
+
+
+def run_cache(config: CacheConfig) -> CacheOutcome:
+    """Run ``config``: finalize only (``finalize``), the whole job in one process, or this
+    worker's share of a split job (see the module docstring)."""
+    split = worker_split(config.rank, config.world_size)
+    job = job_for(config, split)
+    n = len(job.transcripts)
+    if config.finalize:
+        return CacheOutcome(split, job.folder, n, None, True, finalize(job))
+    if split.distributed:
+        return _as_worker(job, split)
+    with folder_lock(job.folder):
+        acts = job.run()
+    return CacheOutcome(split, job.folder, n, None, True, len(acts.shards))
+
+
+def describe(config: CacheConfig, outcome: CacheOutcome) -> str:
+    """The lines ``python -m interp.cache`` prints about ``outcome``."""
+    split, share, lines = outcome.split, outcome.share, []
+    if share is not None:
+        lines.append(
+            f"worker {split.rank} of {split.world_size} ({split.source}): wrote "
+            f"{share.written} of its {share.assigned} shards ({share.n_shards} in the plan) "
+            f"in {share.seconds:.1f} s"
+        )
+    if outcome.complete:
+        lines.append(
+            f"cache complete: {outcome.n_transcripts} transcripts in {outcome.n_shards} shards "
+            f"at {outcome.folder}"
+        )
+    elif split.is_main or not under_torchrun():
+        lines.append(
+            "not finalized yet: once every worker has ended, run the same command with "
+            "--finalize (and without --rank/--world-size)"
+        )
+    return "\n".join(lines)
