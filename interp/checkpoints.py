@@ -12,9 +12,9 @@ applies to a full float32 load (the cache key and the probe record those two sep
 :func:`cut_config` and :func:`truncate_blocks` keep blocks ``0..n-1`` only: a config
 override (``num_hidden_layers`` and the per-layer lists of :data:`PER_LAYER_LISTS`) before
 ``from_pretrained``, which then never reads the other blocks' weights; or, for a model built
-in memory, the block list cut in place. A truncated model's output head is emptied
-(:func:`drop_unembedding`): its logits would mean nothing, and the pass then ends at the
-final norm.
+in memory, the block list cut in place. A model loaded for activations only has its output
+head emptied (:func:`drop_unembedding`): a truncated model's logits would mean nothing, and
+the pass then ends at the final norm.
 """
 
 from __future__ import annotations
@@ -133,10 +133,11 @@ def truncate_blocks(hf_model: Any, kept: int) -> Any:
 
 
 def drop_unembedding(hf_model: Any) -> None:
-    """Empty the output head of a truncated model (in place): its logits would mean nothing
-    (the later blocks are missing), and a full pass through the kept blocks then costs
-    nothing for the vocabulary projection (49k x d_model per token on SmolLM2), so reading
-    the last kept block is as cheap as stopping early. Logits come out with 0 columns."""
+    """Empty the output head of a model that serves activations only (in place): a truncated
+    model's logits would mean nothing (the later blocks are missing), and a full pass then
+    costs nothing for the vocabulary projection (49k x d_model per token on SmolLM2), so
+    reading the last block is as cheap as stopping early (the bridge's ``stop_at_layer``
+    cannot stop after the last block). Logits come out with 0 columns."""
     head = hf_model.get_output_embeddings()
     if head is None:
         return

@@ -183,28 +183,31 @@ def parse_max_memory(text: str) -> dict[int | str, int]:
 def check_model_options(config: Any) -> None:
     """Refuse a config's malformed model loading options (``device``, ``dtype``,
     ``device_map``, ``max_memory``) with a message naming the option and the fix. Only the
-    spelling is checked here; :func:`interp.models.load_model` checks what the machine has."""
+    spelling is checked here; :func:`interp.models.load_model` checks what the machine has.
+    A config without ``device_map``/``max_memory`` fields loads models whole."""
+    device_map = getattr(config, "device_map", "none")
+    max_memory = getattr(config, "max_memory", None)
     if not DEVICE_PATTERN.match(str(config.device)):
         raise ConfigError(f"unknown device {config.device!r}; use auto, cpu, cuda, cuda:N or mps")
     if config.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
-    if config.device_map not in DEVICE_MAPS:
+    if device_map not in DEVICE_MAPS:
         raise ConfigError(
-            f"unknown device_map {config.device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
+            f"unknown device_map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
         )
-    if config.device_map != "none" and config.device not in ("auto", "cuda"):
+    if device_map != "none" and config.device not in ("auto", "cuda"):
         raise ConfigError(
-            f"device_map {config.device_map!r} places the model on the CUDA GPUs itself, so "
+            f"device_map {device_map!r} places the model on the CUDA GPUs itself, so "
             f"device {config.device!r} cannot be honoured: pass --device auto, or drop "
             "--device-map to load the model whole on one device"
         )
-    if config.max_memory is not None:
-        if config.device_map == "none":
+    if max_memory is not None:
+        if device_map == "none":
             raise ConfigError(
                 "max_memory is a per-GPU budget for device_map; add --device-map auto, or "
                 "drop --max-memory"
             )
-        parse_max_memory(config.max_memory)
+        parse_max_memory(max_memory)
 
 
 def model_options(config: Any) -> dict[str, Any]:
@@ -213,8 +216,8 @@ def model_options(config: Any) -> dict[str, Any]:
     return {
         "device": config.device,
         "dtype": config.dtype,
-        "device_map": config.device_map,
-        "max_memory": config.max_memory,
+        "device_map": getattr(config, "device_map", "none"),
+        "max_memory": getattr(config, "max_memory", None),
     }
 
 

@@ -73,6 +73,8 @@ class LoadedModel:
     (caches record those two beside it). ``device`` is where inputs go: the embedding's device
     when the model is split over GPUs (``device_map``). ``n_layers`` counts the blocks loaded;
     ``checkpoint_layers`` those of the checkpoint (more when loaded with ``max_layer``).
+    ``has_logits`` is False for a model loaded with ``max_layer``: it serves activations only,
+    and its output head is emptied (logits come out with 0 columns).
     """
 
     name: str
@@ -85,6 +87,7 @@ class LoadedModel:
     dtype: torch.dtype
     checkpoint_layers: int | None = None
     device_map: dict[str, Any] | None = None
+    has_logits: bool = True
 
     def __post_init__(self) -> None:
         if self.checkpoint_layers is None:
@@ -96,8 +99,8 @@ class LoadedModel:
 
     @property
     def truncated(self) -> bool:
-        """Whether blocks were left out (``max_layer``): such a model reads activations up to
-        its last block, and has no logits (its output head is emptied)."""
+        """Whether blocks were left out (``max_layer`` below the last block): such a model
+        reads activations up to its last block only."""
         return self.n_layers < (self.checkpoint_layers or self.n_layers)
 
     @property
@@ -163,7 +166,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // 4096)
         sample = flat[::step].to("cpu", torch.float32).contiguous().numpy()
-        as64 = flat.to(torch.float64)
+        # numpy's sums, not torch's: torch splits a CPU reduction over its threads, so the
+        # float64 rounding (and the fingerprint) changed with the thread count
+        as64 = flat.to("cpu", torch.float64).numpy()
         stats = (float(as64.sum()), float((as64 * as64).sum()))
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{stats}".encode())
         digest.update(sample.tobytes())
@@ -584,19 +589,22 @@ def load_model(
     ``max_memory`` (``"0=70GiB,1=70GiB"``); a split that would offload weights to the CPU or
     disk is refused before any weight is read. ``max_layer``: load only blocks
     ``0..max_layer`` (enough for hooks up to that layer; their activations equal the full
-    model's). Options are checked against this machine before anything loads.
+    model's); the model then serves activations only (``has_logits`` False: its output head
+    is emptied, so even reading the last block never pays for the vocabulary projection).
+    Options are checked against this machine before anything loads.
     """
     placement = resolve_placement(device, dtype, device_map, max_memory)
     source = _locate(spec)
     model, tokenizer, fingerprint, total = _make(source, placement, max_layer, False)
-    return _truncated(wrap_model(source.name, model, tokenizer, fingerprint, total))
+    loaded = wrap_model(source.name, model, tokenizer, fingerprint, total)
+    return _activations_only(loaded) if max_layer is not None else loaded
 
 
-def _truncated(loaded: LoadedModel) -> LoadedModel:
-    """``loaded``, with its output head emptied when blocks were left out (see
+def _activations_only(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` without logits: its output head emptied (see
     :func:`interp.checkpoints.drop_unembedding`)."""
-    if loaded.truncated:
-        drop_unembedding(loaded.bridge.original_model)
+    drop_unembedding(loaded.bridge.original_model)
+    loaded.has_logits = False
     return loaded
 
 
@@ -607,4 +615,5 @@ def load_dispatched_on_cpu(spec: str = "tiny-random", max_layer: int | None = No
     placement = resolve_placement("cpu", torch.float32)
     source = _locate(spec)
     model, tokenizer, fingerprint, total = _make(source, placement, max_layer, True)
-    return _truncated(wrap_model(source.name, model, tokenizer, fingerprint, total))
+    loaded = wrap_model(source.name, model, tokenizer, fingerprint, total)
+    return _activations_only(loaded) if max_layer is not None else loaded

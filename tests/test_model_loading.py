@@ -251,7 +251,7 @@ def test_a_probe_applied_in_another_dtype_warns(tiny_model, small_dataset, tmp_p
 def test_a_truncated_load_equals_the_full_model_up_to_its_last_block(tiny_model):
     cut = load_model("tiny-random", device="cpu", max_layer=0)
     assert (cut.n_layers, cut.checkpoint_layers, cut.truncated) == (1, 2, True)
-    assert not tiny_model.truncated
+    assert not tiny_model.truncated and tiny_model.has_logits and not cut.has_logits
     assert cut.fingerprint == tiny_model.fingerprint
     assert torch.equal(_resid(cut, 0), _resid(tiny_model, 0))
     ids = cut.tokenizer(TEXT, return_tensors="pt").input_ids
@@ -263,6 +263,16 @@ def test_a_truncated_load_equals_the_full_model_up_to_its_last_block(tiny_model)
         cut.check_layer(1)
     with pytest.raises(HookError, match=r"layer 5 is out of range: this model has 2 blocks"):
         cut.check_layer(5)
+
+
+def test_reading_the_last_block_skips_the_unembedding(tiny_model):
+    """``max_layer`` at the last block keeps every block but no logits: the pass (which the
+    bridge cannot stop after its last block) ends at the final norm."""
+    last = load_model("tiny-random", device="cpu", max_layer=1)
+    assert (last.n_layers, last.truncated, last.has_logits) == (2, False, False)
+    head = last.bridge.original_model.get_output_embeddings()
+    assert head.weight.numel() == 0
+    assert torch.equal(_resid(last, 1), _resid(tiny_model, 1))
 
 
 def test_a_truncated_checkpoint_reads_only_the_kept_blocks(checkpoint, caplog):
