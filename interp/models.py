@@ -154,12 +154,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
-    """A short hash of a model's weights that is cheap on multi-GB checkpoints.
+    """A short hash of the weights of a model in memory (the fingerprint of models a builder
+    makes: tiny test models, :func:`register_model`); a checkpoint on disk is fingerprinted
+    from its files instead (:func:`interp.checkpoints.checkpoint_fingerprint`), without
+    loading it.
 
     Per tensor it hashes the name, shape, dtype, the float64 sum and sum of squares and a
     strided sample of up to 4096 values. Any fine-tuning step, merge or re-initialisation
-    changes the sums; hashing every byte would cost seconds per load on the default model and
-    minutes on a 7B one.
+    changes the sums.
     """
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in sorted(model.state_dict().items()):
