@@ -25,6 +25,7 @@ tasks of a SLURM array cannot wait for each other, so there finalize is a separa
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,8 +49,9 @@ BARRIER_TIMEOUT = timedelta(days=7)
 
 @dataclass(frozen=True)
 class CacheOutcome:
-    """What a run of :func:`run_cache` did: this worker's ``share`` (None for ``--finalize``),
-    and whether the cache in ``folder`` is complete (``n_shards`` checked)."""
+    """What a run of :func:`run_cache` did: this worker's ``share`` (None for ``--finalize``
+    and for a single process), whether the cache in ``folder`` is complete (``n_shards``
+    checked), and the ``seconds`` it took after the model was loaded."""
 
     split: WorkerSplit
     folder: Path
@@ -57,6 +59,7 @@ class CacheOutcome:
     share: ShareReport | None
     complete: bool
     n_shards: int | None = None
+    seconds: float = 0.0
 
 
 def write_share(job: CacheJob, split: WorkerSplit) -> ShareReport:
@@ -109,6 +112,7 @@ def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
 
 def _as_worker(job: CacheJob, split: WorkerSplit) -> CacheOutcome:
     """Write this worker's share; under torchrun, worker 0 then finalizes after the barrier."""
+    started = time.perf_counter()
     share = write_share(job, split)
     n_shards: int | None = None
     if under_torchrun():
@@ -118,8 +122,8 @@ def _as_worker(job: CacheJob, split: WorkerSplit) -> CacheOutcome:
                 n_shards = finalize(job)
         finally:
             close(split)
-    n = len(job.transcripts)
-    return CacheOutcome(split, job.folder, n, share, n_shards is not None, n_shards)
+    n, seconds = len(job.transcripts), time.perf_counter() - started
+    return CacheOutcome(split, job.folder, n, share, n_shards is not None, n_shards, seconds)
 
 
 def run_cache(config: CacheConfig) -> CacheOutcome:
@@ -127,14 +131,16 @@ def run_cache(config: CacheConfig) -> CacheOutcome:
     worker's share of a split job (see the module docstring)."""
     split = worker_split(config.rank, config.world_size)
     job = job_for(config, split)
-    n = len(job.transcripts)
+    n, started = len(job.transcripts), time.perf_counter()
     if config.finalize:
-        return CacheOutcome(split, job.folder, n, None, True, finalize(job))
-    if split.distributed:
+        n_shards = finalize(job)
+    elif split.distributed:
         return _as_worker(job, split)
-    with folder_lock(job.folder):
-        acts = job.run()
-    return CacheOutcome(split, job.folder, n, None, True, len(acts.shards))
+    else:
+        with folder_lock(job.folder):
+            n_shards = len(job.run().shards)
+    seconds = time.perf_counter() - started
+    return CacheOutcome(split, job.folder, n, None, True, n_shards, seconds)
 
 
 def describe(config: CacheConfig, outcome: CacheOutcome) -> str:
@@ -149,7 +155,7 @@ def describe(config: CacheConfig, outcome: CacheOutcome) -> str:
     if outcome.complete:
         lines.append(
             f"cache complete: {outcome.n_transcripts} transcripts in {outcome.n_shards} shards "
-            f"at {outcome.folder}"
+            f"at {outcome.folder} ({outcome.seconds:.1f} s)"
         )
     elif split.is_main or not under_torchrun():
         lines.append(
