@@ -22,7 +22,9 @@ reply up to and including its end-of-turn token, as ``generate`` counts them). T
 the three paths are compared (text, length, why they stopped): greedy decoding must give the
 same replies on every path. ``RATIO interp/hf`` (target >= 0.95) and ``RATIO interp/bridge``
 are the numbers to read. Timings are wall-clock and noisy on a shared CPU: compare ratios from
-one run only.
+one run only. The same ratios by this process's CPU time are printed beside them; on a CPU
+shared with other work they move much less than wall-clock ones (run with ``--threads 1`` there,
+so that CPU time counts no threads waiting for a core).
 
 Defaults (default model, 16 prompts in batches of 8, 64 new tokens, 3 repeats) take a few
 minutes on a 2-core CPU. Quick check of the mechanics:
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,9 +184,12 @@ def setup(config: GenerationBenchConfig) -> Setup:
     return Setup(config, model, hf_model, prompts, batches, kwargs, set(stops))
 
 
-def time_paths(s: Setup) -> tuple[dict[str, list[float]], dict[str, dict[str, Reply]]]:
+def time_paths(
+    s: Setup,
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, Reply]]]:
     """A warm-up batch through each path, then each path ``repeats`` times in rotating order:
-    seconds per run and the replies of the last run."""
+    seconds per run (``wall`` clock and this process's ``cpu`` time) and the replies of the
+    last run."""
     first = [s.prompts[i] for i in s.batches[0][0]]
     s.run_hf(s.batches[:1])
     s.run_interp(first)
@@ -194,6 +200,7 @@ def time_paths(s: Setup) -> tuple[dict[str, list[float]], dict[str, dict[str, Re
         "bridge": lambda: s.run_interp(s.prompts, through_bridge=True),
     }
     times: dict[str, list[float]] = {name: [] for name in PATHS}
+    cpu: dict[str, list[float]] = {name: [] for name in PATHS}
     replies: dict[str, dict[str, Reply]] = {}
     for r in range(s.config.repeats):
         shift = r % len(PATHS)
@@ -202,20 +209,26 @@ def time_paths(s: Setup) -> tuple[dict[str, list[float]], dict[str, dict[str, Re
             def call(name: str = name) -> None:
                 replies[name] = paths[name]()
 
+            started = time.process_time()
             times[name].append(timed(call, s.model.device))
+            cpu[name].append(time.process_time() - started)
         print(
             f"  repeat {r + 1}/{s.config.repeats}: "
-            + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
+            + ", ".join(f"{k} {v[-1]:.2f}s (cpu {cpu[k][-1]:.2f}s)" for k, v in times.items()),
             flush=True,
         )
-    return times, replies
+    return {"wall": times, "cpu": cpu}, replies
 
 
-def summarise(times: dict[str, list[float]], replies: dict[str, dict[str, Reply]]) -> dict:
-    """Medians, tokens per second, ratios and whether the paths' replies agree."""
+def summarise(
+    times: dict[str, dict[str, list[float]]], replies: dict[str, dict[str, Reply]]
+) -> dict:
+    """Medians, tokens per second, ratios (by wall clock and by CPU time) and whether the
+    paths' replies agree."""
     reference = replies["hf"]
     n_tokens = sum(r.n_new_tokens for r in reference.values())
-    median = {name: statistics.median(v) for name, v in times.items()}
+    median = {name: statistics.median(v) for name, v in times["wall"].items()}
+    median_cpu = {name: statistics.median(v) for name, v in times["cpu"].items()}
     rate = {name: n_tokens / m for name, m in median.items()}
     differ = {
         name: sorted(pid for pid in reference if replies[name].get(pid) != reference[pid])
@@ -225,16 +238,19 @@ def summarise(times: dict[str, list[float]], replies: dict[str, dict[str, Reply]
     return {
         "new_tokens": n_tokens,
         "median_s": median,
+        "median_cpu_s": median_cpu,
         "tokens_per_s": rate,
         "ratio_interp_over_hf": rate["interp"] / rate["hf"],
         "ratio_interp_over_bridge": rate["interp"] / rate["bridge"],
+        "cpu_ratio_interp_over_hf": median_cpu["hf"] / median_cpu["interp"],
+        "cpu_ratio_interp_over_bridge": median_cpu["bridge"] / median_cpu["interp"],
         "target_ratio_min": 0.95,
         "replies_identical": not any(differ.values()),
         "differing_prompts": differ,
     }
 
 
-def report(s: Setup, times: dict[str, list[float]], summary: dict) -> str:
+def report(s: Setup, times: dict[str, dict[str, list[float]]], summary: dict) -> str:
     config = s.config
     labels = {
         "hf": "bare hf_model.generate (separate copy)",
@@ -250,16 +266,20 @@ def report(s: Setup, times: dict[str, list[float]], summary: dict) -> str:
     ]
     width = max(len(v) for v in labels.values())
     for name in PATHS:
-        spread = f"{min(times[name]):.2f}-{max(times[name]):.2f}"
+        wall = times["wall"][name]
         lines.append(
-            f"{labels[name]:<{width}} {summary['median_s'][name]:8.2f} s ({spread} s) "
-            f"{summary['tokens_per_s'][name]:8.1f} tokens/s"
+            f"{labels[name]:<{width}} {summary['median_s'][name]:8.2f} s "
+            f"({min(wall):.2f}-{max(wall):.2f} s) {summary['tokens_per_s'][name]:8.1f} tokens/s"
+            f"  cpu {summary['median_cpu_s'][name]:.2f} s"
         )
     same = "identical" if summary["replies_identical"] else "DIFFERENT"
     lines += [
         f"replies of the three paths: {same} {summary['differing_prompts']}",
         f"RATIO interp/hf = {summary['ratio_interp_over_hf']:.3f}  (tokens/s; target >= 0.95)",
         f"RATIO interp/bridge = {summary['ratio_interp_over_bridge']:.3f}",
+        f"by CPU time (less sensitive to other processes): interp/hf = "
+        f"{summary['cpu_ratio_interp_over_hf']:.3f}, interp/bridge = "
+        f"{summary['cpu_ratio_interp_over_bridge']:.3f}",
     ]
     return "\n".join(lines)
 
@@ -276,7 +296,8 @@ def run(config: GenerationBenchConfig) -> Path:
         "generation": asdict(config.generation()),
         "n_prompts": len(s.prompts),
         "n_batches": len(s.batches),
-        "times_s": times,
+        "times_s": times["wall"],
+        "cpu_times_s": times["cpu"],
         **summary,
     }
     out = write_result("generation", config, result, config.out)

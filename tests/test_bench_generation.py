@@ -21,8 +21,10 @@ def test_bench_generation_tiny(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["benchmark"] == "generation" and "transformers" in data["versions"]
     assert data["config"]["out"] == str(out) and data["config"]["max_new_tokens"] == 3
-    assert set(data["times_s"]) == {"hf", "interp", "bridge"}
-    assert all(len(v) == 1 for v in data["times_s"].values())
+    for key in ("times_s", "cpu_times_s", "median_cpu_s"):
+        assert set(data[key]) == {"hf", "interp", "bridge"}
+    assert all(len(v) == 1 for v in [*data["times_s"].values(), *data["cpu_times_s"].values()])
+    assert data["cpu_ratio_interp_over_hf"] > 0
     assert data["n_prompts"] == 3 and data["n_batches"] == 2
     assert data["new_tokens"] == 9  # the random model never ends its turn within 3 tokens
     assert data["replies_identical"] is True
@@ -35,11 +37,14 @@ def test_bench_generation_summary_flags_differing_replies():
     reply = script["Reply"]
     same = {"a": reply("x", 2, "eos"), "b": reply("y", 3, "length")}
     replies = {"hf": same, "interp": dict(same), "bridge": {**same, "b": reply("z", 3, "length")}}
-    times = {"hf": [1.0, 3.0, 2.0], "interp": [2.0], "bridge": [4.0]}
-    summary = script["summarise"](times, replies)
+    wall = {"hf": [1.0, 3.0, 2.0], "interp": [2.0], "bridge": [4.0]}
+    cpu = {"hf": [1.0], "interp": [0.5], "bridge": [2.0]}
+    summary = script["summarise"]({"wall": wall, "cpu": cpu}, replies)
     assert summary["new_tokens"] == 5
     assert summary["tokens_per_s"] == {"hf": 2.5, "interp": 2.5, "bridge": 1.25}
     assert summary["ratio_interp_over_hf"] == 1.0 and summary["ratio_interp_over_bridge"] == 2.0
+    assert summary["cpu_ratio_interp_over_hf"] == 2.0
+    assert summary["cpu_ratio_interp_over_bridge"] == 4.0
     assert summary["replies_identical"] is False
     assert summary["differing_prompts"] == {"interp": [], "bridge": ["b"]}
 

@@ -193,8 +193,9 @@ def stop_token_ids(model: LoadedModel) -> list[int]:
     ids: list[int] = []
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
-    if END_OF_TURN in tokenizer.get_vocab():
-        ids.append(int(tokenizer.convert_tokens_to_ids(END_OF_TURN)))
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)  # the unknown token's id if absent
+    if end_of_turn is not None and tokenizer.convert_ids_to_tokens(end_of_turn) == END_OF_TURN:
+        ids.append(int(end_of_turn))  # (not `in get_vocab()`: that builds a dict of the vocabulary)
     gen_config = getattr(model.bridge.original_model, "generation_config", None)
     extra = getattr(gen_config, "eos_token_id", None)
     if extra is not None:
