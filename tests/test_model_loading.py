@@ -30,7 +30,7 @@ from interp.placement import Placement, PlacementError, plan_device_map, refuse_
 from interp.probe.results import MODEL_DTYPE, ModelDtypeWarning, check_model_dtype
 from interp.probe.score import score_transcripts
 from interp.tiny_models import build_tiny
-from probes import LogisticProbe, ProbeMeta
+from probes import LogisticProbe, Probe, ProbeMeta
 
 TEXT = "Reasoning: the buyer deserves the truth.\nAnswer: I will tell them about the flood."
 
@@ -231,6 +231,8 @@ def test_a_probe_applied_in_another_dtype_warns(tiny_model, small_dataset, tmp_p
     probe = LogisticProbe(meta=meta, c=1.0).fit(
         torch.randn(20, tiny_model.d_model), torch.tensor([0, 1] * 10)
     )
+    probe = Probe.load(probe.save(tmp_path / "probe"))  # the dtype travels with the probe
+    assert probe.meta.extra[MODEL_DTYPE] == "float32"
     with warnings.catch_warnings():
         warnings.simplefilter("error", ModelDtypeWarning)
         check_model_dtype(probe, "float32")
