@@ -21,7 +21,7 @@ that another process replaced since.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,22 +91,6 @@ class CheckedShard:
             raise CacheIntegrityError(f"{self.path} cannot be read ({err}); {READ_FIX}") from None
 
 
-class _Pooled(Mapping[str, Tensor]):
-    """``acts.pooled``: a read-only mapping hook -> ``acts[hook]`` (read on first use)."""
-
-    def __init__(self, acts: ActivationSet) -> None:
-        self._acts = acts
-
-    def __getitem__(self, hook: str) -> Tensor:
-        return self._acts[hook]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._acts.hooks)
-
-    def __len__(self) -> int:
-        return len(self._acts.hooks)
-
-
 @dataclass
 class ActivationSet:
     """Pooled activations of a dataset, read from a cache folder on demand (see the module).
@@ -143,11 +127,6 @@ class ActivationSet:
     def shards(self) -> tuple[str, ...]:
         """The shard file names, in the manifest's order."""
         return tuple(s.path.name for s in self.checked)
-
-    @property
-    def pooled(self) -> Mapping[str, Tensor]:
-        """Every hook's matrix by name, each read on first use (as ``acts[hook]``)."""
-        return _Pooled(self)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -292,7 +271,7 @@ def load_complete(
     check_coverage(records, n, folder / MANIFEST)
     if len(manifest.get("ids", [])) != n:
         raise Damage(f"{folder / MANIFEST} lists {len(manifest.get('ids', []))} ids, not {n}")
-    layout = Layout(key.hooks, d_model, key.per_token)
+    layout = Layout(key.hooks, d_model, key.per_token, key.digest())
     shards, stats = _check_shards(folder, records, layout, n, full)
     return ActivationSet(
         path=folder,

@@ -70,13 +70,23 @@ def report_set(
     )
 
 
+def random_directions(d: int, n: int, seed: int) -> Float[Tensor, "d n"]:
+    """The ``n`` random directions of the control (Gaussian: uniform once normalised; their
+    length does not change an AUROC)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(d, n, generator=gen)
+
+
 def random_direction_aurocs(
     X: Float[Tensor, "n d"], y: Tensor, n: int, seed: int
 ) -> tuple[float, float]:
     """Mean AUROC of ``n`` random unit directions, and the 95th percentile of max(a, 1-a)."""
-    gen = torch.Generator().manual_seed(seed)
-    directions = torch.randn(X.shape[1], n, generator=gen)
-    scores = (X.cpu() @ directions).T
+    return direction_aurocs((X.cpu() @ random_directions(X.shape[1], n, seed)).T, y)
+
+
+def direction_aurocs(scores: Float[Tensor, "k n"], y: Tensor) -> tuple[float, float]:
+    """Mean AUROC of each row of ``scores`` (one direction's projections of the ``n`` rows)
+    against ``y``, and the 95th percentile of max(a, 1-a)."""
     values = [auroc(y, s) for s in scores]
     folded = sorted(max(v, 1 - v) for v in values)
     return statistics.fmean(values), folded[min(len(folded) - 1, int(0.95 * len(folded)))]

@@ -7,6 +7,10 @@ fine-tuning and SAEs share); fit one probe per layer on the training scenarios (
 by cross-validation over training scenarios unless given); evaluate on held-out scenarios
 beside the controls of :mod:`interp.probe.controls`; save the run
 (:mod:`interp.probe.report`).
+
+A hook whose in-memory fit would pass :data:`MAX_IN_MEMORY_BYTES` (:func:`in_memory_bytes`) is
+fitted, and its C chosen, streaming from the cache shard by shard (:mod:`probes.streaming`:
+the same objective, folds and grid); a set whose vectors pass it is scored the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +35,31 @@ from interp.hooks import hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
-from interp.probe.controls import CONTROL_HOOK, random_direction_aurocs, report_set
+from interp.probe.controls import (
+    CONTROL_HOOK,
+    direction_aurocs,
+    random_direction_aurocs,
+    random_directions,
+    report_set,
+)
 from interp.probe.results import MODEL_DTYPE, LayerResult, ProbeRun
 from probes import Probe, ProbeMeta, auroc, fit_per_layer, make_probe
 from probes.batched import select_c_many
 from probes.metrics import threshold_at_fpr
+from probes.streaming import fit_streaming, select_c_streaming
+
+#: Memory budget (bytes) of one hook's in-memory fit or scoring: above it, the pipeline
+#: streams that hook from the cache instead (same results up to floating-point sums).
+MAX_IN_MEMORY_BYTES = 2 << 30
+
+
+def in_memory_bytes(n_rows: int, n_train: int, d: int, select_c: bool) -> int:
+    """Estimated peak of fitting one hook in memory: its ``n_rows x d`` float32 matrix, then
+    ``LogisticProbe``'s float64 standardised training rows and a float64 temporary of the same
+    size; choosing C by the batched dual solver adds three float64 ``n_train x n_train``
+    matrices for each of up to 4 folds."""
+    fit = 4 * n_rows * d + 16 * n_train * d
+    return max(fit, 96 * n_train * n_train) if select_c else fit
 
 
 @dataclass
@@ -106,10 +131,19 @@ class ProbeFitter:
         y: Tensor,
         train: Tensor,
         groups: Sequence[str],
+        max_in_memory_bytes: int = MAX_IN_MEMORY_BYTES,
     ) -> None:
         self.config, self.model, self.acts = config, model, acts
         self.y, self.train, self.groups = y, train, groups
+        self.max_in_memory_bytes = max_in_memory_bytes
         self.chosen_c: dict[str, float] = {}
+
+    def streams(self, hook: str) -> bool:
+        """Whether ``hook`` is fitted streaming from the cache: its in-memory fit
+        (:func:`in_memory_bytes`) would pass the budget."""
+        select = self.config.probe == "logistic" and self.config.c is None
+        need = in_memory_bytes(len(self.acts), len(self.train), self.acts.d_model, select)
+        return need > self.max_in_memory_bytes
 
     def new_probe(self, hook: str) -> Probe:
         """An unfitted probe for ``hook`` (logistic C chosen by group cross-validation over
@@ -126,33 +160,73 @@ class ProbeFitter:
 
     def select_c(self, hooks: Sequence[str]) -> dict[str, float]:
         """C of every hook's logistic probe by group cross-validation over the training
-        scenarios, all hooks x folds x grid in one batched solve (:func:`select_c_many`)."""
+        scenarios, all hooks x folds x grid in one batched solve (:func:`select_c_many`);
+        a hook that :meth:`streams` by :func:`select_c_streaming` over the same folds."""
         device = self.model.device
         train_groups = [self.groups[i] for i in self.train.tolist()]
-        chosen = select_c_many(
-            {h: self.acts[h][self.train].to(device) for h in hooks},
-            self.y[self.train].to(device),
-            train_groups,
-            n_folds=min(4, len(set(train_groups))),
-            seed=self.config.seed,
-        )
-        return {h: best for h, (best, _) in chosen.items()}
+        n_folds = min(4, len(set(train_groups)))
+        chosen: dict[str, float] = {}
+        in_memory = [h for h in hooks if not self.streams(h)]
+        if in_memory:
+            batched = select_c_many(
+                {h: self.acts[h][self.train].to(device) for h in in_memory},
+                self.y[self.train].to(device),
+                train_groups,
+                n_folds=n_folds,
+                seed=self.config.seed,
+            )
+            chosen.update({h: best for h, (best, _) in batched.items()})
+        for h in hooks:
+            if h not in chosen:
+                read = partial(self.acts.blocks, h)
+                chosen[h], _ = select_c_streaming(
+                    read,
+                    self.y,
+                    self.train,
+                    train_groups,
+                    n_folds=n_folds,
+                    seed=self.config.seed,
+                    device=device,
+                )
+        return {h: chosen[h] for h in hooks}
 
     def fit(self, hooks: Sequence[str]) -> dict[str, Probe]:
         device = self.model.device
         todo = [h for h in hooks if h not in self.chosen_c]
         if self.config.probe == "logistic" and self.config.c is None and todo:
             self.chosen_c.update(self.select_c(todo))
-        features = {h: self.acts[h].to(device) for h in hooks}
+        features = {h: self.acts[h].to(device) for h in hooks if not self.streams(h)}
         # The final probes: LogisticProbe itself (one fit per layer), so the run's probes are
         # bit-for-bit those of the per-layer path; the batched solver's optimum differs in the
         # 6th digit (tighter stopping rule), enough to move a printed third decimal.
-        return fit_per_layer(features, self.y.to(device), self.train.to(device), self.new_probe)
+        fitted = fit_per_layer(features, self.y.to(device), self.train.to(device), self.new_probe)
+        for h in hooks:
+            if h not in fitted:  # the same Newton iterations, streamed from the cache
+                read = partial(self.acts.blocks, h)
+                fitted[h] = fit_streaming(self.new_probe(h), read, self.y, self.train, device)
+        return {h: fitted[h] for h in hooks}
 
 
-def scores_of(probe: Probe, hook: str, acts: ActivationSet, rows: Tensor) -> Tensor:
-    """The probe's scores of ``rows`` of ``acts`` (on the probe's device, returned on CPU)."""
-    return probe.score(acts[hook][rows].to(probe.direction.device)).cpu()
+def scores_of(
+    probe: Probe, hook: str, acts: ActivationSet, rows: Tensor, budget: int = MAX_IN_MEMORY_BYTES
+) -> Tensor:
+    """The probe's scores of ``rows`` of ``acts`` (on the probe's device, returned on CPU);
+    read block by block from the cache when ``acts[hook]`` would pass ``budget`` bytes."""
+    device = probe.direction.device
+    if acts.nbytes(hook) <= budget:
+        return probe.score(acts[hook][rows].to(device)).cpu()
+    return acts.map_rows(hook, rows, lambda X: probe.score(X.to(device)).cpu())
+
+
+def random_control(s: Scored, hook: str, config: ProbeConfig) -> tuple[float, float]:
+    """The random-direction control on the held-out rows (streamed past the budget)."""
+    if s.acts.nbytes(hook) <= s.budget:
+        return random_direction_aurocs(
+            s.acts[hook][s.test], s.y[s.test], config.n_random, config.seed
+        )
+    directions = random_directions(s.acts.d_model, config.n_random, config.seed)
+    projected = s.acts.map_rows(hook, s.test, lambda X: X.cpu() @ directions)
+    return direction_aurocs(projected.T, s.y[s.test])
 
 
 @dataclass
@@ -166,6 +240,7 @@ class Scored:
     test: Tensor
     control_acts: ActivationSet | None
     eval_acts: ActivationSet | None
+    budget: int = MAX_IN_MEMORY_BYTES  # bytes of one hook's vectors read in memory
 
     @property
     def test_transcripts(self) -> list[Transcript]:
@@ -177,15 +252,13 @@ def evaluate_layer(
 ) -> LayerResult:
     """Held-out metrics of one layer's probe with its random-direction control, its recall at
     the control set's 1%-FPR threshold and its eval-set metrics."""
-    test_scores = scores_of(probe, hook, s.acts, s.test)
-    rand_mean, rand_p95 = random_direction_aurocs(
-        s.acts[hook][s.test], s.y[s.test], config.n_random, config.seed
-    )
+    test_scores = scores_of(probe, hook, s.acts, s.test, s.budget)
+    rand_mean, rand_p95 = random_control(s, hook, config)
     result = LayerResult(
         layer=layer,
         hook=hook,
         c=c,
-        train_auroc=auroc(s.y[s.train], scores_of(probe, hook, s.acts, s.train)),
+        train_auroc=auroc(s.y[s.train], scores_of(probe, hook, s.acts, s.train, s.budget)),
         test=report_set(
             test_scores, s.test_transcripts, s.acts, s.test, probe.threshold, config.seed
         ),
@@ -194,7 +267,8 @@ def evaluate_layer(
     )
     if s.control_acts is not None:
         all_rows = torch.arange(len(s.data.control))
-        threshold = threshold_at_fpr(scores_of(probe, hook, s.control_acts, all_rows), 0.01)
+        control_scores = scores_of(probe, hook, s.control_acts, all_rows, s.budget)
+        threshold = threshold_at_fpr(control_scores, 0.01)
         probe.meta.extra["threshold_1pct_fpr_on_control"] = threshold
         y_test = s.y[s.test]
         positives, negatives = test_scores[y_test == 1], test_scores[y_test == 0]
@@ -203,7 +277,7 @@ def evaluate_layer(
     if s.eval_acts is not None:
         rows = torch.arange(len(s.data.eval))
         result.eval = report_set(
-            scores_of(probe, hook, s.eval_acts, rows),
+            scores_of(probe, hook, s.eval_acts, rows, s.budget),
             s.data.eval,
             s.eval_acts,
             rows,
@@ -331,7 +405,8 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     y = torch.tensor([t.label for t in data.train])
     groups = [t.group for t in data.train]
     train, test = data.train_rows, data.test_rows
-    fitter = ProbeFitter(config, model, acts, y, train, groups)
+    budget = MAX_IN_MEMORY_BYTES  # read at call time, so a caller (or test) can lower it
+    fitter = ProbeFitter(config, model, acts, y, train, groups, max_in_memory_bytes=budget)
     s = Scored(
         data,
         acts,
@@ -342,11 +417,12 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
             cache_activations(model, data.control, hooks, **cache_kwargs) if data.control else None
         ),
         eval_acts=cache_activations(model, data.eval, hooks, **cache_kwargs) if data.eval else None,
+        budget=budget,
     )
     fitted = fitter.fit([CONTROL_HOOK, *hooks])  # every C chosen in one batched solve
     layer0_probe = fitted[CONTROL_HOOK]
     layer0 = report_set(
-        scores_of(layer0_probe, CONTROL_HOOK, acts, test),
+        scores_of(layer0_probe, CONTROL_HOOK, acts, test, budget),
         s.test_transcripts,
         acts,
         test,
