@@ -8,7 +8,7 @@ from transformer_lens.model_bridge.generalized_components.base import Generalize
 from interp.data.datasets import build_consistency
 from interp.data.transcripts import load_transcripts, transcript_from_dict
 from interp.hooks import hook_name
-from interp.models import LoadedModel, build_tiny_random, check_architecture, weights_fingerprint
+from interp.models import build_tiny_random
 from interp.text.generation import (
     GenerationConfig,
     GenerationError,
@@ -415,37 +415,14 @@ def test_hooks_on_the_bridge_act_during_generation(tiny_model, tmp_path, monkeyp
     assert [t.reply for t in steered] != [t.reply for t in plain]
 
 
-def dispatched_tiny_model() -> LoadedModel:
-    """The tiny model dispatched by accelerate over a per-module all-CPU device map with its
-    hooks forced on, as a split over GPUs would be, then booted like ``load_model`` boots."""
-    from accelerate import dispatch_model
-    from transformer_lens.model_bridge import TransformerBridge
-
-    hf, tokenizer = build_tiny_random()
-    hf.eval()
-    check_architecture(hf)
-    fingerprint = weights_fingerprint(hf)
-    tokenizer.padding_side = "left"
-    names = [f"model.{n}" for n, _ in hf.model.named_children() if n != "layers"]
-    names += [f"model.layers.{i}" for i in range(len(hf.model.layers))] + ["lm_head"]
-    dispatch_model(hf, device_map=dict.fromkeys(names, "cpu"), force_hooks=True)
-    bridge = TransformerBridge.boot_transformers(
-        "tiny-random", hf_model=hf, tokenizer=tokenizer, device=torch.device("cpu")
-    )
-    bridge.eval()
-    cfg = bridge.cfg
-    return LoadedModel(
-        "tiny-random", bridge, tokenizer, cfg.n_layers, cfg.d_model, fingerprint,
-        torch.device("cpu"), torch.float32,
-    )  # fmt: skip
-
-
-def test_dispatched_model_generates_the_same_replies(tiny_model, tmp_path, monkeypatch):
+def test_dispatched_model_generates_the_same_replies(
+    tiny_model, dispatched_tiny, tmp_path, monkeypatch
+):
     """A model dispatched with accelerate (``device_map``) generates the undispatched model's
     greedy replies, through accelerate's hooks, on the plain path and through the bridge."""
     from accelerate.hooks import AlignDevicesHook
 
-    dispatched = dispatched_tiny_model()
+    dispatched = dispatched_tiny
     assert dispatched.fingerprint == tiny_model.fingerprint
     assert hasattr(dispatched.bridge.original_model, "hf_device_map")
     moved = {"n": 0}
