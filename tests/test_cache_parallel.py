@@ -300,6 +300,27 @@ def test_per_token_cache_states_its_disk_use_first(tiny_model, data, tmp_path, c
     assert abs(estimate - stored) / stored < 0.02, (estimate, stored)
 
 
+def test_per_token_shards_cut_by_tokens_hold_the_same_vectors(tiny_model, data, tmp_path):
+    """``shard_tokens`` bounds the selected tokens of a shard (its memory before it is
+    written): shards are cut earlier, the vectors are those of shards cut by count."""
+    by_count = cache_activations(
+        tiny_model, data, HOOKS, cache_dir=tmp_path / "a", per_token=True, **KW
+    )
+    by_tokens = cache_activations(
+        tiny_model, data, HOOKS, cache_dir=tmp_path / "b", per_token=True, shard_tokens=60, **KW
+    )
+    manifest = json.loads((by_tokens.path / MANIFEST).read_text())
+    assert manifest["shard_tokens"] == 60 and len(manifest["shards"]) > 6
+    n_selected = by_tokens.n_selected.tolist()
+    for record in manifest["shards"]:
+        tokens = sum(n_selected[r] for r in record["rows"])
+        assert len(record["rows"]) <= 4 and (tokens <= 60 or len(record["rows"]) == 1)
+    for hook in HOOKS:
+        torch.testing.assert_close(by_tokens[hook], by_count[hook], atol=1e-5, rtol=1e-5)
+        for ours, theirs in zip(by_tokens.per_token(hook), by_count.per_token(hook), strict=True):
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_a_cache_larger_than_the_free_disk_is_refused_before_any_pass(
     tiny_model, data, tmp_path, monkeypatch, count_passes
 ):

@@ -96,6 +96,14 @@ class CacheConfig:
     shard_size: int = field(
         default=256, metadata={"help": "transcripts per shard file (a work item of a worker)"}
     )
+    shard_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "also cut a shard before its selected tokens exceed this (bounds the memory "
+            "of a --per-token shard, held until it is written)",
+            "default_text": "no limit",
+        },
+    )
     rank: int | None = field(
         default=None,
         metadata={"help": "this worker's number (default: torchrun's or SLURM's, else 0)"},
@@ -140,7 +148,7 @@ class CacheConfig:
             raise ConfigError(
                 f"unknown store_dtype {self.store_dtype!r}; choose one of {', '.join(STORE_DTYPES)}"
             )
-        for name in ("max_tokens", "batch_size", "shard_size", "batch_tokens"):
+        for name in ("max_tokens", "batch_size", "shard_size", "batch_tokens", "shard_tokens"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), low=1, integer=True)
         check_number("seed", self.seed, low=0, integer=True)

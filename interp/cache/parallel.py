@@ -104,6 +104,7 @@ def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
         per_token=config.per_token,
         dtype=getattr(torch, config.store_dtype),
         shard_size=config.shard_size,
+        shard_tokens=config.shard_tokens,
         cache_dir=root / "activations",
         progress=config.progress and split.is_main,
         verify=config.verify or None,

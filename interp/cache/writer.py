@@ -172,9 +172,36 @@ def _usable_shards(
 
 
 @dataclass(frozen=True)
+class ShardCut:
+    """Where shards are cut: after ``size`` transcripts, or earlier when the next transcript
+    would bring the shard's selected tokens over ``tokens`` (for per-token caches, whose
+    shard is held in memory until it is written; a transcript alone may exceed it)."""
+
+    size: int
+    tokens: int | None = None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> ShardCut:
+        return cls(int(manifest["shard_size"]), manifest.get("shard_tokens"))
+
+    def cut(self, order: Sequence[int], n_selected: Sequence[int]) -> list[tuple[int, ...]]:
+        shards: list[tuple[int, ...]] = []
+        current: list[int] = []
+        tokens = 0
+        for row in order:
+            over = self.tokens is not None and tokens + n_selected[row] > self.tokens
+            if current and (len(current) == self.size or over):
+                shards.append(tuple(current))
+                current, tokens = [], 0
+            current.append(row)
+            tokens += n_selected[row]
+        return [*shards, tuple(current)] if current else shards
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Which rows each shard holds: transcripts sorted by token count (``lengths``), cut every
-    ``shard_size``. It depends on the transcripts and the shard size only, never on how many
+    """Which rows each shard holds: transcripts sorted by token count (``lengths``), cut as
+    :class:`ShardCut` says. It depends on the transcripts and the cut only, never on how many
     workers share the job. ``n_selected`` counts each row's selected tokens (for the disk
     estimate of a per-token cache)."""
 
@@ -215,7 +242,7 @@ class CacheJob:
     key: CacheKey
     folder: Path
     capture: Capture
-    shard_size: int
+    shard_cut: ShardCut
     full: bool
     progress: bool
 
@@ -228,7 +255,7 @@ class CacheJob:
             self.model.tokenizer, self.transcripts[i], self.key.tokens, self.key.max_tokens
         )
 
-    def plan(self, shard_size: int) -> Plan:
+    def plan(self, cut: ShardCut) -> Plan:
         """The shard plan. Only counts are kept for the whole dataset; token ids are made
         again shard by shard, so memory does not grow with the number of transcripts."""
         lengths, selected = [], []
@@ -237,11 +264,10 @@ class CacheJob:
             lengths.append(len(encoded.input_ids))
             selected.append(len(encoded.selected))
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        shards = [tuple(order[i : i + shard_size]) for i in range(0, len(order), shard_size)]
-        return Plan(shards, lengths, selected)
+        return Plan(cut.cut(order, selected), lengths, selected)
 
     def manifest(
-        self, shard_size: int, records: dict[int, ShardRecord], status: str
+        self, cut: ShardCut, records: dict[int, ShardRecord], status: str
     ) -> dict[str, Any]:
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -249,7 +275,8 @@ class CacheJob:
             "key": asdict(self.key),
             "d_model": self.model.d_model,
             "ids": [t.id for t in self.transcripts],
-            "shard_size": shard_size,
+            "shard_size": cut.size,
+            "shard_tokens": cut.tokens,
             "stop_at_layer": self.capture.stop,
             "versions": library_versions(),
             "shards": [records[i].to_json() for i in sorted(records)],
@@ -276,18 +303,18 @@ class CacheJob:
 
     def _check(
         self, manifest: dict[str, Any] | None, split: WorkerSplit | None = None
-    ) -> tuple[int, Plan, dict[int, ShardRecord], list[int]]:
-        """The shard size (a resumed run keeps the first run's, or its shards would not line
+    ) -> tuple[ShardCut, Plan, dict[int, ShardRecord], list[int]]:
+        """The shard cut (a resumed run keeps the first run's, or its shards would not line
         up), the plan, the usable shards among those checked (``split``'s share, default all)
         and the checked shards still to write."""
-        shard_size = int(manifest["shard_size"]) if manifest is not None else self.shard_size
-        plan = self.plan(shard_size)
+        cut = ShardCut.of(manifest) if manifest is not None else self.shard_cut
+        plan = self.plan(cut)
         items = list(split.items(len(plan.shards))) if split else list(range(len(plan.shards)))
         checked = items if split else None  # None: every shard, strays removed
         records = _usable_shards(
             self.folder, manifest, plan.shards, self.layout, self.full, checked
         )
-        return shard_size, plan, records, [i for i in items if i not in records]
+        return cut, plan, records, [i for i in items if i not in records]
 
     def _write(self, plan: Plan, records: dict[int, ShardRecord], todo: Sequence[int]) -> None:
         """Write the shards ``todo`` (each with its record), after checking the disk has room
@@ -314,8 +341,8 @@ class CacheJob:
             records[i] = write_shard(self.folder, i, tensors, self.key.digest())
         bar.close()
 
-    def _complete(self, shard_size: int, records: dict[int, ShardRecord]) -> None:
-        self.manifest(shard_size, records, "complete")
+    def _complete(self, cut: ShardCut, records: dict[int, ShardRecord]) -> None:
+        self.manifest(cut, records, "complete")
         for path in self.folder.glob("shard-*.json"):
             path.unlink(missing_ok=True)
 
@@ -328,10 +355,10 @@ class CacheJob:
                 return load_complete(self.folder, manifest, self.key, self.full)
             except Damage as err:
                 _repair(f"{err}; rebuilding what is damaged")
-        shard_size, plan, records, todo = self._check(manifest)
-        self.manifest(shard_size, records, "incomplete")
+        cut, plan, records, todo = self._check(manifest)
+        self.manifest(cut, records, "incomplete")
         self._write(plan, records, todo)
-        self._complete(shard_size, records)
+        self._complete(cut, records)
         return load_activation_set(self.folder, expect=self.key, verify=False)
 
     def _claim(self) -> dict[str, Any] | None:
@@ -340,7 +367,7 @@ class CacheJob:
         same shards; a complete cache whose shards all pass returns None (nothing to do)."""
         manifest = _resume_manifest(self.folder, self.key, orphans=False)
         if manifest is None:
-            return self.manifest(self.shard_size, {}, "incomplete")
+            return self.manifest(self.shard_cut, {}, "incomplete")
         if manifest.get("status") == "complete":
             if self._verified(manifest):
                 return None
@@ -371,13 +398,15 @@ class CacheJob:
         if manifest is None:
             raise CacheIncompleteError(
                 f"{self.folder} holds no shard of this cache yet: run the caching workers "
-                "first (the same command without --finalize), then finalize"
+                "first (the same command without --finalize), then finalize with the same "
+                "options (--dtype included: auto is bfloat16 on a GPU but float32 on the CPU, "
+                "and the model's dtype is part of the cache's key)"
             )
         if self._verified(manifest):
             return len(manifest["shards"])
-        shard_size, plan, records, todo = self._check(manifest)
+        cut, plan, records, todo = self._check(manifest)
         if todo:
-            self.manifest(shard_size, records, "incomplete")
+            self.manifest(cut, records, "incomplete")
             names = [shard_name(i) for i in todo]
             raise CacheIncompleteError(
                 f"{self.folder}: {len(todo)} of {len(plan.shards)} shards are missing or were "
@@ -385,7 +414,7 @@ class CacheJob:
                 "caching workers again with the same options (each writes only what is "
                 "missing of its share), then finalize"
             )
-        self._complete(shard_size, records)
+        self._complete(cut, records)
         return len(plan.shards)
 
 
@@ -417,6 +446,7 @@ def make_job(
     per_token: bool = False,
     dtype: torch.dtype = torch.float32,
     shard_size: int = 256,
+    shard_tokens: int | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
     verify: bool | None = None,
@@ -424,8 +454,9 @@ def make_job(
     """The :class:`CacheJob` of a request (arguments as :func:`cache_activations`), checked
     before any work: its key, and so its folder, and how batches are cut."""
     tokens, hooks = _check_request(transcripts, hooks, tokens)
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    for name, value in (("shard_size", shard_size), ("shard_tokens", shard_tokens)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     stop = stop_layer(hooks, model.n_layers)
     key = CacheKey(
         model_name=model.name,
@@ -443,7 +474,14 @@ def make_job(
     folder = (cache_dir or cache_root() / "activations") / key.digest()
     capture = Capture(model, hooks, stop, Budget(batch_size, batch_tokens), per_token, dtype)
     return CacheJob(
-        model, transcripts, key, folder, capture, shard_size, full_check(verify), progress
+        model,
+        transcripts,
+        key,
+        folder,
+        capture,
+        ShardCut(shard_size, shard_tokens),
+        full_check(verify),
+        progress,
     )
 
 
@@ -459,6 +497,7 @@ def cache_activations(
     per_token: bool = False,
     dtype: torch.dtype = torch.float32,
     shard_size: int = 256,
+    shard_tokens: int | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
     verify: bool | None = None,
@@ -472,6 +511,8 @@ def cache_activations(
     A forward pass holds at most ``batch_size`` transcripts and, with ``batch_tokens``, at
     most that many padded tokens; after an out-of-memory error both are halved and the run
     goes on (:mod:`interp.cache.budget`). Neither changes which transcripts a shard holds.
+    A shard holds ``shard_size`` transcripts, or fewer when ``shard_tokens`` caps its selected
+    tokens (a per-token shard is held in memory until it is written).
 
     What the folder already holds is checked first (see :func:`load_activation_set`;
     ``verify=True`` or ``INTERP_CACHE_VERIFY=1`` compares checksums too): a damaged file is
@@ -490,6 +531,7 @@ def cache_activations(
         per_token=per_token,
         dtype=dtype,
         shard_size=shard_size,
+        shard_tokens=shard_tokens,
         cache_dir=cache_dir,
         progress=progress,
         verify=verify,
