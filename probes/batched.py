@@ -24,11 +24,13 @@ hundreds to thousands of iterations to reach the precision that reproduces
 Batching: for one C, every (feature set, fold) system is solved in one batched Cholesky
 (systems of different sizes are zero-padded and masked). The C grid is walked in ascending
 order, each C warm-started from the previous C's solution (a regularisation path), which
-roughly halves the Newton steps. Feature sets are processed in chunks that keep the kernels
-under ``memory_bytes``. The stopping rule is ``||grad||_2 / n < tol`` on the probe's
-objective divided by ``c n`` (the 2-norm bounds the max-norm ``LogisticProbe`` uses), with
-``tol`` 1e-8 by default, tighter than the probe's 1e-6, so both land on the same optimum.
-Everything runs on the device of the features (GPU if they are there).
+roughly halves the Newton steps. The gradient is checked before each step, and only the
+systems that have not yet met the tolerance are factorised. Feature sets are processed in
+chunks that keep the kernels under ``memory_bytes``. The stopping rule is ``||grad||_2 / n <
+tol`` on the probe's objective divided by ``c n`` (the 2-norm bounds the max-norm
+``LogisticProbe`` uses), with ``tol`` 1e-8 by default, tighter than the probe's 1e-6, so
+both land on the same optimum. Everything runs on the device of the features (GPU if they
+are there).
 """
 
 from __future__ import annotations
@@ -94,47 +96,62 @@ def _objective(s: Tensor, y: Tensor, mask: Tensor, quad: Tensor, u: Tensor) -> T
     return (mask * loss).sum(1) + 0.5 * u * quad
 
 
-def _newton_step(blk: _Block, alpha: Tensor, s: Tensor, u: Tensor) -> tuple[Tensor, ...]:
-    """The exact Newton direction ``(d_alpha, d_b, d_s)`` and the gradient norm over n."""
-    K, mask = blk.K, blk.mask
+def _gradient(blk: _Block, alpha: Tensor, s: Tensor, u: Tensor) -> tuple[Tensor, ...]:
+    """``(r, root, v, Kv, grad)``: residuals, ``sqrt(p(1-p))``, ``r + u alpha`` and its
+    kernel image, and the stopping rule's gradient norm over n, per system."""
     p = torch.sigmoid(s)
-    r = mask * (p - blk.y)
-    root = (mask * p * (1 - p)).sqrt()
+    r = blk.mask * (p - blk.y)
+    root = (blk.mask * p * (1 - p)).sqrt()
     v = r + u[:, None] * alpha
-    Kv = (K @ v[..., None])[..., 0]
-    n = mask.sum(1)
-    grad = ((v * Kv).sum(1).clamp_min(0) + r.sum(1) ** 2).sqrt() / n
-    M = K * root[:, :, None]
-    M.mul_(root[:, None, :])
-    M.diagonal(dim1=1, dim2=2).add_(u[:, None])
+    Kv = (blk.K @ v[..., None])[..., 0]
+    grad = ((v * Kv).sum(1).clamp_min(0) + r.sum(1) ** 2).sqrt() / blk.mask.sum(1)
+    return r, root, v, Kv, grad
+
+
+def _newton_step(
+    blk: _Block, u: Tensor, parts: tuple[Tensor, ...], active: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The exact Newton direction ``(d_alpha, d_b, d_s)`` of the ``active`` systems (zero for
+    the others, which are not factorised: the last steps of a chunk often move only a few)."""
+    r, root, v, Kv, _ = parts
+    idx = active.nonzero()[:, 0]
+    K, root_a, u_a = blk.K[idx], root[idx], u[idx]
+    M = K * root_a[:, :, None]
+    M.mul_(root_a[:, None, :])
+    M.diagonal(dim1=1, dim2=2).add_(u_a[:, None])
     L = torch.linalg.cholesky(M)
-    rhs = torch.stack([root * Kv, u[:, None] * root], -1)
+    del M
+    rhs = torch.stack([root_a * Kv[idx], u_a[:, None] * root_a], -1)
     # Two triangular solves: much faster than batched cholesky_solve on CPU.
     t = torch.linalg.solve_triangular(
         L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True
     )
     t1, t2 = t[..., 0], t[..., 1]
-    denom = (root * t2).sum(1)
+    denom = (root_a * t2).sum(1)
     safe = torch.where(denom.abs() > 1e-300, denom, torch.ones_like(denom))
-    db = torch.where(denom.abs() > 1e-300, (r.sum(1) - (root * t1).sum(1)) / safe, 0.0)
-    da = (v - root * (t1 + db[:, None] * t2)) / u[:, None]
-    ds = (K @ da[..., None])[..., 0] + db[:, None]
-    return da, db, ds, grad
+    db_a = torch.where(denom.abs() > 1e-300, (r[idx].sum(1) - (root_a * t1).sum(1)) / safe, 0.0)
+    da_a = (v[idx] - root_a * (t1 + db_a[:, None] * t2)) / u_a[:, None]
+    da = torch.zeros_like(v).index_copy_(0, idx, da_a)
+    db = torch.zeros_like(u).index_copy_(0, idx, db_a)
+    ds = torch.zeros_like(v).index_copy_(0, idx, (K @ da_a[..., None])[..., 0] + db_a[:, None])
+    return da, db, ds
 
 
 def _solve(
     blk: _Block, u: Tensor, alpha: Tensor, b: Tensor, tol: float, max_iter: int
 ) -> tuple[Tensor, Tensor, int]:
-    """Damped Newton on every system of ``blk`` at once, from ``(alpha, b)``."""
+    """Damped Newton on every system of ``blk`` at once, from ``(alpha, b)``; the gradient is
+    checked before a step is factorised, so a converged system costs no factorisation."""
     s = (blk.K @ alpha[..., None])[..., 0] + b[:, None]
     quad = (alpha * (s - b[:, None])).sum(1)
     loss = _objective(s, blk.y, blk.mask, quad, u)
     steps = 0
     for _ in range(max_iter):
-        da, db, ds, grad = _newton_step(blk, alpha, s, u)
-        active = grad >= tol
+        parts = _gradient(blk, alpha, s, u)
+        active = parts[-1] >= tol
         if not bool(active.any()):
             break
+        da, db, ds = _newton_step(blk, u, parts, active)
         steps += 1
         q1 = (alpha * (ds - db[:, None])).sum(1)
         q2 = (da * (ds - db[:, None])).sum(1)

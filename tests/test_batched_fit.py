@@ -94,3 +94,24 @@ def test_mean_diff_many_equals_one_by_one():
         one = MeanDiffProbe().fit(X[train], y[train])
         assert torch.allclose(many[name].unit, one.unit, atol=1e-6)
         assert torch.allclose(many[name].midpoint, one.midpoint, atol=1e-5)
+
+
+def test_converged_systems_are_left_alone():
+    """A system already at its optimum is not stepped (nor factorised) while another one in
+    the same block still converges to its own optimum: the per-system bookkeeping of the
+    active-only factorisation puts each direction back on its own system."""
+    from probes.batched import _block, _solve
+
+    features, y, _ = _data(120, 50, layers=2)
+    Xs, ys = [features["L0"][:90], features["L1"][:100]], [y[:90], y[:100]]
+    blk = _block(Xs, ys)
+    u = torch.full((2,), 1.0 / 0.5, dtype=torch.float64)
+    zeros_b = torch.zeros(2, dtype=torch.float64)
+    alpha, b, _ = _solve(blk, u, torch.zeros_like(blk.y), zeros_b, 1e-10, 100)
+    start_alpha = torch.stack([alpha[0], torch.zeros_like(alpha[1])])
+    start_b = torch.stack([b[0], torch.zeros_like(b[1])])
+    again, again_b, steps = _solve(blk, u, start_alpha, start_b, 1e-10, 100)
+    assert steps > 0
+    assert torch.equal(again[0], alpha[0]) and torch.equal(again_b[0], b[0])
+    assert torch.allclose(again[1], alpha[1], atol=1e-8)
+    assert abs(float(again_b[1] - b[1])) < 1e-8
