@@ -369,6 +369,15 @@ def test_bridge_is_put_back_after_an_interrupt(tiny_model, tmp_path, monkeypatch
     assert type(tiny_model.bridge.original_model.lm_head).__name__ == "UnembeddingBridge"
 
 
+def test_processed_weights_generate_through_the_bridge(tiny_model, tmp_path, monkeypatch):
+    """After ``process_weights`` (folded norms, centred weights) the original modules no
+    longer compute the model: generation must then run through the bridge."""
+    seen = first_block_during_generate(tiny_model, monkeypatch)
+    monkeypatch.setattr(tiny_model.bridge, "_weights_processed", True, raising=False)
+    generate(tiny_model, make_prompts(1), GREEDY, tmp_path / "g.jsonl", progress=False)
+    assert seen == ["BlockBridge"]
+
+
 def test_plain_model_is_the_hf_model_with_the_bridges_weights(tiny_model):
     """Inside ``plain_model`` the HF model computes exactly what a separate copy of the same
     weights computes, on the bridge's own parameter tensors (nothing copied)."""

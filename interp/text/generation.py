@@ -12,8 +12,9 @@ the bridge's components are swapped back for the modules they wrap, sharing thei
 decoding pays no hook overhead and does not depend on the bridge's attention handling the
 cache. When hooks are active on the bridge (``with model.bridge.hooks(fwd_hooks=...)``, e.g.
 steering or ablation), generation runs through the bridge instead, so that they act on every
-step. Greedy replies are the same on both paths. Inputs go to the device of the input
-embedding, so a model dispatched over devices (accelerate ``device_map``) works as it is.
+step; so does a bridge whose weights were processed (``enable_compatibility_mode``). Greedy
+replies are the same on both paths. Inputs go to the device of the input embedding, so a
+model dispatched over devices (accelerate ``device_map``) works as it is.
 
 Runs are resumable and reproducible:
 
@@ -47,7 +48,7 @@ from interp.config import check_number
 from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
-from interp.text.plain_model import active_hooks, plain_model
+from interp.text.plain_model import needs_bridge, plain_model
 
 FORMAT_VERSION = 1
 END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)
@@ -397,10 +398,10 @@ def _sample(
 ) -> list[list[int]]:
     """The new tokens of each returned sequence (``n`` per row, row-major) for one batch,
     sampled with the batch's own seed inside a forked random state: on the plain Hugging Face
-    model, or through the bridge when hooks are active on it."""
+    model, or through the bridge when hooks are active on it (or its weights were processed)."""
     ids, attention = pad_left(rows, pad_id)
     bridge = model.bridge
-    route = nullcontext(bridge.original_model) if active_hooks(bridge) else plain_model(bridge)
+    route = nullcontext(bridge.original_model) if needs_bridge(bridge) else plain_model(bridge)
     with route as hf, torch.inference_mode():
         device = _input_device(hf)
         with _fork_rng({p.device for p in hf.parameters()}):

@@ -12,8 +12,8 @@ restores the bridge components afterwards (also on an error or an interrupt). In
 block ``bridge.original_model`` is the Hugging Face model as it was before booting: the same
 parameter tensors (nothing is copied), the same attention implementation, and the same
 accelerate hooks when the model was dispatched over devices (``device_map``) before booting.
-:func:`active_hooks` names the hook points that carry hooks, so a caller can run through the
-bridge when a hook (steering, ablation) must see the forward passes.
+:func:`needs_bridge` tells when a caller must run through the bridge instead: a hook
+(steering, ablation) must see the forward passes, or the bridge's weights were processed.
 
 The swap mutates the shared model: do not run the bridge from another thread while a
 ``plain_model`` block is open.
@@ -46,6 +46,15 @@ def active_hooks(bridge: Any) -> list[str]:
         ):
             found.append(name)
     return found
+
+
+def needs_bridge(bridge: Any) -> bool:
+    """Whether a forward pass must go through the bridge rather than the plain model: hooks
+    are active on its hook points (:func:`active_hooks`), or its weights were processed
+    (``process_weights``/``enable_compatibility_mode``: layer norms folded, weights centred),
+    which only the bridge's own forward undoes; the original modules no longer compute the
+    Hugging Face model then."""
+    return bool(getattr(bridge, "_weights_processed", False)) or bool(active_hooks(bridge))
 
 
 def _unwrap(module: Any, swapped: list[tuple[Any, str, Any]]) -> None:
