@@ -5,7 +5,9 @@ What is measured: the wall-clock time (``time.perf_counter``) of the whole per-l
 that ``python -m interp.probe --layers ...`` runs: for every layer, choose C from the grid
 ``probes.select.C_GRID`` (0.001 ... 10) by 4-fold group cross-validation over the training
 scenarios (folds from ``probes.select.group_folds``, mean validation AUROC, ties to the
-smaller C), then fit the final probe on all training rows at the chosen C.
+smaller C), then fit the final probe on all training rows at the chosen C. Alongside the wall
+time, each sweep's CPU seconds (``time.process_time``; both methods run on this process's
+threads), which other processes on a shared machine disturb less than the wall time.
 
 - ours: ``probes.select_c_many`` then ``probes.fit_per_layer(..., batched=True)``: every
   layer x fold x C in one batched float64 Newton solve in the dual (kernel) form, the C grid
@@ -33,7 +35,8 @@ alternating, and the median total is kept.
 Reading the output: a row per layer: seconds of each (per-layer share of ours: total / layers),
 the C each chose, held-out AUROC of both final probes and their difference, the cosine
 between their directions. Then totals and ``RATIO sklearn/ours`` (> 1: ours is faster).
-Targets: ratio >= 5, same C on every layer, |AUROC difference| <= 0.005.
+The CPU ratio is the same ratio in CPU seconds, with the load average at the end. Targets:
+ratio >= 5, same C on every layer, |AUROC difference| <= 0.005.
 
 Run: ``python experiments/bench_probe_fit.py --synthetic --threads 1``; ``... --large
 --measure-layers 2 --sk-layers 1 --repeats 1``. On a shared CPU use ``--threads 1``: MKL's
@@ -45,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -277,10 +281,11 @@ class Problem:
     sk_test: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def sweep_ours(p: Problem, device: torch.device) -> tuple[dict[str, Any], float]:
-    """C by cross-validation for every layer at once, then the final probes at once."""
+def sweep_ours(p: Problem, device: torch.device) -> tuple[dict[str, Any], float, float]:
+    """C by cross-validation for every layer at once, then the final probes at once; the
+    result, wall-clock seconds and this process's CPU seconds."""
     sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     chosen = select_c_many(p.train_x, p.y_train, p.train_groups)
     c_of = {name: best for name, (best, _) in chosen.items()}
     everything = torch.arange(len(p.y_train), device=p.y_train.device)
@@ -288,7 +293,8 @@ def sweep_ours(p: Problem, device: torch.device) -> tuple[dict[str, Any], float]
         p.train_x, p.y_train, everything, lambda n: LogisticProbe(c=c_of[n]), batched=True
     )
     sync(device)
-    return {n: (c_of[n], probes[n]) for n in p.train_x}, time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {n: (c_of[n], probes[n]) for n in p.train_x}, wall, cpu
 
 
 def sklearn_layer(X: np.ndarray, y: np.ndarray, groups: list[str], config: ProbeFitConfig):
@@ -320,15 +326,16 @@ def sklearn_layer(X: np.ndarray, y: np.ndarray, groups: list[str], config: Probe
     return best, fit(everything, best)
 
 
-def sweep_sklearn(p: Problem, names: list[str], config) -> tuple[dict[str, Any], float]:
-    """scikit-learn's sweep, its BLAS limited to ``--threads`` as torch is (threadpoolctl)."""
+def sweep_sklearn(p: Problem, names: list[str], config) -> tuple[dict[str, Any], float, float]:
+    """scikit-learn's sweep, its BLAS limited to ``--threads`` as torch is (threadpoolctl);
+    the result, wall-clock seconds and CPU seconds."""
     from threadpoolctl import threadpool_limits
 
     y = p.y_train.cpu().numpy()
     with threadpool_limits(config.threads):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fitted = {n: sklearn_layer(p.sk_train[n], y, p.train_groups, config) for n in names}
-        return fitted, time.perf_counter() - start
+        return fitted, time.perf_counter() - start, time.process_time() - cpu
 
 
 def load_problem(config: ProbeFitConfig, device: torch.device) -> tuple[Problem, int, str]:
@@ -373,23 +380,25 @@ def time_sweeps(config: ProbeFitConfig, p: Problem, device, sk_names: list[str])
     warm = Problem({first: p.train_x[first]}, {}, p.y_train, p.y_test, p.train_groups)
     sweep_ours(warm, device)
     totals: dict[str, list[float]] = {"ours": [], "sklearn": []}
+    cpu: dict[str, list[float]] = {"ours": [], "sklearn": []}
     out: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for r in range(config.repeats):
             for method in ("ours", "sklearn") if r % 2 == 0 else ("sklearn", "ours"):
                 if method == "ours":
-                    out["ours"], dt = sweep_ours(p, device)
+                    out["ours"], dt, dc = sweep_ours(p, device)
                 else:
-                    out["sklearn"], dt = sweep_sklearn(p, sk_names, config)
+                    out["sklearn"], dt, dc = sweep_sklearn(p, sk_names, config)
                 totals[method].append(dt)
+                cpu[method].append(dc)
             print(
                 f"  repeat {r + 1}/{config.repeats}: ours {totals['ours'][-1]:.2f}s "
                 f"({len(p.train_x)} layers), sklearn {totals['sklearn'][-1]:.2f}s "
                 f"({len(sk_names)} layers)",
                 flush=True,
             )
-    out["totals"] = totals
+    out["totals"], out["cpu_totals"] = totals, cpu
     out["warnings"] = sorted({str(w.message).splitlines()[0] for w in caught})
     return out
 
@@ -447,9 +456,16 @@ def report(what: str, device, rows: list[dict], summary: dict, caught: list) -> 
         f"max |AUROC ours - AUROC sklearn| = {summary['max_abs_auroc_diff']:.4f}",
     ]
     lines += [f"warning during fits: {w}" for w in caught]
+    cpu = summary["median_cpu_s"]
+    lines.append(
+        f"CPU seconds of this process (median; less sensitive to other load than wall time): "
+        f"ours {cpu['ours']:.2f} s, scikit-learn {cpu['sklearn']:.2f} s; "
+        f"CPU ratio sklearn/ours (extrapolated) = {summary['cpu_ratio_sklearn_over_ours']:.2f}; "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     lines.append(
         f"RATIO sklearn/ours = {summary['ratio_sklearn_over_ours']:.2f}  "
-        "(total sweep time; > 1 means ours is faster)"
+        "(total sweep wall time; > 1 means ours is faster)"
     )
     return "\n".join(lines)
 
@@ -470,6 +486,7 @@ def run(config: ProbeFitConfig) -> Path:
     timed = time_sweeps(config, p, device, sk_names)
     rows = score_rows(p, timed, sk_names)
     median = {m: statistics.median(v) for m, v in timed["totals"].items()}
+    median_cpu = {m: statistics.median(v) for m, v in timed["cpu_totals"].items()}
     extrapolated = {
         "ours": median["ours"] * total / len(names),
         "sklearn": median["sklearn"] * total / len(sk_names),
@@ -481,6 +498,9 @@ def run(config: ProbeFitConfig) -> Path:
         "layers_ours": len(names),
         "layers_sklearn": len(sk_names),
         "ratio_sklearn_over_ours": extrapolated["sklearn"] / extrapolated["ours"],
+        "median_cpu_s": median_cpu,
+        "cpu_ratio_sklearn_over_ours": (median_cpu["sklearn"] / len(sk_names))
+        / (median_cpu["ours"] / len(names)),
         "max_abs_auroc_diff": max(r["abs_auroc_diff"] for r in rows),
         "same_c": all(r["c_ours"] == r["c_sklearn"] for r in rows),
     }
@@ -493,6 +513,8 @@ def run(config: ProbeFitConfig) -> Path:
         "n_test": len(p.y_test),
         "shape": [len(p.y_train) + len(p.y_test), p.train_x[first].shape[1]],
         "totals_s": timed["totals"],
+        "cpu_totals_s": timed["cpu_totals"],
+        "load_average": list(os.getloadavg()),
         **summary,
         "warnings": timed["warnings"],
         "layers": rows,
