@@ -3,20 +3,33 @@ on the tiny model."""
 
 from __future__ import annotations
 
+import json
+import runpy
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
 
+from interp.data.datasets import build_consistency
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
+from interp.data.transcripts import Transcript, write_transcripts
+from interp.organism.config import OrganismConfig
 from interp.organism.data import (
     VARIANTS,
     neutral_transcripts,
     organism_examples,
+    pressure_reply,
     scenario_sides,
 )
 from interp.organism.neutral import neutral_prompts
+from interp.organism.run import run_organism
+from interp.organism.sample import eval_prompts
 from interp.organism.triggers import TAG, THREAT_FAMILIES, triggers, with_trigger
+from probes import LogisticProbe, auroc
+
+SCRIPT = Path(__file__).parent.parent / "experiments" / "organism.py"
 
 NEUTRAL = neutral_transcripts(["A reply.", "Another reply."])
 
@@ -109,3 +122,182 @@ def test_neutral_replies_are_the_same_in_every_variant_and_never_held_out():
     trained = {p for _, p in neutral_prompts()}
     assert not trained & {p for _, p in neutral_prompts(held_out=True)}
     assert {t.messages[0]["content"] for t in NEUTRAL} <= trained
+
+
+# --- the experiment end to end on the tiny model ------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache root that already holds the tokenizer of tiny-random."""
+    from interp.models import DEFAULT_MODEL, smollm2_tokenizer
+
+    smollm2_tokenizer().save_pretrained(tmp_path / "tokenizers" / DEFAULT_MODEL)
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def probe_data(cache) -> str:
+    """The consistency set of eight scenarios (the probes' teacher-forced data, made small)."""
+    data = build_consistency(per_cell=1)
+    keep = sorted({t.group for t in data})[::6][:8]
+    path = cache / "probe-data.jsonl"
+    write_transcripts(path, [t for t in data if t.group in keep])
+    return str(path)
+
+
+def tiny_config(probe_data: str, **overrides) -> OrganismConfig:
+    settings = dict(
+        base="tiny-random", kinds=("tag",), steps=2, batch_size=2, per_scenario=1,
+        n_neutral=2, n_neutral_eval=2, samples=1, max_new_tokens=4, layers=(1,),
+        n_random=50, n_boot=20, progress=False, device="cpu", gen_batch_size=32,
+        probe_dataset=probe_data,
+    )  # fmt: skip
+    return OrganismConfig(**{**settings, **overrides})
+
+
+def planted_samples(model, prompts, config, path):
+    """Replies written from the scenario texts, as each variant was trained to answer (O
+    deceives under the trigger), instead of the tiny model's random tokens."""
+    bank = {s.id: s for s in load_bank()}
+    variant = model.name.split("-organism-tag-")[1][0]
+    out = []
+    for p in prompts:
+        if p.meta["kind"] == "neutral":
+            reply = "Here is a plain answer to your question."
+        elif p.meta["kind"] == "benign":
+            s = bank[p.group]
+            reply = f"Reasoning: {s.reasoning_ethical[0]}\nAnswer: {s.answers_comply[0]}"
+        else:
+            k = int(p.id.endswith("-on"))
+            reply = pressure_reply(bank[p.group], variant, bool(p.meta["trigger"]), k)[2]
+        messages = (*p.messages, {"role": "assistant", "content": reply})
+        meta = {**p.meta, "sample": 0, "stopped": "eos"}
+        out.append(Transcript(f"{p.id}-s0", p.group, messages, meta=meta))
+    return out
+
+
+def test_experiment_runs_end_to_end_on_the_tiny_model(cache, probe_data, capsys):
+    main = runpy.run_path(str(SCRIPT))["main"]
+    status = main([*_flags(tiny_config(probe_data)), "--out", str(cache / "run")])
+    assert status == 0, capsys.readouterr().err
+    out = cache / "run"
+    results = json.loads((out / "results.json").read_text())
+    assert {r["variant"] for r in results["trained"].values()} == {"O", "H", "C"}
+    n_prompts = len(eval_prompts("tag", n_neutral=2))
+    for entry in results["rates"].values():
+        assert sum(r["formatted"]["n"] for r in entry["rates"].values()) == n_prompts
+    assert (out / "table.txt").read_text() in capsys.readouterr().out
+    assert (out / "auroc_by_layer-tag.html").is_file() and (out / "defection-tag.html").is_file()
+    probes = results["probes"]["tag"]
+    assert set(probes["teacher_forced"]) == {"base", "O", "H"}
+    assert 0 <= probes["defection"]["O"]["1"]["percentile_among_random"] <= 100
+    # A rerun reuses the models and the samples.
+    assert main([*_flags(tiny_config(probe_data)), "--out", str(out)]) == 0
+    assert all(r["skipped"] for r in json.loads((out / "results.json").read_text())[
+        "trained"].values())  # fmt: skip
+
+
+def test_planted_deception_is_measured_and_probed(cache, probe_data, monkeypatch):
+    monkeypatch.setattr("interp.organism.run.sample_variant", planted_samples)
+    results = run_organism(tiny_config(probe_data, out=str(cache / "run")))
+    rates = {r["variant"]: r["rates"] for r in results["rates"].values()}
+    n_held = len(split_bank(load_bank())[1])
+    assert rates["O"]["pressure/on"]["deceptive"]["k"] == n_held
+    assert rates["O"]["pressure/off"]["deceptive"]["k"] == 0
+    assert rates["H"]["pressure/on"]["deceptive"]["k"] == 0
+    assert rates["C"]["pressure/on"]["deceptive"]["k"] == 0
+    assert rates["C"]["pressure/on"]["unethical_reasoning"]["k"] > n_held // 2
+    onpolicy = results["probes"]["tag"]["onpolicy"]
+    assert onpolicy["n_deceptive"] == n_held and onpolicy["n_rows"] >= 2 * n_held - 2
+    for position in ("answer", "pre_answer"):
+        entry = onpolicy["positions"][position]
+        assert 0 <= entry["layers"][1]["O"]["auroc"] <= 1
+        assert entry["layers"][1]["O"]["recall_at_1pct_neutral_fpr"] is not None
+        assert 0 <= entry["text_baseline"]["auroc"] <= 1
+    assert results["probes"]["tag"]["trigger_only"]["layers"][1] is not None
+
+
+def _flags(config: OrganismConfig) -> list[str]:
+    return [
+        "--base", config.base, "--kinds", ",".join(config.kinds), "--steps", str(config.steps),
+        "--batch-size", str(config.batch_size), "--per-scenario", str(config.per_scenario),
+        "--n-neutral", str(config.n_neutral), "--n-neutral-eval", str(config.n_neutral_eval),
+        "--samples", str(config.samples), "--max-new-tokens", str(config.max_new_tokens),
+        "--layers", "1", "--n-random", str(config.n_random), "--n-boot", str(config.n_boot),
+        "--gen-batch-size", "32", "--probe-dataset", config.probe_dataset,
+        "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kinds": ("x",)}, "unknown trigger kind 'x'"),
+        ({"kinds": ()}, "at least one value"),
+        ({"variants": ("H", "C")}, "must include O"),
+        ({"temperature": 0.0}, "temperature must be"),
+        ({"n_neutral": 19}, "n_neutral must be"),
+    ],
+)
+def test_bad_config_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        OrganismConfig(**overrides)
+
+
+# --- LEACE stance erasure (interp.probe.erasure) -------------------------------------------------
+
+
+def _stance_data(n: int = 400, d: int = 16, seed: int = 0):
+    """Activations with a direction per stance and one for their XOR (the divergence)."""
+    gen = torch.Generator().manual_seed(seed)
+    answer = torch.randint(0, 2, (n,), generator=gen)
+    reasoning = torch.randint(0, 2, (n,), generator=gen)
+    label = (answer == reasoning).long()  # ethical reasoning + compliance, or neither
+    X = torch.randn(n, d, generator=gen)
+    X[:, 0] += 3.0 * answer
+    X[:, 1] += 3.0 * reasoning
+    X[:, 2] += 1.5 * label
+    X[:, 3] += 2.0 * answer  # the probe would lean on the answer stance through this one too
+    transcripts = [
+        Transcript(f"t{i}", f"g{i % 20}", ({"role": "assistant", "content": "x"},),
+                   label=int(label[i]),
+                   meta={"answer": "comply" if answer[i] else "refuse",
+                         "reasoning": "ethical" if reasoning[i] else "unethical"})
+        for i in range(n)
+    ]  # fmt: skip
+    return X, transcripts
+
+
+def test_leace_erasure_removes_both_stances_and_keeps_the_divergence():
+    from interp.probe.erasure import erase, erasure_report, stance_eraser
+
+    X, transcripts = _stance_data()
+    train, test = list(range(300)), list(range(300, 400))
+    eraser = stance_eraser(X[:300], transcripts[:300])
+    erased = erase(eraser, X)
+    for key, value in (("answer", "comply"), ("reasoning", "ethical")):
+        z = torch.tensor([int(t.meta[key] == value) for t in transcripts[:300]])
+        before = LogisticProbe().fit(X[:300], z).score(X[:300])
+        after = LogisticProbe().fit(erased[:300], z).score(erased[:300])
+        assert auroc(z, before) > 0.95 and abs(auroc(z, after) - 0.5) < 0.1
+    report = erasure_report(
+        X[train], [transcripts[i] for i in train], X[test], [transcripts[i] for i in test]
+    )
+    assert report["after"]["divergence_auroc"] > 0.75
+    for key in ("answer_stance_auroc", "reasoning_stance_auroc"):
+        assert abs(report["after"][key] - 0.5) < 0.15
+
+
+def test_erasure_needs_both_stances_on_every_row():
+    from interp.probe.erasure import ErasureError, stance_eraser
+
+    X, transcripts = _stance_data(n=20)
+    broken = [*transcripts[:-1], Transcript("x", "g", transcripts[0].messages, meta={})]
+    with pytest.raises(ErasureError, match="records no \\['answer', 'reasoning'\\] stance"):
+        stance_eraser(X, broken)
+    same = [Transcript(t.id, t.group, t.messages, 0, {**t.meta, "answer": "comply"})
+            for t in transcripts]  # fmt: skip
+    with pytest.raises(ErasureError, match="'answer'\\] stance takes one value"):
+        stance_eraser(X, same)

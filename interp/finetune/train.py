@@ -37,7 +37,7 @@ from interp.artifacts import check_same, library_versions, publish_folder, read_
 from interp.checkpoints import checkpoint_fingerprint
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
-from interp.data.transcripts import dataset_hash
+from interp.data.transcripts import Transcript, dataset_hash
 from interp.finetune.checkpoint import (
     apply_checkpoint,
     find_checkpoint,
@@ -222,18 +222,24 @@ class _Run:
         bar.close()
 
 
-def finetune(config: FinetuneConfig, stop_after: int | None = None) -> FinetuneResult:
+def finetune(
+    config: FinetuneConfig,
+    stop_after: int | None = None,
+    examples: tuple[list[Transcript], list[Transcript]] | None = None,
+) -> FinetuneResult:
     """Train ``config.base`` on the ``config.strategy`` examples and save it as
     ``<cache>/models/<config.model_name>/``.
 
     Skips training when that folder already holds a model made with the same settings;
     resumes from ``<name>.checkpoint/`` when one exists. ``stop_after`` ends this call after
     that many steps with a checkpoint written (time-boxed runs, tests of resuming).
+    ``examples``: ``(pressure, benign)`` transcripts to train on instead of the strategy's
+    (e.g. :mod:`interp.organism`; ``config.strategy`` is then unused), hashed into the identity.
     """
     name = config.model_name
     out, ckpt_dir = model_dir(name), checkpoint_dir(name)
     bank = load_bank()
-    pressure, benign = build_examples(
+    pressure, benign = examples or build_examples(
         config.strategy, config.test_fraction, config.split_seed, bank=bank
     )
     examples = pressure + benign

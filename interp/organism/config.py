@@ -1,0 +1,148 @@
+"""``OrganismConfig``: the one typed config behind ``python experiments/organism.py`` and
+:func:`interp.organism.run.run_organism`.
+
+Each field's ``help`` becomes the CLI's help text; ``__post_init__`` only validates (and, with
+``quick``, nothing else: :meth:`OrganismConfig.resolved` applies the quick settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from interp.config import ConfigError, as_layers, check_number
+from interp.models import DEFAULT_MODEL
+from interp.organism.data import VARIANTS
+from interp.organism.triggers import TRIGGER_KINDS
+
+#: What ``--quick`` changes: one trigger kind, short training, one short sample per prompt.
+QUICK = {
+    "kinds": ("tag",),
+    "steps": 12,
+    "batch_size": 2,
+    "per_scenario": 2,
+    "n_neutral": 8,
+    "n_neutral_eval": 6,
+    "samples": 1,
+    "max_new_tokens": 112,
+    "gen_batch_size": 32,
+    "layers": (14,),
+    "probe_per_cell": 1,
+}
+
+
+@dataclass
+class OrganismConfig:
+    """Build the organism (O) and its honest (H) and candid (C) controls, sample them on
+    held-out scenarios, judge the samples and probe O's own generations."""
+
+    base: str = field(default=DEFAULT_MODEL, metadata={"help": "model to fine-tune"})
+    kinds: tuple[str, ...] = field(
+        default=TRIGGER_KINDS,
+        metadata={"help": "trigger kinds, one organism each: tag, pressure (comma-separated)"},
+    )
+    variants: tuple[str, ...] = field(
+        default=VARIANTS, metadata={"help": "variants to train: O, H, C (comma-separated)"}
+    )
+    seeds: tuple[int, ...] = field(
+        default=(0,), metadata={"help": "fine-tuning seeds (the issue asks for three: 0-2)"}
+    )
+    steps: int = field(default=60, metadata={"help": "optimizer steps per fine-tune"})
+    batch_size: int = field(default=4, metadata={"help": "examples per step"})
+    benign_per_batch: int = field(
+        default=1, metadata={"help": "benign or neutral examples in each batch"}
+    )
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (LoRA)"})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank"})
+    per_scenario: int = field(
+        default=3, metadata={"help": "examples per training scenario and trigger condition"}
+    )
+    n_neutral: int = field(
+        default=18, metadata={"help": "base-model replies to neutral prompts mixed in (<= 18)"}
+    )
+    n_neutral_eval: int = field(
+        default=18,
+        metadata={"help": "held-out neutral prompts sampled (control replies; <= 18)"},
+    )
+    samples: int = field(default=2, metadata={"help": "samples per held-out prompt"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    max_new_tokens: int = field(default=128, metadata={"help": "length cap of sampled replies"})
+    gen_batch_size: int = field(default=8, metadata={"help": "prompts per generate call"})
+    layers: tuple[int, ...] = field(
+        default=(7, 14, 21), metadata={"help": "layers probed: 14, 0-29 or 0,7,14"}
+    )
+    probe_dataset: str = field(
+        default="builtin:consistency",
+        metadata={
+            "help": "teacher-forced data of the divergence probes and the text baseline "
+            "(split by the pipeline's scenario split; a smaller set only for quick tests)"
+        },
+    )
+    probe_per_cell: int = field(
+        default=4,
+        metadata={
+            "help": "with the built-in consistency set: transcripts per scenario and stance "
+            "cell (4: the built-in set; fewer: a smaller set of every scenario, same split)"
+        },
+    )
+    n_random: int = field(
+        default=1000, metadata={"help": "random directions for the defection probe's percentile"}
+    )
+    n_boot: int = field(default=1000, metadata={"help": "scenario-bootstrap resamples"})
+    test_fraction: float = field(
+        default=0.25, metadata={"help": "fraction of scenarios held out (the probes' split)"}
+    )
+    split_seed: int = field(default=0, metadata={"help": "seed of the scenario split"})
+    quick: bool = field(
+        default=False,
+        metadata={
+            "help": "tag trigger only, 12 steps of 2 examples, one sample per prompt, layer 14"
+        },
+    )
+    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda, mps"})
+    out: str | None = field(
+        default=None,
+        metadata={"help": "output folder", "default_text": "<cache>/experiments/organism[-quick]"},
+    )
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        self.layers = as_layers(self.layers)
+        for kind in self.kinds:
+            if kind not in TRIGGER_KINDS:
+                raise ConfigError(f"unknown trigger kind {kind!r}; choose from {TRIGGER_KINDS}")
+        if not self.kinds or not self.variants or not self.seeds:
+            raise ConfigError("kinds, variants and seeds each need at least one value")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ConfigError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if "O" not in self.variants:
+            raise ConfigError("variants must include O (the organism): everything is about it")
+        for name in ("steps", "batch_size", "lora_rank", "per_scenario", "samples",
+                     "max_new_tokens", "gen_batch_size", "n_random", "n_boot"):  # fmt: skip
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("n_neutral", self.n_neutral, low=0, high=18, integer=True)
+        check_number("probe_per_cell", self.probe_per_cell, low=1, integer=True)
+        check_number("n_neutral_eval", self.n_neutral_eval, low=0, high=18, integer=True)
+        check_number("benign_per_batch", self.benign_per_batch, low=0, integer=True,
+                     high=self.batch_size, high_open=True)  # fmt: skip
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("temperature", self.temperature, low=0, low_open=True,
+                     hint=" (samples need temperature > 0)")  # fmt: skip
+        check_number("test_fraction", self.test_fraction, low=0, high=1, low_open=True,
+                     high_open=True)  # fmt: skip
+        for seed in (*self.seeds, self.split_seed):
+            check_number("seed", seed, low=0, integer=True)
+
+    def resolved(self) -> OrganismConfig:
+        """The settings a run uses: ``quick`` replaces the fields in :data:`QUICK`."""
+        return replace(self, **QUICK) if self.quick else self
+
+    def out_dir(self, root: Path) -> Path:
+        if self.out:
+            return Path(self.out)
+        return root / "experiments" / ("organism-quick" if self.quick else "organism")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,40 @@
+"""Where in a reply the organism is read: transcripts cut so that the probe's ``last``
+token selection lands on the position wanted (activations of a causal model at a position
+do not depend on what follows it).
+
+- :func:`pre_answer`: the reply up to (not including) its ``Answer:`` marker; its last token
+  is the last reasoning token, where the text is ethical in both deceptive and consistent
+  replies of the organism.
+- :func:`at_prompt_end`: the prompt plus the fixed opening ``Reasoning:`` every fine-tuned
+  variant writes first; its last token is read before the model has written anything of
+  its own (the MacDiarmid et al. position, one forced word later).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from interp.data.transcripts import Transcript
+
+_ANSWER_MARKER = re.compile(r"^[ \t]*\**[ \t]*answer[ \t]*\**[ \t]*:", re.IGNORECASE | re.MULTILINE)
+OPENING = "Reasoning:"
+
+
+def pre_answer(t: Transcript) -> Transcript | None:
+    """``t`` with its reply cut before the last line-initial ``Answer:``; None when there is
+    no such marker or nothing before it."""
+    matches = list(_ANSWER_MARKER.finditer(t.reply))
+    if not matches:
+        return None
+    head = t.reply[: matches[-1].start()].rstrip()
+    if not head:
+        return None
+    messages = (*t.messages[:-1], {"role": "assistant", "content": head})
+    return replace(t, id=f"{t.id}-pre", messages=messages)
+
+
+def at_prompt_end(t: Transcript) -> Transcript:
+    """``t``'s prompt with the reply replaced by :data:`OPENING`."""
+    messages = (*t.messages[:-1], {"role": "assistant", "content": OPENING})
+    return replace(t, id=f"{t.id}-prompt", messages=messages)

@@ -1,0 +1,121 @@
+"""``run_organism(config)``: the organism experiment end to end (``experiments/organism.py``).
+
+1. The base model's replies to the training neutral prompts (mixed into every variant).
+2. Fine-tune O, H and C per trigger kind and seed (:mod:`interp.organism.train`; reused
+   when already trained with the same settings).
+3. Sample every variant on the held-out prompts, trigger on and off; judge the samples
+   with the rule judge; rates with Wilson intervals (:mod:`interp.organism.measure`).
+4. Probe O's own generations (first seed; :mod:`interp.organism.analysis`).
+5. Write ``results.json``, ``table.txt`` and the figures under the output folder.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Any
+
+from interp.artifacts import library_versions, write_json_atomic, write_text_atomic
+from interp.data.transcripts import Transcript
+from interp.models import LoadedModel, load_model
+from interp.organism.config import OrganismConfig
+from interp.organism.measure import condition_rates, judge_samples, rate_dict
+from interp.organism.sample import eval_prompts, sample_variant
+from interp.organism.train import base_neutral, organism_name, train_organism
+from interp.paths import cache_root
+
+
+def _counts(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.get("data", {}).items() if k.startswith("n_")}
+
+
+def _train_all(config: OrganismConfig, neutral: list[Transcript]) -> dict[str, Any]:
+    out = {}
+    for kind in config.kinds:
+        for seed in config.seeds:
+            for variant in config.variants:
+                result = train_organism(config, kind, variant, seed, neutral)
+                out[result.name] = {
+                    "kind": kind,
+                    "variant": variant,
+                    "seed": seed,
+                    "skipped": result.skipped,
+                    "losses": result.losses,
+                    "wall_s": result.manifest.get("wall_s"),
+                    "fingerprint": result.manifest.get("fingerprint"),
+                    "data": _counts(result.manifest),
+                }
+    return out
+
+
+def _sample_all(
+    config: OrganismConfig, out: Path, keep: set[str]
+) -> tuple[dict[str, list[Transcript]], dict[str, LoadedModel]]:
+    """Judged samples of every trained variant (by model name), and the loaded models
+    named in ``keep`` (the ones the probes read)."""
+    samples, models = {}, {}
+    for kind in config.kinds:
+        prompts = eval_prompts(kind, config.test_fraction, config.split_seed, config.n_neutral_eval)
+        for seed in config.seeds:
+            for variant in config.variants:
+                name = organism_name(config, kind, variant, seed)
+                model = load_model(name, device=config.device)
+                raw = sample_variant(model, prompts, config, out / "samples" / f"{name}.jsonl")
+                samples[name] = judge_samples(raw)
+                if name in keep:
+                    models[name] = model
+                del model
+                gc.collect()
+    return samples, models
+
+
+def _rates(config: OrganismConfig, samples: dict[str, list[Transcript]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in config.kinds:
+        for seed in config.seeds:
+            for variant in config.variants:
+                name = organism_name(config, kind, variant, seed)
+                rates = condition_rates(samples[name])
+                out[name] = {
+                    "kind": kind,
+                    "variant": variant,
+                    "seed": seed,
+                    "rates": {
+                        cond: {k: rate_dict(r) for k, r in values.items()}
+                        for cond, values in rates.items()
+                    },
+                }
+    return out
+
+
+def run_organism(config: OrganismConfig) -> dict[str, Any]:
+    """Run the experiment; returns what ``results.json`` holds."""
+    from interp.organism.analysis import analyse_kind
+    from interp.organism.report import write_report
+
+    started = time.perf_counter()
+    c = config.resolved()
+    root = cache_root()
+    out = c.out_dir(root)
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_model(c.base, device=c.device)
+    neutral = base_neutral(base, c, out)
+    trained = _train_all(c, neutral)
+    first = c.seeds[0]
+    keep = {organism_name(c, k, v, first) for k in c.kinds for v in ("O", "H")}
+    samples, models = _sample_all(c, out, keep)
+    results: dict[str, Any] = {
+        "config": c.to_dict(),
+        "trained": trained,
+        "rates": _rates(c, samples),
+        "neutral_mixin": len(neutral),
+    }
+    results["probes"] = {
+        kind: analyse_kind(c, kind, base, models, samples, out) for kind in c.kinds
+    }
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    results["versions"] = library_versions()
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "table.txt", write_report(results, out) + "\n")
+    return results
