@@ -27,7 +27,8 @@ shared with other work they move much less than wall-clock ones (run with ``--th
 so that CPU time counts no threads waiting for a core).
 
 Defaults (default model, 16 prompts in batches of 8, 64 new tokens, 3 repeats) take a few
-minutes on a 2-core CPU. Quick check of the mechanics:
+minutes on an idle 2-core CPU and several times that on a busy one. Quick check of the
+mechanics:
 ``python experiments/bench_generation.py --model tiny-random --prompts 3 --batch-size 2
 --max-new-tokens 4 --repeats 1``.
 """
