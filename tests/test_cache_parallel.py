@@ -184,6 +184,22 @@ def test_torchrun_two_workers_equal_one_process(tiny_model, data, clean, tmp_pat
 # --- the command line and the probe ----------------------------------------------------------
 
 
+def test_each_torchrun_worker_of_a_node_takes_its_own_gpu(monkeypatch):
+    from interp.cache.config import CacheConfig
+    from interp.cache.parallel import worker_device
+
+    torchrun = {"RANK": "5", "WORLD_SIZE": "8", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
+    for name, value in {**torchrun, "LOCAL_RANK": "5"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert worker_device(CacheConfig(layers=(1,))) == "cuda:1"
+    assert worker_device(CacheConfig(layers=(1,), device="cuda")) == "cuda:1"
+    assert worker_device(CacheConfig(layers=(1,), device="cpu")) == "cpu"
+    monkeypatch.delenv("MASTER_ADDR")  # not torchrun: the device as given
+    assert worker_device(CacheConfig(layers=(1,))) == "auto"
+
+
 def test_cli_cache_is_reused_by_the_probe(tiny_model, tmp_path, count_passes, capsys):
     """``python -m interp.cache --layers 1`` asks for the probe's cache: the probe then runs
     no forward pass."""

@@ -17,14 +17,17 @@ manifest. It changes nothing in a complete cache (run it twice: the second run o
 and refuses a shard of another cache or a missing one: the missing shards are named, and
 running the workers again writes only those.
 
-Under torchrun, worker 0 finalizes after a gloo barrier (:func:`interp.workers.barrier`); the
-tasks of a SLURM array cannot wait for each other, so there finalize is a separate command
-(``--finalize``) run once every task has ended. One worker alone (``W = 1``) runs the job of
-:func:`~interp.cache.writer.cache_activations`, under the folder's lock alone.
+Under torchrun each worker of a node runs on its own GPU (``cuda:$LOCAL_RANK``, with
+``--device auto`` or ``cuda``), and worker 0 finalizes after a gloo barrier
+(:func:`interp.workers.barrier`); the tasks of a SLURM array cannot wait for each other, so
+there finalize is a separate command (``--finalize``) run once every task has ended. One
+worker alone (``W = 1``) runs the job of :func:`~interp.cache.writer.cache_activations`, under
+the folder's lock alone.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -85,13 +88,29 @@ def read_transcripts(config: CacheConfig) -> list[Transcript]:
     return transcripts
 
 
+def worker_device(config: CacheConfig) -> str:
+    """The device of this worker: under torchrun with ``--device auto`` or ``cuda`` (and no
+    device map), GPU ``LOCAL_RANK`` of the node, so each worker of a node has its own GPU;
+    otherwise ``config.device`` (a SLURM task sees only the GPUs it was given)."""
+    local = os.environ.get("LOCAL_RANK")
+    if (
+        local is None
+        or not under_torchrun()
+        or config.device not in ("auto", "cuda")
+        or config.device_map != "none"
+        or not torch.cuda.is_available()
+    ):
+        return config.device
+    return f"cuda:{int(local) % torch.cuda.device_count()}"
+
+
 def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
     """Read the data, load the model and make the job of ``config`` (bad input fails before
     the model loads)."""
     from interp.probe.controls import CONTROL_HOOK
 
     transcripts = read_transcripts(config)
-    model = load_model(config.model, **model_options(config))
+    model = load_model(config.model, **{**model_options(config), "device": worker_device(config)})
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
     return make_job(
         model,
