@@ -7,13 +7,18 @@ model, with the same metric (``log p(" yes") - log p(" no")`` at the last positi
 - ``transformer_lens``: ``transformer_lens.patching.generic_activation_patch`` with its
   ``layer_pos_patch_setter`` and an ``index_df`` of the chosen layers x positions (the
   function behind ``get_act_patch_resid_pre`` and friends): one forward pass per patch;
-- ``interp``: :func:`interp.patching.patch_sweep`, ``--batch-size`` patches per forward pass
-  and logits only at the position the metric reads.
+- ``interp``: :func:`interp.patching.patch_sweep`, ``--batch-size`` patches per forward pass,
+  each patch run from its own block and position on, logits only at the position the metric
+  reads, and patches that write the target's own activation (before the changed word) not
+  run at all.
 
 The two results are compared (max absolute difference is printed; it should be ~1e-5 or
 less). Each path runs ``--repeats`` times in alternating order; the median is reported and
-``RATIO transformer_lens / interp`` is the number to read (target: >= 5).
-Wall-clock on a shared machine is noisy: compare ratios from one run only.
+``RATIO transformer_lens / interp`` is the number to read (target: >= 10), with the spread
+of the per-repeat ratios. Wall-clock on a shared machine is noisy: compare ratios from one
+run only. The work of each path is also counted, which no load changes: positions run
+through a block (summed over blocks and batch rows) and positions unembedded; for
+``transformer_lens`` it is one whole pass per patch plus the source run.
 
 Defaults (default model, a 19-token prompt, 3 sites x 10 layers x 19 positions = 570
 patches, 1 repeat) take about 4 minutes on an idle 2-core CPU, most of it in the reference.
@@ -25,6 +30,7 @@ Run: ``python experiments/bench_patching.py``; quick check on the tiny random mo
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -121,6 +127,29 @@ def reference_sweep(
     return torch.stack(out).reshape(len(sites), len(layers), len(target)).cpu()
 
 
+def count_work(model: LoadedModel, fn: Callable[[], object]) -> dict[str, int]:
+    """Run ``fn`` once, counting positions through every block (batch x positions, summed)
+    and positions reaching the unembedding."""
+    work = {"block_positions": 0, "unembed_positions": 0}
+
+    def counter(key: str) -> Callable[..., None]:
+        def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            hidden = args[0] if args else next(iter(kwargs.values()))
+            work[key] += int(hidden.shape[0] * hidden.shape[1]) if hidden.ndim == 3 else 0
+
+        return count
+
+    modules = [(b, "block_positions") for b in model.bridge.blocks]
+    modules.append((model.bridge.unembed, "unembed_positions"))
+    handles = [m.register_forward_pre_hook(counter(k), with_kwargs=True) for m, k in modules]
+    try:
+        fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return work
+
+
 def time_both(
     paths: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device
 ) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
@@ -162,10 +191,18 @@ def run(config: PatchingBenchConfig) -> Path:
         "interp": lambda: ours().values,
         "transformer_lens": lambda: reference_sweep(model, source, target, metric, sites, layers),
     }
+    n_patches = len(sites) * len(layers) * len(target)
+    work = {
+        "interp": count_work(model, paths["interp"]),
+        "transformer_lens": {  # one whole pass per patch, and the source run
+            "block_positions": (n_patches + 1) * len(target) * model.n_layers,
+            "unembed_positions": (n_patches + 1) * len(target),
+        },
+    }
     times, outputs = time_both(paths, config.repeats, model.device)
     max_diff = float((outputs["interp"] - outputs["transformer_lens"]).abs().max())
     medians = {k: statistics.median(v) for k, v in times.items()}
-    n_patches = len(sites) * len(layers) * len(target)
+    ratios = [a / b for a, b in zip(times["transformer_lens"], times["interp"], strict=True)]
     print(
         f"model {model.name} on {model.device}; prompt {len(target)} tokens; sites {sites}; "
         f"layers {layers}; {n_patches} patches; batch {config.batch_size}"
@@ -173,8 +210,12 @@ def run(config: PatchingBenchConfig) -> Path:
     print(f"max |interp - transformer_lens| = {max_diff:.2e}")
     for name, seconds in medians.items():
         print(f"{name:17s} {seconds:8.2f} s  ({1000 * seconds / n_patches:6.1f} ms/patch)")
+    for key in ("block_positions", "unembed_positions"):
+        ours, theirs = work["interp"][key], work["transformer_lens"][key]
+        print(f"{key}: interp {ours}, transformer_lens {theirs} ({theirs / max(ours, 1):.1f}x)")
     ratio = medians["transformer_lens"] / medians["interp"]
-    print(f"RATIO transformer_lens / interp = {ratio:.2f}  (target >= 5)")
+    spread = f"per repeat {min(ratios):.2f} to {max(ratios):.2f}" if len(ratios) > 1 else "1 repeat"
+    print(f"RATIO transformer_lens / interp = {ratio:.2f}  ({spread}; target >= 10)")
     result = {
         "model": model.name,
         "device": str(model.device),
@@ -187,6 +228,9 @@ def run(config: PatchingBenchConfig) -> Path:
         "seconds": times,
         "median_seconds": medians,
         "ratio_tl_over_interp": ratio,
+        "ratios_per_repeat": ratios,
+        "work": work,
+        "load_average": list(os.getloadavg()),
     }
     out = write_result("patching", config, result, config.out)
     print(f"wrote {out}")

@@ -31,6 +31,13 @@ per-scenario clean values, mean normalised effects, top patches).
 
 Defaults (3 held-out scenarios, 15 layers, 3 sites, 2 segments) take about 10 minutes on a
 2-core CPU; on a GPU use ``--layers 0-29 --scenarios 12 --per position``.
+
+Split over workers (:mod:`interp.patching.parallel`): every sweep's forward passes are shared
+out by ``--rank``/``--world-size`` (or torchrun's and SLURM's variables). Each worker writes
+its part under ``<out>/<sweep>/parts/<scenario>-<settings key>/``; under torchrun worker 0
+merges after a barrier and writes the results (``torchrun --standalone --nproc-per-node 2
+experiments/patch_refusal_vs_rebuttal.py``). After a SLURM array, or a crash, run the same
+command alone: it computes only the passes no part holds, then merges.
 """
 
 from __future__ import annotations
@@ -65,10 +72,13 @@ from interp.patching import (
     NextTokenKL,
     PatchResult,
     ProbeScore,
+    Sweep,
     chat_input,
-    patch_sweep,
+    split_sweep,
+    sweep_key,
 )
 from interp.paths import cache_root
+from interp.workers import WorkerSplitError, close, under_torchrun, worker_split
 from probes.base import Probe
 
 SEGMENTS = ["system", "pressure", "reply", "follow_up"]
@@ -116,6 +126,14 @@ class PatchExperimentConfig:
     dtype: str = dtype_field()
     device_map: str = device_map_field()
     max_memory: str | None = max_memory_field()
+    rank: int | None = field(
+        default=None,
+        metadata={"help": "this worker's number (default: torchrun's or SLURM's, else 0)"},
+    )
+    world_size: int | None = field(
+        default=None,
+        metadata={"help": "number of workers (default: torchrun's or SLURM's, else 1)"},
+    )
     out: str | None = field(
         default=None,
         metadata={
@@ -131,6 +149,10 @@ class PatchExperimentConfig:
         for name in ("scenarios", "continuation_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        try:
+            worker_split(self.rank, self.world_size)
+        except WorkerSplitError as err:
+            raise ConfigError(str(err)) from None
 
 
 def metric_for(model: LoadedModel, s: Scenario, config: PatchExperimentConfig) -> Metric:
@@ -201,11 +223,13 @@ def summarise(
 
 
 def run_sweep(name, target, source, make_inputs, scenarios, config, out_dir) -> list[PatchResult]:
+    """One sweep per scenario, as this process's share of the split (see the module
+    docstring); the results where this process merges, else an empty list."""
     results = []
     for s in scenarios:
         target_input, source_input, segments = make_inputs(s)
         start = time.perf_counter()
-        result = patch_sweep(
+        sweep = Sweep(
             target,
             target_input,
             metric_for(target, s, config),
@@ -217,6 +241,13 @@ def run_sweep(name, target, source, make_inputs, scenarios, config, out_dir) -> 
             per=config.per,
             batch_size=config.batch_size,
         )
+        parts = out_dir / name / "parts" / f"{s.id}-{sweep_key(sweep)}"
+        result = split_sweep(
+            sweep, parts, rank=config.rank, world_size=config.world_size, progress=True
+        )
+        if result is None:
+            print(f"{name} {s.id}: wrote this worker's part under {parts}")
+            continue
         result.meta["scenario"] = s.id
         result.meta["seconds"] = round(time.perf_counter() - start, 1)
         result.save(out_dir / name, s.id)
@@ -239,6 +270,16 @@ def run(config: PatchExperimentConfig) -> dict:
         if config.out
         else cache_root() / "experiments" / "patch_refusal_vs_rebuttal" / Path(model.name).name
     )
+    split = worker_split(config.rank, config.world_size)
+    try:
+        merges = not split.distributed or (split.is_main and under_torchrun())
+        return _run(config, model, scenarios, out_dir, merges)
+    finally:
+        close(split)
+
+
+def _run(config, model, scenarios, out_dir, merges: bool) -> dict:
+    """The sweeps; summaries and ``results.json`` only where this process merges."""
     summary: dict = {
         "config": asdict(config) | {"out": str(out_dir)},
         "scenarios": [s.id for s in scenarios],
@@ -250,7 +291,8 @@ def run(config: PatchExperimentConfig) -> dict:
         return target, source, ["follow_up", GENERATION_PROMPT]
 
     results = run_sweep("in_context", model, None, in_context, scenarios, config, out_dir)
-    summary["in_context"] = summarise("in_context", results, config, out_dir)
+    if results:
+        summary["in_context"] = summarise("in_context", results, config, out_dir)
 
     try:
         refusal = load_model(config.refusal_model, **model_options(config))
@@ -274,7 +316,12 @@ def run(config: PatchExperimentConfig) -> dict:
             pairs.append(("refusal_into_rebuttal", rebuttal, refusal))
         for name, target, source in pairs:
             results = run_sweep(name, target, source, same_prompt, scenarios, config, out_dir)
-            summary[name] = summarise(name, results, config, out_dir)
+            if results:
+                summary[name] = summarise(name, results, config, out_dir)
+    if not merges:
+        if not under_torchrun():
+            print("\nnot merged: once every worker has ended, run the same command alone")
+        return summary
     write_json_atomic(out_dir / "results.json", summary)
     print(f"\nwrote {out_dir}/results.json")
     return summary

@@ -8,6 +8,7 @@
 """
 
 from interp.patching.metrics import LogProbDiff, Metric, NextTokenKL, ProbeScore, RunOutput
+from interp.patching.parallel import merge_parts, split_sweep, sweep_key
 from interp.patching.result import PatchResult
 from interp.patching.runner import Patch
 from interp.patching.segments import (
@@ -36,6 +37,9 @@ __all__ = [
     "align",
     "chat_input",
     "check_patchable",
+    "merge_parts",
     "patch_sweep",
     "source_activations",
+    "split_sweep",
+    "sweep_key",
 ]

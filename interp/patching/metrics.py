@@ -8,6 +8,7 @@ predict the suffix tokens (the last prompt position when there is no suffix).
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,10 @@ class Metric(ABC):
     @abstractmethod
     def __call__(self, out: RunOutput, clean: RunOutput) -> Float[Tensor, " runs"]: ...
 
+    def describe(self) -> dict[str, Any]:
+        """What identifies this metric's values (parts of a split sweep must agree on it)."""
+        return {"name": self.name, "kind": type(self).__name__}
+
 
 def _tokens(tokenizer: Any, text: str) -> Tensor:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -79,6 +84,12 @@ class LogProbDiff(Metric):
 
     def suffixes(self) -> list[Tensor]:
         return [self.comply, self.refuse]
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {
+            "comply": self.comply.tolist(),
+            "refuse": self.refuse.tolist(),
+        }
 
     def __call__(self, out: RunOutput, clean: RunOutput) -> Tensor:
         assert out.logits is not None
@@ -117,6 +128,20 @@ class ProbeScore(Metric):
 
     def __init__(self, probe: Any, hook: str, segment: str | None = None) -> None:
         self.probe, self.hook, self.segment = probe, hook, segment
+
+    def describe(self) -> dict[str, Any]:
+        state = self.probe.state() if hasattr(self.probe, "state") else {}
+        digest = hashlib.blake2b(digest_size=12)
+        for key, value in sorted(state.items()):
+            digest.update(key.encode())
+            digest.update(value.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+        return super().describe() | {
+            "hook": self.hook,
+            "segment": self.segment,
+            "probe": type(self.probe).__name__,
+            "probe_weights": digest.hexdigest(),
+            "threshold": float(getattr(self.probe, "threshold", 0.0)),
+        }
 
     def capture(self, prompt: PatchInput) -> dict[str, tuple[int, ...]]:
         if self.segment is None:

@@ -27,11 +27,17 @@ def _where(
     return torch.where(positions[..., None].to(act.device), new.to(act.dtype), act)
 
 
+def _on_sae(sae: Any, act: Tensor) -> Tensor:
+    """``act`` in float32 on the SAE's device (a block of a model split over GPUs may run on
+    another device than the SAE)."""
+    return act.float().to(sae.W_dec.device)
+
+
 def splice_hook(sae: Any, positions: Bool[Tensor, "batch pos"] | None = None) -> HookFn:
     """Replace the residual by the SAE's reconstruction ``sae(act)``."""
 
     def hook(act: Tensor, hook: object = None) -> Tensor:
-        return _where(positions, sae(act.float()), act)
+        return _where(positions, sae(_on_sae(sae, act)).to(act.device), act)
 
     return hook
 
@@ -55,8 +61,8 @@ def feature_delta(
     ``scale=0`` ablates the feature, ``scale=1`` changes nothing, ``scale=2`` doubles it;
     the SAE's reconstruction error stays in the residual untouched.
     """
-    coef = sae.encode(act.float())[..., feature : feature + 1]
-    return (scale - 1.0) * coef * sae.W_dec[feature].to(coef.device)
+    coef = sae.encode(_on_sae(sae, act))[..., feature : feature + 1]
+    return ((scale - 1.0) * coef * sae.W_dec[feature]).to(act.device)
 
 
 def feature_edit_hook(

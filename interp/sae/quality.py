@@ -107,9 +107,9 @@ def reply_loss(
         with torch.inference_mode():
             logits = model.bridge.run_with_hooks(ids, attention_mask=attention, fwd_hooks=fwd)
         # position p predicts token p+1; score p where both p and p+1 are reply tokens
-        scored = reply[:, :-1] & reply[:, 1:]
+        scored = (reply[:, :-1] & reply[:, 1:]).to(logits.device)  # split model: last device
         logp = logits[:, :-1].float().log_softmax(-1)
-        nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device)).squeeze(-1)
         total += float(nll[scored].sum())
         count += int(scored.sum())
     if count == 0:
