@@ -45,7 +45,7 @@ from torch import Tensor
 from probes.logistic import LogisticProbe
 from probes.mean_diff import MeanDiffProbe
 from probes.metrics import auroc
-from probes.select import C_GRID, group_folds
+from probes.select import C_GRID, best_c, usable_folds
 
 
 @dataclass
@@ -237,18 +237,11 @@ def select_c_many(
     **solver: float,
 ) -> dict[str, tuple[float, dict[float, float]]]:
     """:func:`probes.select.select_c` for every feature set at once: the same folds
-    (:func:`~probes.select.group_folds`), grid, skipped folds and tie-breaking (the smaller
-    ``c``), with every (feature set, fold, c) fitted by :func:`fit_logistic_grid`."""
-    folds = group_folds(groups, n_folds, seed)
-    everything = torch.arange(len(y))
+    (:func:`~probes.select.usable_folds`), grid and tie-breaking
+    (:func:`~probes.select.best_c`), with every (feature set, fold, c) fitted by
+    :func:`fit_logistic_grid`."""
+    usable = usable_folds(y, groups, n_folds, seed)
     y_cpu = y.cpu()
-    usable = []
-    for fold in folds:
-        train = everything[~torch.isin(everything, fold)]
-        if len(set(y_cpu[fold].tolist())) == 2 and len(set(y_cpu[train].tolist())) == 2:
-            usable.append((train, fold))
-    if not usable:
-        raise ValueError("no fold had both labels on each side; cannot choose c")
     probes = fit_logistic_grid(features, y, [t for t, _ in usable], grid, **solver)  # type: ignore[arg-type]
     chosen: dict[str, tuple[float, dict[float, float]]] = {}
     for name, X in features.items():
@@ -259,7 +252,7 @@ def select_c_many(
                 for j, (_, fold) in enumerate(usable)
             ]
             results[c] = statistics.fmean(values)
-        chosen[name] = (max(results, key=lambda c: (results[c], -c)), results)
+        chosen[name] = (best_c(results), results)
     return chosen
 
 

@@ -30,6 +30,28 @@ def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> list[Tens
     ]
 
 
+def usable_folds(
+    y: Tensor, groups: Sequence[str], n_folds: int, seed: int = 0
+) -> list[tuple[Tensor, Tensor]]:
+    """``(train_rows, fold_rows)`` of every :func:`group_folds` fold with both labels on each
+    side (a fold without them cannot be scored by AUROC, so every selection skips it)."""
+    y = y.cpu()
+    everything = torch.arange(len(y))
+    usable = []
+    for fold in group_folds(groups, n_folds, seed):
+        train = everything[~torch.isin(everything, fold)]
+        if len(set(y[fold].tolist())) == 2 and len(set(y[train].tolist())) == 2:
+            usable.append((train, fold))
+    if not usable:
+        raise ValueError("no fold had both labels on each side; cannot choose c")
+    return usable
+
+
+def best_c(results: dict[float, float]) -> float:
+    """The ``c`` with the best mean validation AUROC; ties go to the smaller ``c``."""
+    return max(results, key=lambda c: (results[c], -c))
+
+
 def select_c(
     X: Tensor,
     y: Tensor,
@@ -40,20 +62,12 @@ def select_c(
 ) -> tuple[float, dict[float, float]]:
     """The ``c`` of :class:`LogisticProbe` with the best mean validation AUROC over
     group folds, and the mean AUROC of every ``c`` tried (ties go to the smaller ``c``)."""
-    folds = group_folds(groups, n_folds, seed)
-    everything = torch.arange(len(y))
+    usable = usable_folds(y, groups, n_folds, seed)
     results: dict[float, float] = {}
     for c in sorted(grid):
         values = []
-        for fold in folds:
-            train = everything[~torch.isin(everything, fold)]
-            if len(set(y[fold].tolist())) < 2 or len(set(y[train].tolist())) < 2:
-                continue
+        for train, fold in usable:
             probe = LogisticProbe(c=c).fit(X[train.to(X.device)], y[train.to(y.device)])
             values.append(auroc(y[fold].cpu(), probe.score(X[fold.to(X.device)]).cpu()))
-        if values:
-            results[c] = statistics.fmean(values)
-    if not results:
-        raise ValueError("no fold had both labels on each side; cannot choose c")
-    best = max(results, key=lambda c: (results[c], -c))
-    return best, results
+        results[c] = statistics.fmean(values)
+    return best_c(results), results

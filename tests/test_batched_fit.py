@@ -115,3 +115,19 @@ def test_converged_systems_are_left_alone():
     assert torch.equal(again[0], alpha[0]) and torch.equal(again_b[0], b[0])
     assert torch.allclose(again[1], alpha[1], atol=1e-8)
     assert abs(float(again_b[1] - b[1])) < 1e-8
+
+
+def test_selection_rules():
+    """Ties go to the smaller c; a fold with one label on a side is skipped, and none left
+    is an error that says so."""
+    from probes.select import best_c, usable_folds
+
+    assert best_c({0.01: 0.7, 0.1: 0.7, 1.0: 0.69}) == 0.01
+    assert best_c({0.01: 0.6, 0.1: 0.7}) == 0.1
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    y = torch.tensor([0, 1, 0, 1, 0, 1, 1, 1])  # group d holds only positives
+    usable = usable_folds(y, groups, n_folds=4)
+    assert len(usable) == 3
+    assert all(set(y[fold].tolist()) == {0, 1} for _, fold in usable)
+    with pytest.raises(ValueError, match="both labels on each side"):
+        usable_folds(torch.tensor([1, 1, 1, 1, 1, 1, 1, 1]), groups, n_folds=4)
