@@ -99,6 +99,10 @@ class CacheMemoryConfig:
     shard_size: int = field(default=256, metadata={"help": "pooled vectors per shard"})
     max_tokens: int = field(default=1024, metadata={"help": "longer transcripts cut from left"})
     repeats: int = field(default=3, metadata={"help": "subprocess runs per size (median)"})
+    cache_repeats: int | None = field(
+        default=None,
+        metadata={"help": "caching runs per size", "default_text": "--repeats"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
     threads: int = field(
         default=1, metadata={"help": "torch CPU threads in the children (0: torch's default)"}
@@ -132,6 +136,8 @@ class CacheMemoryConfig:
         for name in ("big_gb", "fit_budget_mib"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.cache_repeats is not None and self.cache_repeats < 1:
+            raise ConfigError("--cache-repeats must be >= 1")
         if self.big_dim < 2 or self.limit_gb <= 0:
             raise ConfigError("--big-dim must be >= 2 and --limit-gb > 0")
 
@@ -472,13 +478,17 @@ def spawn(
 def measure(
     config: CacheMemoryConfig, task: str, folders: dict[str, Path]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each size ``repeats`` times, in alternating order, each run in a fresh subprocess.
+    """Each size ``repeats`` (caching: ``cache_repeats``) times, in alternating order, each
+    run in a fresh subprocess.
     Caching writes each size's first cache into ``folders[label]`` (kept for the fits)."""
     sizes = {"small": config.small, "large": config.large}
     runs: dict[str, list[dict[str, Any]]] = {"small": [], "large": []}
-    for r in range(config.repeats):
+    repeats = config.repeats
+    if task == "cache" and config.cache_repeats is not None:
+        repeats = config.cache_repeats
+    for r in range(repeats):
         for label in ("small", "large") if r % 2 == 0 else ("large", "small"):
-            print(f"{task} run {r + 1}/{config.repeats}: {sizes[label]} transcripts...", flush=True)
+            print(f"{task} run {r + 1}/{repeats}: {sizes[label]} transcripts...", flush=True)
             keep = task != "cache" or r == 0  # each size's first cache is kept for the fits
             res = spawn(config, sizes[label], task, folders[label] if keep else None)
             runs[label].append(res)

@@ -108,7 +108,7 @@ class ActivationSet:
     n_selected: Tensor
     answer_found: Tensor
     truncated: Tensor
-    checked: tuple[CheckedShard, ...] = ()
+    checked: tuple[CheckedShard, ...] = field(default=(), repr=False)
     _loaded: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @property
