@@ -22,7 +22,9 @@ timing, the hooked activations are checked against the HF copy's ``hidden_states
 on non-padding positions, so both paths compute the same thing.
 
 Target: ``bridge_cache / hf_forward <= ~0.6`` at the default layer 14 of the 30-block
-default model (the pass stops after block 15 of 30 and skips the LM head).
+default model (the pass stops after block 15 of 30 and skips the LM head), and ``<= 0.55``
+with ``--dtype bfloat16 --max-layer 14`` (the bridge holds blocks 0-14 only; the baseline
+is still the whole model's forward pass in the same dtype).
 
 Reading the output: one row per path with the median seconds over the whole set, the
 spread (min-max), milliseconds per transcript and tokens per second (padding included); then
@@ -34,6 +36,10 @@ from one run, never against numbers stored from another machine or run.
 Defaults: the first 32 transcripts of builtin:consistency (~220 tokens each) in batches of
 16, 3 repeats: about 3 minutes on an otherwise idle 2-core CPU with the default model, several
 times that on a busy one (use ``--n 16`` there). On a GPU use ``--n 256`` or more.
+
+``--dtype`` (``auto``: bfloat16 on CUDA, float32 on the CPU) sets the dtype of both copies;
+``--max-layer`` loads the bridge's copy only up to that block (:func:`interp.models.load_model`'s
+``max_layer``), as a user caching one layer of a large model would.
 
 Run: ``python experiments/bench_cache_speed.py``; quick check:
 ``python experiments/bench_cache_speed.py --n 8 --batch-size 4 --repeats 1``.
@@ -53,12 +59,18 @@ import torch
 from interp.benchmarks import sync, timed, write_result
 from interp.cache import cache_activations, mean_pool, pad_batch
 from interp.cli import run_cli
-from interp.config import ConfigError
+from interp.config import (
+    ConfigError,
+    check_model_options,
+    device_field,
+    dtype_field,
+    model_options,
+)
 from interp.data.datasets import build_consistency
 from interp.data.tokens import TOKEN_SELECTIONS, encode_transcript
 from interp.data.transcripts import Transcript
 from interp.hooks import check_layer, hook_name, stop_layer
-from interp.models import DEFAULT_MODEL, LoadedModel, _build, load_model
+from interp.models import DEFAULT_MODEL, LoadedModel, load_hf_model, load_model
 
 
 @dataclass
@@ -70,7 +82,16 @@ class CacheSpeedConfig:
     n: int = field(default=32, metadata={"help": "transcripts of builtin:consistency"})
     batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
     repeats: int = field(default=3, metadata={"help": "timed repeats (median reported)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
+    device: str = device_field()
+    dtype: str = dtype_field()
+    max_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": "load only blocks 0..MAX_LAYER for the cached path (>= --layer); the HF "
+            "baseline stays the whole model",
+            "default_text": "every block",
+        },
+    )
     threads: int | None = field(
         default=None,
         metadata={
@@ -100,6 +121,12 @@ class CacheSpeedConfig:
         for name in ("n", "batch_size", "repeats", "max_tokens", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        check_model_options(self)
+        if self.max_layer is not None and self.max_layer < self.layer:
+            raise ConfigError(
+                f"--max-layer {self.max_layer} leaves out block {self.layer}, the one cached; "
+                f"give --max-layer >= --layer"
+            )
 
 
 def transcripts_for(n: int) -> list[Transcript]:
@@ -162,14 +189,14 @@ class Setup:
 def setup(config: CacheSpeedConfig) -> Setup:
     if config.threads:
         torch.set_num_threads(config.threads)
-    dtype = torch.float32
     print(f"Loading {config.model} (bridge) and a separate Hugging Face copy...", flush=True)
-    model = load_model(config.model, device=config.device, dtype=dtype)
+    model = load_model(config.model, **model_options(config), max_layer=config.max_layer)
     device = model.device
     check_layer(config.layer, model.n_layers)
     hook = hook_name(config.layer)
     stop = stop_layer([hook], model.n_layers)
-    _, hf_model, _ = _build(config.model, dtype)  # a fresh copy; the bridge rewired its own
+    # a fresh, whole copy in the same dtype; the bridge rewired its own
+    _, hf_model, _ = load_hf_model(config.model, model.dtype)
     hf_model.eval().to(device)
 
     transcripts = transcripts_for(config.n)
@@ -194,7 +221,7 @@ def warm_up_and_check(s: Setup) -> dict[str, Any]:
     ids, att, sel = s.batches[0]
     acts = s.bridge_pass(ids, att)[s.hook]
     check: dict[str, Any] = {"checked": False}
-    if layer + 1 < s.model.n_layers:  # HF applies the final norm to its last hidden state
+    if layer + 1 < (s.model.checkpoint_layers or s.model.n_layers):  # HF's last is normed
         ref = s.hf_pass(ids, att, output_hidden_states=True).hidden_states[layer + 1]
         real = att.bool()
         diff = (acts - ref)[real].abs().max().item()
@@ -297,7 +324,13 @@ def run(config: CacheSpeedConfig) -> Path:
     print(report(s, check, times))
     median = {name: statistics.median(v) for name, v in times.items()}
     result = {
-        "model": {"name": s.model.name, "n_layers": s.model.n_layers, "d_model": s.model.d_model},
+        "model": {
+            "name": s.model.name,
+            "n_layers": s.model.n_layers,
+            "checkpoint_layers": s.model.checkpoint_layers,
+            "d_model": s.model.d_model,
+            "dtype": s.model.dtype_name,
+        },
         "hook": s.hook,
         "stop_at_layer": s.stop,
         "hf_attn_implementation": getattr(s.hf_model.config, "_attn_implementation", None),
@@ -308,6 +341,7 @@ def run(config: CacheSpeedConfig) -> Path:
         "n_tokens_padded": s.n_padded,
         "times_s": times,
         "median_s": median,
+        "tokens_per_s": {name: s.n_padded / m for name, m in median.items()},
         "ratio_cache_over_hf": median["bridge_cache"] / median["hf_forward"],
         "target_ratio_max": 0.6,
         "end_to_end_overhead": median["cache_activations"] / median["bridge_cache"] - 1.0,
