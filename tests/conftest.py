@@ -29,7 +29,8 @@ install_import_hook(
 
 import jaxtyping  # noqa: E402
 
-from interp.data.datasets import build_consistency  # noqa: E402 (after the hook)
+from interp.cache.config import CacheConfig  # noqa: E402 (after the hook)
+from interp.data.datasets import build_consistency  # noqa: E402
 from interp.models import LoadedModel, load_dispatched_on_cpu, load_model  # noqa: E402
 from interp.probe.config import ProbeConfig  # noqa: E402
 from interp.sae.config import SAEConfig  # noqa: E402
@@ -37,11 +38,12 @@ from interp.text.generation import GenerationConfig, Prompt  # noqa: E402
 
 # These dataclasses take more than their fields' annotations say, on purpose, and their
 # ``__post_init__`` turns it into the annotated type or refuses it with its own message:
-# ``ProbeConfig(layers=14 | "0-3" | [0, 7])``, ``SAEConfig(datasets="a,b" | [...])``,
-# ``Prompt(messages=[...])``; ``GenerationConfig`` checks its numbers' types itself. The
-# annotations describe the fields after ``__post_init__`` (the CLI reads them), so the
-# generated ``__init__`` stays unchecked; the fields are checked where they are used.
-for _config in (ProbeConfig, SAEConfig, Prompt, GenerationConfig):
+# ``ProbeConfig(layers=14 | "0-3" | [0, 7])`` (``CacheConfig`` likewise),
+# ``SAEConfig(datasets="a,b" | [...])``, ``Prompt(messages=[...])``; ``GenerationConfig``
+# checks its numbers' types itself. The annotations describe the fields after
+# ``__post_init__`` (the CLI reads them), so the generated ``__init__`` stays unchecked; the
+# fields are checked where they are used.
+for _config in (ProbeConfig, CacheConfig, SAEConfig, Prompt, GenerationConfig):
     _config.__init__ = getattr(_config.__init__, "__wrapped__", _config.__init__)  # type: ignore[method-assign]
 
 
