@@ -35,6 +35,7 @@ from interp.cache.__main__ import main as cache_main
 from interp.cache.budget import Budget, is_out_of_memory
 from interp.data.transcripts import write_transcripts
 from interp.hooks import hook_name
+from interp.models import load_model
 from interp.workers import WorkerSplit
 
 HOOKS = [hook_name(0), hook_name(0, "resid_pre")]
@@ -54,6 +55,13 @@ def clean(tiny_model, data, tmp_path_factory):
     return cache_activations(
         tiny_model, data, HOOKS, cache_dir=tmp_path_factory.mktemp("clean"), **KW
     )
+
+
+@pytest.fixture(scope="module")
+def clean_block0(data, tmp_path_factory):
+    """The reference of ``python -m interp.cache`` for HOOKS, which loads block 0 only."""
+    model = load_model("tiny-random", device="cpu", max_layer=0)
+    return cache_activations(model, data, HOOKS, cache_dir=tmp_path_factory.mktemp("b0"), **KW)
 
 
 def shards(folder: Path) -> dict[str, bytes]:
@@ -167,7 +175,7 @@ def _torchrun(dataset: Path, root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
 
 
-def test_torchrun_two_workers_equal_one_process(tiny_model, data, clean, tmp_path):
+def test_torchrun_two_workers_equal_one_process(data, clean_block0, tmp_path):
     """A real 2-process torchrun with gloo on CPU (about 20 s on an idle 2-core CPU: each
     process imports transformer-lens): worker 0 finalizes after the barrier, and the cache
     equals the single-process one bit for bit."""
@@ -178,7 +186,7 @@ def test_torchrun_two_workers_equal_one_process(tiny_model, data, clean, tmp_pat
     assert "worker 0 of 2 (torchrun ($RANK)): wrote 3 of its 3 shards" in done.stdout
     assert "worker 1 of 2 (torchrun ($RANK)): wrote 3 of its 3 shards" in done.stdout
     assert "cache complete: 24 transcripts in 6 shards" in done.stdout
-    assert_same(tmp_path / "root" / "activations" / clean.path.name, clean)
+    assert_same(tmp_path / "root" / "activations" / clean_block0.path.name, clean_block0)
 
 
 # --- the command line and the probe ----------------------------------------------------------
@@ -200,26 +208,30 @@ def test_each_torchrun_worker_of_a_node_takes_its_own_gpu(monkeypatch):
     assert worker_device(CacheConfig(layers=(1,))) == "auto"
 
 
-def test_cli_cache_is_reused_by_the_probe(tiny_model, tmp_path, count_passes, capsys):
-    """``python -m interp.cache --layers 1`` asks for the probe's cache: the probe then runs
-    no forward pass."""
+@pytest.mark.parametrize("layer", [0, 1])
+def test_cli_cache_is_reused_by_the_probe(tmp_path, layer, capsys):
+    """``python -m interp.cache --layers L`` asks for the probe's cache, loading blocks up to L
+    as the probe does (L=0: fewer blocks than the model has): the probe then finds every
+    activation it needs in that folder and writes no other."""
     from interp.probe.config import ProbeConfig
     from interp.probe.pipeline import train_probe
 
     common = ["--model", "tiny-random", "--max-scenarios", "4", "--cache-dir", str(tmp_path)]
-    assert cache_main([*common, "--layers", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert cache_main([*common, "--layers", str(layer), "--device", "cpu", "--no-progress"]) == 0
     assert "cache complete" in capsys.readouterr().out
-    calls = count_passes(tiny_model)
+    folders = sorted(p.name for p in (tmp_path / "activations").iterdir())
+    assert len(folders) == 1
     config = ProbeConfig(
         model="tiny-random",
-        layers=1,
+        layers=layer,
         max_scenarios=4,
         control_dataset=None,
+        device="cpu",
         cache_dir=str(tmp_path),
         progress=False,
     )
-    train_probe(config, model=tiny_model)
-    assert calls["n"] == 0
+    train_probe(config)
+    assert sorted(p.name for p in (tmp_path / "activations").iterdir()) == folders
 
 
 def test_cli_refuses_a_config_without_hooks(capsys):

@@ -40,6 +40,7 @@ from interp.cache.writer import CacheJob, ShareReport, make_job
 from interp.config import model_options
 from interp.data.datasets import load_dataset, subset_groups
 from interp.data.transcripts import Transcript
+from interp.hooks import parse_hook_name
 from interp.locks import folder_lock
 from interp.models import load_model
 from interp.paths import cache_root
@@ -106,16 +107,20 @@ def worker_device(config: CacheConfig) -> str:
 
 def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
     """Read the data, load the model and make the job of ``config`` (bad input fails before
-    the model loads)."""
+    the model loads). Only the blocks up to the deepest hook are loaded, as the probe loads
+    them, so the cache key (which records the blocks loaded) is the probe's."""
     from interp.probe.controls import CONTROL_HOOK
 
     transcripts = read_transcripts(config)
-    model = load_model(config.model, **{**model_options(config), "device": worker_device(config)})
+    hooks = config.hook_names(CONTROL_HOOK)
+    deepest = max(parse_hook_name(h)[0] for h in hooks)
+    options = {**model_options(config), "device": worker_device(config)}
+    model = load_model(config.model, **options, max_layer=deepest)
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
     return make_job(
         model,
         transcripts,
-        config.hook_names(CONTROL_HOOK),
+        hooks,
         config.tokens,
         batch_size=config.batch_size,
         batch_tokens=config.batch_tokens,
