@@ -149,9 +149,11 @@ class Capture:
                 continue
             acts, attention, selection = ran
             for h in self.hooks:
-                pooled[h].append(mean_pool(acts[h], selection).to("cpu", self.dtype))
+                # a model split over GPUs holds each block's activations on its own device
+                selected = selection.to(acts[h].device)
+                pooled[h].append(mean_pool(acts[h], selected).to("cpu", self.dtype))
                 if self.per_token:
-                    mask = selection.bool()
+                    mask = selected.bool()
                     per_tok[h].extend(
                         acts[h][r][mask[r]].to("cpu", self.dtype) for r in range(len(batch))
                     )
