@@ -302,3 +302,57 @@ def test_resuming_at_the_patched_block_equals_full_passes(tiny_model, monkeypatc
     monkeypatch.setattr(runner.Runner, "__init__", full_passes_only)
     full = patch_sweep(tiny_model, target, metric, progress=False, **kwargs)
     torch.testing.assert_close(resumed.values, full.values, atol=1e-5, rtol=1e-5)
+
+
+def test_chunks_skip_positions_and_unchanged_patches_without_changing_results(
+    tiny_model, monkeypatch
+):
+    """Positions before a chunk's first patch run from the clean keys and values, and a
+    patch that writes the target's own activation is not run: both give what running it
+    gives."""
+    from interp.patching import Sweep, sweep
+
+    source, target = _prompts(tiny_model.tokenizer)
+    metric = LogProbDiff.from_text(tiny_model.tokenizer, "Sure, here it is", "I can't")
+    kwargs = dict(source_input=source, sites=("resid_pre", "resid_mid", "attn_out"), batch_size=4)
+    prepared = Sweep(tiny_model, target, metric, **kwargs)
+    assert prepared.runner.skips_positions
+    # the prompts differ at position 1: position 0 is the same in both at every layer, and
+    # the input of block 0 (token embeddings) at every other position too
+    same = [
+        (p.site, p.layer, p.column.target_positions)
+        for p in (prepared.patches[i] for i in prepared.unchanged)
+    ]
+    n = len(target)
+    embeddings = [("resid_pre", 0, (k,)) for k in range(n) if k != 1]
+    assert sorted(same) == sorted(
+        {*embeddings, *[(s, layer, (0,)) for s in kwargs["sites"] for layer in (0, 1)]}
+    )
+    fast = patch_sweep(tiny_model, target, metric, progress=False, **kwargs)
+    assert fast.meta["unchanged_patches"] == len(same) == n - 1 + 5
+    monkeypatch.setattr(sweep.Sweep, "_find_unchanged", lambda self: [])
+    monkeypatch.setattr(sweep.Runner, "_record_prefix", lambda self, clean: None)
+    slow = patch_sweep(tiny_model, target, metric, progress=False, **kwargs)
+    assert slow.meta["unchanged_patches"] == 0
+    torch.testing.assert_close(fast.values, slow.values, atol=1e-5, rtol=1e-5)
+
+
+def test_one_hook_per_hook_name_per_chunk(tiny_model):
+    from interp.patching import Sweep
+    from interp.patching.runner import patch_hooks
+
+    source, target = _prompts(tiny_model.tokenizer)
+    prepared = Sweep(
+        tiny_model,
+        target,
+        NextTokenKL(),
+        source_input=source,
+        sites=("resid_pre", "mlp_out"),
+        batch_size=64,
+    )
+    patches = [prepared.patches[i] for i in prepared.chunks[0]]
+    assert len(patches) > 10
+    hooks = patch_hooks(patches, 1, prepared.acts, 0)
+    assert sorted(name for name, _ in hooks) == sorted(
+        {f"blocks.{p.layer}.hook_{p.site}" for p in patches}
+    )

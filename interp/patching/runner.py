@@ -98,7 +98,14 @@ class _PrefixKV:
         self.k, self.v = k, v
 
     def update(self, k: Tensor, v: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
-        return torch.cat([self.k.to(k), k], dim=-2), torch.cat([self.v.to(v), v], dim=-2)
+        return torch.cat([_rows(self.k.to(k), len(k)), k], -2), torch.cat(
+            [_rows(self.v.to(v), len(v)), v], -2
+        )
+
+
+def _rows(x: Tensor, n: int) -> Tensor:
+    """``x`` with ``n`` rows: as it is, or its one row broadcast (no copy)."""
+    return x if len(x) == n else x.expand(n, *x.shape[1:])
 
 
 def _tile(value: Any, n_rows: int, runs: int) -> Any:
@@ -332,10 +339,12 @@ class Runner:
 
     def _block_kwargs(self, layer: int, runs: int, offset: int = 0) -> dict[str, Any]:
         """Block ``layer``'s keyword arguments of the clean run, tiled to ``runs`` runs, from
-        position ``offset`` on, with the clean keys and values before it as the cache."""
+        position ``offset`` on, with the clean keys and values before it as the cache. With one
+        row per run nothing is tiled: arguments with a batch axis of 1 broadcast."""
+        tile = self.n_rows > 1
         kwargs: dict[str, Any] = {}
         for key, value in self.block_inputs[layer][1].items():
-            value = _tile(value, self.n_rows, runs)
+            value = _tile(value, self.n_rows, runs) if tile else value
             if key in _POSITION_AXIS and offset:
                 value = _from_position(value, _POSITION_AXIS[key], offset)
             kwargs[key] = value
@@ -345,10 +354,10 @@ class Runner:
         if offset:
             assert self.prefix_kv is not None
             k, v = self.prefix_kv[layer]
-            kwargs["past_key_values"] = _PrefixKV(
-                _tile(k[:, :, :offset], self.n_rows, runs),
-                _tile(v[:, :, :offset], self.n_rows, runs),
-            )
+            k, v = k[:, :, :offset], v[:, :, :offset]
+            if tile:
+                k, v = _tile(k, self.n_rows, runs), _tile(v, self.n_rows, runs)
+            kwargs["past_key_values"] = _PrefixKV(k, v)
         return kwargs
 
     def _record_prefix(self, clean: RunOutput) -> None:
