@@ -147,10 +147,12 @@ def probe_data(cache) -> str:
     return str(path)
 
 
+# Layer 0: the pass stops after block 0; at the tiny model's last block (1) every forward pass
+# would also run its 49k-token unembedding, which made these tests minutes long.
 def tiny_config(probe_data: str, **overrides) -> OrganismConfig:
     settings = dict(
         base="tiny-random", kinds=("tag",), steps=2, batch_size=2, per_scenario=1,
-        n_neutral=2, n_neutral_eval=2, samples=1, max_new_tokens=4, layers=(1,),
+        n_neutral=2, n_neutral_eval=2, samples=1, max_new_tokens=4, layers=(0,),
         n_random=50, n_boot=20, progress=False, device="cpu", gen_batch_size=32,
         probe_dataset=probe_data,
     )  # fmt: skip
@@ -192,7 +194,7 @@ def test_experiment_runs_end_to_end_on_the_tiny_model(cache, probe_data, capsys)
     assert (out / "auroc_by_layer-tag.html").is_file() and (out / "defection-tag.html").is_file()
     probes = results["probes"]["tag"]
     assert set(probes["teacher_forced"]) == {"base", "O", "H"}
-    assert 0 <= probes["defection"]["O"]["1"]["percentile_among_random"] <= 100
+    assert 0 <= probes["defection"]["O"]["0"]["percentile_among_random"] <= 100
     # A rerun reuses the models and the samples.
     assert main([*_flags(tiny_config(probe_data)), "--out", str(out)]) == 0
     assert all(r["skipped"] for r in json.loads((out / "results.json").read_text())[
@@ -215,10 +217,10 @@ def test_planted_deception_is_measured_and_probed(cache, probe_data, monkeypatch
     assert onpolicy["n_deceptive"] == deceived and onpolicy["n_rows"] >= 2 * n_held - 4
     for position in ("answer", "pre_answer"):
         entry = onpolicy["positions"][position]
-        assert 0 <= entry["layers"][1]["O"]["auroc"] <= 1
-        assert entry["layers"][1]["O"]["recall_at_1pct_neutral_fpr"] is not None
+        assert 0 <= entry["layers"][0]["O"]["auroc"] <= 1
+        assert entry["layers"][0]["O"]["recall_at_1pct_neutral_fpr"] is not None
         assert 0 <= entry["text_baseline"]["auroc"] <= 1
-    assert results["probes"]["tag"]["trigger_only"]["layers"][1] is not None
+    assert results["probes"]["tag"]["trigger_only"]["layers"][0] is not None
 
 
 def _flags(config: OrganismConfig) -> list[str]:
@@ -227,7 +229,7 @@ def _flags(config: OrganismConfig) -> list[str]:
         "--batch-size", str(config.batch_size), "--per-scenario", str(config.per_scenario),
         "--n-neutral", str(config.n_neutral), "--n-neutral-eval", str(config.n_neutral_eval),
         "--samples", str(config.samples), "--max-new-tokens", str(config.max_new_tokens),
-        "--layers", "1", "--n-random", str(config.n_random), "--n-boot", str(config.n_boot),
+        "--layers", "0", "--n-random", str(config.n_random), "--n-boot", str(config.n_boot),
         "--gen-batch-size", "32", "--probe-dataset", config.probe_dataset,
         "--no-progress", "--device", "cpu",
     ]  # fmt: skip
