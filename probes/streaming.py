@@ -44,7 +44,7 @@ from probes.base import Probe
 from probes.logistic import LogisticProbe
 from probes.mean_diff import MeanDiffProbe
 from probes.metrics import auroc
-from probes.select import C_GRID, group_folds
+from probes.select import C_GRID, best_c, usable_folds
 
 #: ``read(rows)`` -> ``(rows_block, X_block)`` pairs covering ``rows`` once each.
 BlockReader = Callable[[Tensor], Iterable[tuple[Tensor, Tensor]]]
@@ -344,21 +344,13 @@ def fit_streaming(
 def _usable_folds(
     y: Tensor, rows: Tensor, groups: Sequence[str], n_folds: int, seed: int
 ) -> list[tuple[Tensor, Tensor]]:
-    """``(train_rows, fold_rows)`` of every fold with both labels on each side, as dataset
-    rows; the folds are :func:`~probes.select.group_folds` of ``groups`` (one per row)."""
+    """:func:`~probes.select.usable_folds` of ``rows`` (``groups[i]`` is the group of
+    ``rows[i]``), as dataset rows."""
     if len(groups) != len(rows):
         raise ValueError(f"groups must name the group of each of the {len(rows)} rows")
     rows = rows.long().cpu()
-    y_rows = y.cpu()[rows]
-    everything = torch.arange(len(rows))
-    usable = []
-    for fold in group_folds(groups, n_folds, seed):
-        train = everything[~torch.isin(everything, fold)]
-        if len(set(y_rows[fold].tolist())) == 2 and len(set(y_rows[train].tolist())) == 2:
-            usable.append((rows[train], rows[fold]))
-    if not usable:
-        raise ValueError("no fold had both labels on each side; cannot choose c")
-    return usable
+    folds = usable_folds(y.cpu()[rows], groups, n_folds, seed)
+    return [(rows[train], rows[fold]) for train, fold in folds]
 
 
 def _validation_scores(
@@ -413,4 +405,4 @@ def select_c_streaming(
         c: statistics.fmean(auroc(y_cpu[fold], scores[j][c]) for j, fold in enumerate(folds))
         for c in sorted(grid)
     }
-    return max(results, key=lambda c: (results[c], -c)), results
+    return best_c(results), results
