@@ -255,7 +255,7 @@ def run(config: GpuCheckConfig) -> Path | None:
             f"{torch.version.cuda or 'none'}). Run it on a GPU machine with a CUDA build of torch."
         )
         return None
-    if LLAMA8B_SHAPE not in list_models():
+    if not config.quick and LLAMA8B_SHAPE not in list_models():  # --quick uses tiny models
         register_model(LLAMA8B_SHAPE, build_llama8b_shape)
     plan = Plan.of(config)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as name:

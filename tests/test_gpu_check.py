@@ -30,3 +30,4 @@ def test_quick_cpu_run_runs_every_step(tmp_path, monkeypatch):
     assert {name: s["status"] for name, s in steps.items()} == dict.fromkeys(steps, "ok")
     assert steps["probe_auroc"]["difference"] == 0  # the same float32 run twice on the CPU
     assert steps["patching"]["bench"]["max_abs_diff"] < 1e-4
+    assert gpu_check.LLAMA8B_SHAPE not in gpu_check.list_models()  # nothing left registered
