@@ -99,6 +99,16 @@ class ProbeConfig:
     n_random: int = field(
         default=32, metadata={"help": "random directions in the random-direction control"}
     )
+    erase_stances: bool = field(
+        default=False,
+        metadata={
+            "help": "erase the answer-stance and reasoning-stance concepts (LEACE, one eraser "
+            "per hook fitted on the training scenarios) from the activations before the "
+            "probes are fitted and evaluated; the table shows divergence and stance AUROCs "
+            "before and after, and each saved probe keeps its eraser (needs meta 'answer' and "
+            "'reasoning' on every training transcript)"
+        },
+    )
     out: str | None = field(
         default=None,
         metadata={"help": "output folder (default: <cache>/runs/<model>/<run name>)"},

@@ -11,13 +11,18 @@ beside the controls of :mod:`interp.probe.controls`; save the run
 A hook whose in-memory fit would pass :data:`MAX_IN_MEMORY_BYTES` (:func:`in_memory_bytes`) is
 fitted, and its C chosen, streaming from the cache shard by shard (:mod:`probes.streaming`:
 the same objective, folds and grid); a set whose vectors pass it is scored the same way.
+
+With ``erase_stances`` (:mod:`interp.probe.erasure`) the fits and evaluations run twice: on
+the cached activations (the run's ``before_erasure``), then on every set read through one
+LEACE eraser per hook, fitted on the training rows only (streamed from the cache, so hooks
+past the budget are erased too); the probes kept are the second ones, each with its eraser.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,14 @@ from interp.probe.controls import (
     random_directions,
     report_set,
 )
-from interp.probe.results import MODEL_DTYPE, LayerResult, ProbeRun
+from interp.probe.erased_probe import ErasedProbe
+from interp.probe.erasure import (
+    ErasureError,
+    erased_view,
+    fit_stance_erasers,
+    training_stances,
+)
+from interp.probe.results import MODEL_DTYPE, BeforeErasure, LayerResult, ProbeRun, SetReport
 from probes import Probe, ProbeMeta, auroc, fit_per_layer, make_probe
 from probes.batched import select_c_many
 from probes.metrics import threshold_at_fpr
@@ -305,6 +317,7 @@ RUN_IDENTITY = (
     "max_scenarios",
     "max_tokens",
     "n_random",
+    "erase_stances",
 )
 
 #: Suffix part of each identity field that the folder name does not already show.
@@ -316,6 +329,7 @@ _SUFFIX = {
     "max_tokens": "tok{}",
     "n_random": "rand{}",
     "dtype": "{}",
+    "erase_stances": "erased",
 }
 
 
@@ -370,8 +384,10 @@ def check_run_folder(out: Path, config: ProbeConfig) -> None:
             f"delete {out}"
         ) from None
     wanted = json.loads(json.dumps(config.to_dict()))
+    # A field absent from a saved config is younger than the run: it ran with the default.
+    defaults = json.loads(json.dumps(ProbeConfig().to_dict()))
     check_same(
-        {k: saved[k] for k in RUN_IDENTITY if k in saved},
+        {k: saved.get(k, defaults[k]) for k in RUN_IDENTITY},
         {k: wanted[k] for k in RUN_IDENTITY},
         where=f"run folder {out}",
         fix=f"pass --out DIR to keep both runs, or delete {out} to replace it",
@@ -379,14 +395,90 @@ def check_run_folder(out: Path, config: ProbeConfig) -> None:
     )
 
 
+@dataclass
+class Fitted:
+    """One pass of fits and evaluations over every hook (:func:`fit_and_evaluate`)."""
+
+    layer0: SetReport
+    layer0_c: float | None
+    layers: list[LayerResult]
+    probes: dict[int, Probe]
+
+
+def fit_and_evaluate(
+    config: ProbeConfig, model: LoadedModel, s: Scored, hooks: Sequence[str]
+) -> Fitted:
+    """Fit the layer-0 control and one probe per hook on the training rows of ``s.acts``,
+    and evaluate each on the held-out rows beside its controls and on the extra sets."""
+    groups = [t.group for t in s.data.train]
+    fitter = ProbeFitter(config, model, s.acts, s.y, s.train, groups, max_in_memory_bytes=s.budget)
+    fitted = fitter.fit([CONTROL_HOOK, *hooks])  # every C chosen in one batched solve
+    layer0_probe = fitted[CONTROL_HOOK]
+    layer0 = report_set(
+        scores_of(layer0_probe, CONTROL_HOOK, s.acts, s.test, s.budget),
+        s.test_transcripts,
+        s.acts,
+        s.test,
+        layer0_probe.threshold,
+        config.seed,
+    )
+    probes = {layer: fitted[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
+    results = [
+        evaluate_layer(layer, hook, probes[layer], s, config, fitter.chosen_c.get(hook))
+        for layer, hook in zip(config.layers, hooks, strict=True)
+    ]
+    return Fitted(layer0, fitter.chosen_c.get(CONTROL_HOOK), results, probes)
+
+
+def check_erasable(config: ProbeConfig, data: Datasets) -> None:
+    """With ``erase_stances``: refuse, before the model loads, training rows that cannot fit a
+    stance eraser (a stance missing, or of one value only)."""
+    if not config.erase_stances:
+        return
+    try:
+        training_stances([data.train[i] for i in data.train_rows.tolist()])
+    except ErasureError as err:
+        raise ErasureError(
+            f"{config.dataset}: --erase-stances cannot fit its stance erasers: {err}"
+        ) from None
+
+
+def erased_sets(
+    s: Scored, hooks: Sequence[str], device: torch.device
+) -> tuple[Scored, dict[str, Any]]:
+    """``s`` with every activation set (training, control, eval) read through one stance
+    eraser per hook (the layer-0 control's included), each fitted on the training rows only
+    (:func:`interp.probe.erasure.fit_stance_erasers`, streamed from the cache); the erasers."""
+    erasers = fit_stance_erasers(s.acts, [CONTROL_HOOK, *hooks], s.data.train, s.train, device)
+    for acts in (s.acts, s.control_acts, s.eval_acts):
+        if acts is not None:
+            acts.release()  # the un-erased matrices are not read again
+
+    def view(acts: ActivationSet | None) -> ActivationSet | None:
+        return None if acts is None else erased_view(acts, erasers)
+
+    erased = replace(
+        s,
+        acts=erased_view(s.acts, erasers),
+        control_acts=view(s.control_acts),
+        eval_acts=view(s.eval_acts),
+    )
+    return erased, erasers
+
+
 def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeRun:
     """Run the pipeline for ``config``; pass ``model`` to reuse a loaded one. Writes the
-    probes, metrics, resolved config and figure (see :mod:`interp.probe.report`)."""
+    probes, metrics, resolved config and figure (see :mod:`interp.probe.report`).
+
+    With ``erase_stances`` the probes are fitted twice: on the activations as cached (kept as
+    the run's ``before_erasure``) and after stance erasure (the run's results and probes;
+    each saved probe keeps its eraser)."""
     from interp.probe.report import save_run
 
     root = Path(config.cache_dir) if config.cache_dir else cache_root()
     check_out_file(config)
     data = read_datasets(config)
+    check_erasable(config, data)
     # only the blocks up to the deepest probed layer are loaded
     model = model or load_model(config.model, **model_options(config), max_layer=max(config.layers))
     out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
@@ -402,56 +494,54 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
         progress=config.progress,
     )
     acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], **cache_kwargs)
-    y = torch.tensor([t.label for t in data.train])
-    groups = [t.group for t in data.train]
-    train, test = data.train_rows, data.test_rows
-    budget = MAX_IN_MEMORY_BYTES  # read at call time, so a caller (or test) can lower it
-    fitter = ProbeFitter(config, model, acts, y, train, groups, max_in_memory_bytes=budget)
     s = Scored(
         data,
         acts,
-        y,
-        train,
-        test,
+        torch.tensor([t.label for t in data.train]),
+        data.train_rows,
+        data.test_rows,
         control_acts=(
             cache_activations(model, data.control, hooks, **cache_kwargs) if data.control else None
         ),
         eval_acts=cache_activations(model, data.eval, hooks, **cache_kwargs) if data.eval else None,
-        budget=budget,
+        budget=MAX_IN_MEMORY_BYTES,  # read at call time, so a caller (or test) can lower it
     )
-    fitted = fitter.fit([CONTROL_HOOK, *hooks])  # every C chosen in one batched solve
-    layer0_probe = fitted[CONTROL_HOOK]
-    layer0 = report_set(
-        scores_of(layer0_probe, CONTROL_HOOK, acts, test, budget),
-        s.test_transcripts,
-        acts,
-        test,
-        layer0_probe.threshold,
-        config.seed,
-    )
-    probes = {layer: fitted[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
-    results = [
-        evaluate_layer(layer, hook, probes[layer], s, config, fitter.chosen_c.get(hook))
-        for layer, hook in zip(config.layers, hooks, strict=True)
-    ]
-    run = ProbeRun(
+    fitted, before = fit_and_evaluate(config, model, s, hooks), None
+    if config.erase_stances:
+        before = BeforeErasure(fitted.layer0, fitted.layer0_c, fitted.layers)
+        s, erasers = erased_sets(s, hooks, model.device)
+        fitted = fit_and_evaluate(config, model, s, hooks)
+        fitted.probes = {
+            layer: ErasedProbe(probe, erasers[hook_name(layer, config.site)])
+            for layer, probe in fitted.probes.items()
+        }
+    run = make_run(config, model, s, fitted, before)
+    run.out_dir = out_dir
+    save_run(run)
+    return run
+
+
+def make_run(
+    config: ProbeConfig, model: LoadedModel, s: Scored, fitted: Fitted, before: BeforeErasure | None
+) -> ProbeRun:
+    """The :class:`ProbeRun` of a finished pipeline (not yet saved)."""
+    groups = [t.group for t in s.data.train]
+    return ProbeRun(
         config=config,
         model_name=model.name,
         model_fingerprint=model.fingerprint,
         n_layers=model.checkpoint_layers or model.n_layers,
         model_dtype=model.dtype_name,
-        dataset_hash=dataset_hash(data.train),
-        n_transcripts=len(data.train),
-        n_answer_missing=int((~acts.answer_found).sum()),
-        n_empty=sum(not t.reply.strip() for t in data.train),
-        n_truncated=int(acts.truncated.sum()),
-        train_groups=sorted({groups[i] for i in train.tolist()}),
-        test_groups=sorted({groups[i] for i in test.tolist()}),
-        layer0=layer0,
-        layer0_c=fitter.chosen_c.get(CONTROL_HOOK),
-        layers=results,
-        probes=probes,
+        dataset_hash=dataset_hash(s.data.train),
+        n_transcripts=len(s.data.train),
+        n_answer_missing=int((~s.acts.answer_found).sum()),
+        n_empty=sum(not t.reply.strip() for t in s.data.train),
+        n_truncated=int(s.acts.truncated.sum()),
+        train_groups=sorted({groups[i] for i in s.train.tolist()}),
+        test_groups=sorted({groups[i] for i in s.test.tolist()}),
+        layer0=fitted.layer0,
+        layer0_c=fitted.layer0_c,
+        layers=fitted.layers,
+        probes=fitted.probes,
+        before_erasure=before,
     )
-    run.out_dir = out_dir
-    save_run(run)
-    return run

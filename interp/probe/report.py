@@ -25,9 +25,13 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "  -  " if value is None else f"{value:.{digits}f}"
 
 
-def _set_row(label: str, rep: SetReport, random_mean: float | None = None) -> str:
+def _auroc_text(rep: SetReport) -> str:
     m = rep.metrics
-    auc = "  -" if m is None else f"{m.auroc:.3f} [{m.auroc_low:.2f}, {m.auroc_high:.2f}]"
+    return "  -" if m is None else f"{m.auroc:.3f} [{m.auroc_low:.2f}, {m.auroc_high:.2f}]"
+
+
+def _set_row(label: str, rep: SetReport, random_mean: float | None = None) -> str:
+    m, auc = rep.metrics, _auroc_text(rep)
     return (
         f"{label:>9} | {auc:>19} | {_f(m and m.accuracy)} | {_f(m and m.recall_at_1pct_fpr)} | "
         f"{_f(random_mean)} | {_f(rep.answer_stance_auroc)} | {_f(rep.reasoning_stance_auroc)}"
@@ -64,6 +68,54 @@ def _train_counts_line(run: ProbeRun) -> list[str]:
     ]
 
 
+def _arrow(before: float | None, after: float | None) -> str:
+    return f"{_f(before)} -> {_f(after)}"
+
+
+def _erasure_row(label: str, where: str, before: SetReport, after: SetReport) -> str:
+    divergence = f"{_auroc_text(before):>19} -> {_auroc_text(after):>19}"
+    return (
+        f"{label:>9} | {where:<8} | {divergence:>42} | "
+        f"{_arrow(before.answer_stance_auroc, after.answer_stance_auroc)} | "
+        f"{_arrow(before.reasoning_stance_auroc, after.reasoning_stance_auroc)}"
+    )
+
+
+def _erasure_lines(run: ProbeRun) -> list[str]:
+    """Divergence and both stance AUROCs before and after stance erasure (none without it)."""
+    before = run.before_erasure
+    if before is None:
+        return []
+    lines = [
+        "",
+        "Stance erasure, before -> after (before: the same run's fit on un-erased "
+        "activations, as without --erase-stances):",
+        f"    layer | set      | {'divergence AUROC [95% CI], before -> after':^42} | "
+        "answer stance  | reasoning stance",
+    ]
+    for r in run.layers:
+        lines.append(_erasure_row(str(r.layer), "held-out", before.result(r.layer).test, r.test))
+    lines.append(_erasure_row("layer 0", "held-out", before.layer0, run.layer0))
+    for r in run.layers:
+        old = before.result(r.layer).eval
+        if r.eval is not None and old is not None:
+            lines.append(_erasure_row(str(r.layer), "eval set", old, r.eval))
+    if run.config.probe == "logistic" and run.config.c is None:
+        chosen = ", ".join(f"L{r.layer}: {r.c:g}" for r in before.layers)
+        lines.append(f"Logistic C before erasure: {chosen} (layer 0: {before.layer0_c:g}).")
+    return lines
+
+
+def _erasure_note(run: ProbeRun) -> list[str]:
+    if run.before_erasure is None:
+        return []
+    return [
+        "Stances erased (--erase-stances): every figure below reads activations with the answer "
+        "and reasoning stances erased (LEACE, one eraser per hook fitted on the training "
+        "scenarios); before -> after at the end."
+    ]
+
+
 def format_table(run: ProbeRun) -> str:
     """The results beside their controls, with one line on what each column means."""
     cfg = run.config
@@ -74,6 +126,7 @@ def format_table(run: ProbeRun) -> str:
         f"scenarios ({test.n} transcripts).",
         _c_line(run),
         *_train_counts_line(run),
+        *_erasure_note(run),
         "",
         "Held-out scenarios (label: answer diverges from reasoning):",
         HEADER,
@@ -99,6 +152,7 @@ def format_table(run: ProbeRun) -> str:
             HEADER,
         ]
         lines += [_set_row(str(r.layer), r.eval) for r in evals if r.eval is not None]
+    lines += _erasure_lines(run)
     lines += [
         "",
         "AUROC: held-out scenarios, 95% CI by scenario bootstrap. random dir.: 95th percentile "

@@ -85,6 +85,33 @@ class LayerResult:
 
 
 @dataclass
+class BeforeErasure:
+    """With ``erase_stances``: the same run's probes fitted and evaluated on the activations
+    as cached (what the run without the option gives, same split and settings), the
+    "before" of the erasure; the run's own results are the "after"."""
+
+    layer0: SetReport
+    layer0_c: float | None
+    layers: list[LayerResult]
+
+    def result(self, layer: int) -> LayerResult:
+        return next(r for r in self.layers if r.layer == layer)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer0_control": {**asdict(self.layer0), "c": self.layer0_c},
+            "layers": [asdict(r) for r in self.layers],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BeforeErasure:
+        layer0 = dict(data["layer0_control"])
+        layer0_c = layer0.pop("c", None)
+        layers = [LayerResult.from_json(r) for r in data["layers"]]
+        return cls(SetReport.from_json(layer0), layer0_c, layers)
+
+
+@dataclass
 class ProbeRun:
     """Everything a probe run produced; ``to_json`` is what ``metrics.json`` holds."""
 
@@ -108,6 +135,8 @@ class ProbeRun:
     n_truncated: int | None = None
     # The dtype the model ran in (float32, bfloat16, float16); None for older runs.
     model_dtype: str | None = None
+    # With erase_stances: the un-erased fit of the same run (the "before"); else None.
+    before_erasure: BeforeErasure | None = None
 
     def result(self, layer: int) -> LayerResult:
         for r in self.layers:
@@ -122,7 +151,7 @@ class ProbeRun:
         return self.probes[layer]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "config": self.config.to_dict(),
             "model": {
                 "name": self.model_name,
@@ -142,6 +171,9 @@ class ProbeRun:
             "layer0_control": {**asdict(self.layer0), "c": self.layer0_c},
             "layers": [asdict(r) for r in self.layers],
         }
+        if self.before_erasure is not None:
+            data["before_erasure"] = self.before_erasure.to_json()
+        return data
 
     @classmethod
     def from_json(
@@ -167,6 +199,11 @@ class ProbeRun:
             n_empty=data["data"].get("n_empty"),
             n_truncated=data["data"].get("n_truncated"),
             model_dtype=data["model"].get("dtype"),
+            before_erasure=(
+                BeforeErasure.from_json(data["before_erasure"])
+                if data.get("before_erasure")
+                else None
+            ),
         )
 
 
@@ -184,7 +221,9 @@ def _saved_layers(run_dir: Path) -> list[int]:
 
 def load_probe(run_dir: str | Path, layer: int, device: str = "cpu") -> Probe:
     """The probe of ``layer`` saved by a run (``python -m interp.probe --out DIR`` or the
-    default ``cache/runs/...`` folder); the error lists the layers the run has."""
+    default ``cache/runs/...`` folder); the error lists the layers the run has. A probe of a
+    run with ``erase_stances`` is an :class:`~interp.probe.erased_probe.ErasedProbe`: it
+    applies its saved eraser before scoring."""
     run_dir = Path(run_dir)
     folder = probe_dir(run_dir, layer)
     if not (folder / "probe.json").is_file():
@@ -196,7 +235,10 @@ def load_probe(run_dir: str | Path, layer: int, device: str = "cpu") -> Probe:
         raise FileNotFoundError(
             f"{run_dir} has no probe for layer {layer}; it has layers {_saved_layers(run_dir)}"
         )
-    return Probe.load(folder, device=device)
+    from interp.probe.erased_probe import with_saved_eraser
+
+    # a probe fitted on stance-erased activations comes back with its eraser
+    return with_saved_eraser(Probe.load(folder, device=device), folder, device)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> ProbeRun:
