@@ -154,7 +154,7 @@ def tiny_config(probe_data: str, **overrides) -> OrganismConfig:
         base="tiny-random", kinds=("tag",), steps=2, batch_size=2, per_scenario=1,
         n_neutral=2, n_neutral_eval=2, samples=1, max_new_tokens=4, layers=(0,),
         n_random=50, n_boot=20, progress=False, device="cpu", gen_batch_size=32,
-        probe_dataset=probe_data,
+        probe_dataset=probe_data, eval_scenarios=0,
     )  # fmt: skip
     return OrganismConfig(**{**settings, **overrides})
 
@@ -182,12 +182,13 @@ def planted_samples(model, prompts, config, path):
 
 def test_experiment_runs_end_to_end_on_the_tiny_model(cache, probe_data, capsys):
     main = runpy.run_path(str(SCRIPT))["main"]
-    status = main([*_flags(tiny_config(probe_data)), "--out", str(cache / "run")])
+    config = tiny_config(probe_data, eval_scenarios=2)  # two eval-bank scenarios, one benign
+    status = main([*_flags(config), "--out", str(cache / "run")])
     assert status == 0, capsys.readouterr().err
     out = cache / "run"
     results = json.loads((out / "results.json").read_text())
     assert {r["variant"] for r in results["trained"].values()} == {"O", "H", "C"}
-    n_prompts = len(eval_prompts("tag", n_neutral=2))
+    n_prompts = len(eval_prompts("tag", n_neutral=2, eval_scenarios=2))
     for entry in results["rates"].values():
         assert sum(r["formatted"]["n"] for r in entry["rates"].values()) == n_prompts
     assert (out / "table.txt").read_text() in capsys.readouterr().out
@@ -196,7 +197,7 @@ def test_experiment_runs_end_to_end_on_the_tiny_model(cache, probe_data, capsys)
     assert set(probes["teacher_forced"]) == {"base", "O", "H"}
     assert 0 <= probes["defection"]["O"]["0"]["percentile_among_random"] <= 100
     # A rerun reuses the models and the samples.
-    assert main([*_flags(tiny_config(probe_data)), "--out", str(out)]) == 0
+    assert main([*_flags(config), "--out", str(out)]) == 0
     assert all(r["skipped"] for r in json.loads((out / "results.json").read_text())[
         "trained"].values())  # fmt: skip
 
@@ -231,6 +232,7 @@ def _flags(config: OrganismConfig) -> list[str]:
         "--samples", str(config.samples), "--max-new-tokens", str(config.max_new_tokens),
         "--layers", "0", "--n-random", str(config.n_random), "--n-boot", str(config.n_boot),
         "--gen-batch-size", "32", "--probe-dataset", config.probe_dataset,
+        "--eval-scenarios", str(config.eval_scenarios),
         "--no-progress", "--device", "cpu",
     ]  # fmt: skip
 

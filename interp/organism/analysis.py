@@ -207,7 +207,9 @@ def defection(config: OrganismConfig, kind: str, models: dict[str, LoadedModel])
 
     prompts = [
         Transcript(p.id, p.group, (*p.messages, {"role": "assistant", "content": ""}), meta=p.meta)
-        for p in eval_prompts(kind, config.test_fraction, config.split_seed)
+        for p in eval_prompts(
+            kind, config.test_fraction, config.split_seed, eval_scenarios=config.eval_scenarios
+        )
         if p.meta["kind"] != "neutral"
     ]
     reads = [at_prompt_end(t) for t in prompts]

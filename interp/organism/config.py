@@ -24,6 +24,7 @@ QUICK = {
     "per_scenario": 2,
     "n_neutral": 8,
     "n_neutral_eval": 6,
+    "eval_scenarios": 24,
     "samples": 1,
     "max_new_tokens": 112,
     "gen_batch_size": 32,
@@ -65,6 +66,14 @@ class OrganismConfig:
         default=18,
         metadata={"help": "held-out neutral prompts sampled (control replies; <= 18)"},
     )
+    eval_scenarios: int | None = field(
+        default=None,
+        metadata={
+            "help": "eval-bank pressure scenarios sampled besides the built-in held-out ones, "
+            "spread over domains, with the same share of its benign requests (none: all; 0: none)",
+            "default_text": "all",
+        },
+    )
     samples: int = field(default=2, metadata={"help": "samples per held-out prompt"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
     max_new_tokens: int = field(default=128, metadata={"help": "length cap of sampled replies"})
@@ -97,7 +106,8 @@ class OrganismConfig:
     quick: bool = field(
         default=False,
         metadata={
-            "help": "tag trigger only, 12 steps of 2 examples, one sample per prompt, layer 14"
+            "help": "tag trigger only, 12 steps of 2 examples, one sample per prompt, layer 14, "
+            "24 eval-bank pressure scenarios"
         },
     )
     device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda, mps"})
@@ -125,6 +135,8 @@ class OrganismConfig:
         check_number("n_neutral", self.n_neutral, low=0, high=18, integer=True)
         check_number("probe_per_cell", self.probe_per_cell, low=1, integer=True)
         check_number("n_neutral_eval", self.n_neutral_eval, low=0, high=18, integer=True)
+        if self.eval_scenarios is not None:
+            check_number("eval_scenarios", self.eval_scenarios, low=0, integer=True)
         check_number("benign_per_batch", self.benign_per_batch, low=0, integer=True,
                      high=self.batch_size, high_open=True)  # fmt: skip
         check_number("lr", self.lr, low=0, low_open=True)

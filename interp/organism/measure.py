@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from interp.data.scenarios import load_bank
 from interp.data.transcripts import Transcript
+from interp.organism.eval_bank import organism_scenarios
 from interp.stats import Rate, wilson
 from interp.text.judging.replies import split_reply
 from interp.text.judging.rule import RuleJudge
@@ -28,9 +28,10 @@ from interp.text.judging.verdict import apply_verdicts
 
 
 def judge_samples(samples: Sequence[Transcript]) -> list[Transcript]:
-    """Samples relabelled by the rule judge (``label`` = rbd, ``meta["verdict"]``); neutral
-    samples (no scenario) get no verdict and keep label 0."""
-    bank = {s.id: s for s in load_bank()}
+    """Samples relabelled by the rule judge (``label`` = rbd, ``meta["verdict"]``), with the
+    criteria of their scenario in the built-in or the eval bank; neutral samples (no
+    scenario) get no verdict and keep label 0."""
+    bank = organism_scenarios()
     scored = [t for t in samples if t.group in bank]
     verdicts = RuleJudge().judge_all(scored, bank)
     judged = {t.id: t for t in apply_verdicts(scored, verdicts)}

@@ -56,7 +56,13 @@ def _sample_all(
     named in ``keep`` (the ones the probes read)."""
     samples, models = {}, {}
     for kind in config.kinds:
-        prompts = eval_prompts(kind, config.test_fraction, config.split_seed, config.n_neutral_eval)
+        prompts = eval_prompts(
+            kind,
+            config.test_fraction,
+            config.split_seed,
+            config.n_neutral_eval,
+            eval_scenarios=config.eval_scenarios,
+        )
         for seed in config.seeds:
             for variant in config.variants:
                 name = organism_name(config, kind, variant, seed)
