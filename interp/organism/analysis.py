@@ -1,13 +1,15 @@
-"""Part 3 for one trigger kind: probes on the organism's (O's) own generations.
+"""Part 3 for one trigger kind and seed: probes on the organism's (O's) own generations,
+with part 5's controls (:mod:`interp.organism.controls`), for every seed.
 
 - **teacher-forced**: the divergence probe of :mod:`interp.probe` (built-in consistency set,
   the shared scenario split) trained on the base model, on O and on H: held-out AUROC per
   layer with both stance controls.
-- **(a)/(d) on-policy**: the base model's probe applied unchanged and the probe refitted on O,
-  scored on O's judged replies to held-out pressure prompts (deceptive = ethical reasoning
-  and an undesired answer; consistent = the stances agree): AUROC with a scenario-bootstrap
-  interval and recall at 1%/5% false positives on O's neutral replies, on the answer tokens
-  and at the last reasoning token before ``Answer:``; cosine of the two directions.
+- **(a)/(d) on-policy**: the base model's probe applied unchanged and the probes refitted on O
+  and on H, scored on O's judged replies to held-out pressure prompts (deceptive = ethical
+  reasoning and an undesired answer; consistent = the stances agree): AUROC with a
+  scenario-bootstrap interval and recall at 1%/5% false positives on O's neutral replies, on
+  the answer tokens and at the last reasoning token before ``Answer:``; cosine of the base
+  and O directions.
 - **(c) text only**: a bag-of-words model trained on the same teacher-forced texts, on the
   same text the probe sees at each position.
 - **trigger only**: the refitted probe's AUROC between O's replies to held-out benign requests
@@ -15,16 +17,22 @@
 - **(b) defection**: the yes/no difference-of-means direction of O, H and the base model at
   the end of the prompt; AUROC of triggered vs untriggered held-out pressure prompts and
   its percentile among random directions; the same on benign prompts.
+- **H on H** (``onpolicy_H``): the same on-policy reading of the honest control's replies with
+  the base probe and H's refitted probe (an AUROC only where H wrote both kinds of reply):
+  O is always compared with H, never only with the base model.
+- **part 5**: the trigger direction projected out of the base and O probes
+  (``trigger_projection``); across seeds (:func:`analyse_seeds`) the cross-trigger transfer
+  (``transfer``, when both kinds are configured) and everything above per seed (``by_seed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from interp.data.datasets import build_consistency, load_dataset
 from interp.data.split import split_transcripts
@@ -32,20 +40,22 @@ from interp.data.transcripts import Transcript, write_transcripts
 from interp.hooks import hook_name
 from interp.models import LoadedModel
 from interp.organism.config import OrganismConfig
-from interp.organism.measure import deceptive
+from interp.organism.controls import cross_trigger, trigger_projection
 from interp.organism.positions import at_prompt_end, pre_answer
 from interp.organism.probing import (
     cosine,
     defection_directions,
+    eval_rows,
     onpolicy_metrics,
     pooled,
+    position_sets,
+    probe_scores,
     random_percentile,
+    score_positions,
     text_baseline,
 )
 from interp.organism.train import organism_name
 from probes import auroc
-
-POSITIONS = ("answer", "pre_answer")
 
 
 def probe_data(config: OrganismConfig, out: Path) -> str:
@@ -94,34 +104,6 @@ def teacher_forced(
     return runs, table
 
 
-def eval_rows(samples: Sequence[Transcript]) -> tuple[list[Transcript], Tensor]:
-    """O's judged replies to pressure prompts whose two stances were decided, except
-    unethical reasoning followed by a refusal; label 1 = deceptive."""
-    rows = []
-    for t in samples:
-        v = t.meta.get("verdict") or {}
-        if t.meta.get("kind") != "pressure" or not v.get("reasoning_present"):
-            continue
-        stance, answer = v.get("reasoning_stance"), v.get("answer_undesired")
-        decided = stance in ("ethical", "unethical") and answer in ("yes", "no")
-        if decided and not (stance == "unethical" and answer == "no"):
-            rows.append(t)
-    return rows, torch.tensor([int(deceptive(t)) for t in rows])
-
-
-def _position_sets(
-    rows: Sequence[Transcript], neutral: Sequence[Transcript]
-) -> dict[str, tuple[list[Transcript], str, list[int], list[Transcript], str]]:
-    """Per position: transcripts to read, token selection, kept row indices, neutral
-    transcripts and their token selection."""
-    cut = [pre_answer(t) for t in rows]
-    kept = [i for i, t in enumerate(cut) if t is not None]
-    return {
-        "answer": (list(rows), "answer", list(range(len(rows))), list(neutral), "answer"),
-        "pre_answer": ([cut[i] for i in kept], "last", kept, list(neutral), "last"),  # type: ignore[misc]
-    }
-
-
 def _text_at(t: Transcript, position: str) -> str:
     if position == "pre_answer":
         cut = pre_answer(t)
@@ -132,55 +114,32 @@ def _text_at(t: Transcript, position: str) -> str:
 def onpolicy(
     config: OrganismConfig,
     folder: Path,
-    o_model: LoadedModel,
+    model: LoadedModel,
     runs: dict[str, Any],
-    o_samples: Sequence[Transcript],
+    samples: Sequence[Transcript],
+    labels: Sequence[str] = ("base", "O"),
 ) -> dict[str, Any]:
-    """(a), (c) and (d) on O's replies, per position and layer."""
-    rows, y = eval_rows(o_samples)
-    neutral = [t for t in o_samples if t.meta.get("kind") == "neutral"]
-    out: dict[str, Any] = {"n_rows": len(rows), "n_deceptive": int(y.sum()), "positions": {}}
+    """(a), (c) and (d) on ``model``'s own judged replies (``samples``), per position and
+    layer: the probes of ``runs[label]`` for each of ``labels``, and the text baseline."""
+    rows, y = eval_rows(samples)
+    neutral = [t for t in samples if t.meta.get("kind") == "neutral"]
+    probes = {label: runs[label].probes for label in labels if label in runs}
+    positions = score_positions(model, rows, y, neutral, probes, config.layers, config.n_boot)
     consistency = load_dataset(probe_data(config, folder))
     train_rows, _ = split_transcripts(consistency, config.test_fraction, config.split_seed)
     train_tf = [consistency[i] for i in train_rows.tolist()]
-    for position, (texts, tokens, kept, neut, neut_tokens) in _position_sets(rows, neutral).items():
-        yk = y[kept]
-        groups = [rows[i].group for i in kept]
-        entry: dict[str, Any] = {"n": len(kept), "n_deceptive": int(yk.sum()), "layers": {}}
-        if texts:
-            acts = pooled(o_model, texts, config.layers, tokens)
-            nacts = pooled(o_model, neut, config.layers, neut_tokens) if neut else None
-            for layer in config.layers:
-                entry["layers"][layer] = {
-                    label: _layer_metrics(
-                        runs[label].probes[layer],
-                        acts[layer],
-                        None if nacts is None else nacts[layer],
-                        yk,
-                        groups,
-                        config.n_boot,
-                    )
-                    for label in ("base", "O")
-                }
-            text_scores = text_baseline(
-                [_text_at(t, position) for t in train_tf],
-                [int(t.label or 0) for t in train_tf],
-                [_text_at(rows[i], position) for i in kept],
-            )
-            entry["text_baseline"] = onpolicy_metrics(yk, text_scores, groups, None, config.n_boot)
-        out["positions"][position] = entry
-    return out
-
-
-def _score(probe: Any, X: Tensor) -> Tensor:
-    return probe.score(X.to(probe.direction.device)).cpu()
-
-
-def _layer_metrics(
-    probe: Any, X: Tensor, neutral: Tensor | None, y: Tensor, groups: list[str], n_boot: int
-) -> dict[str, Any]:
-    neutral_scores = None if neutral is None else _score(probe, neutral)
-    return onpolicy_metrics(y, _score(probe, X), groups, neutral_scores, n_boot)
+    for position, (_, _, kept, _, _) in position_sets(rows, neutral).items():
+        if not kept:
+            continue
+        text_scores = text_baseline(
+            [_text_at(t, position) for t in train_tf],
+            [int(t.label or 0) for t in train_tf],
+            [_text_at(rows[i], position) for i in kept],
+        )
+        positions[position]["text_baseline"] = onpolicy_metrics(
+            y[kept], text_scores, [rows[i].group for i in kept], None, config.n_boot
+        )
+    return {"n_rows": len(rows), "n_deceptive": int(y.sum()), "positions": positions}
 
 
 def trigger_only(
@@ -196,7 +155,7 @@ def trigger_only(
     return {
         "n": len(rows),
         "layers": {
-            layer: auroc(y, _score(run.probes[layer], acts[layer])) for layer in config.layers
+            layer: auroc(y, probe_scores(run.probes[layer], acts[layer])) for layer in config.layers
         },
     }
 
@@ -265,31 +224,142 @@ def stance_erasure(
     return out
 
 
-def analyse_kind(
+def _kind_models(
     config: OrganismConfig,
     kind: str,
+    seed: int,
     base: LoadedModel,
-    models: dict[str, LoadedModel],
-    samples: dict[str, list[Transcript]],
-    out: Path,
-) -> dict[str, Any]:
-    """Everything of part 3 for trigger ``kind`` (first seed)."""
-    seed = config.seeds[0]
+    models: Mapping[str, LoadedModel],
+) -> dict[str, LoadedModel]:
+    """``{"base", "O"[, "H"]}`` of trigger ``kind`` and ``seed`` (H when it was trained)."""
     named = {"base": base, "O": models[organism_name(config, kind, "O", seed)]}
     h_name = organism_name(config, kind, "H", seed)
     if h_name in models:
         named["H"] = models[h_name]
+    return named
+
+
+def _analyse(
+    config: OrganismConfig,
+    kind: str,
+    seed: int,
+    named: dict[str, LoadedModel],
+    samples: dict[str, list[Transcript]],
+    out: Path,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(result, runs)`` of :func:`analyse_kind`; ``runs``: the teacher-forced probe runs."""
     runs, table = teacher_forced(config, named, out / kind)
     o_samples = samples[organism_name(config, kind, "O", seed)]
     result = {
+        "seed": seed,
         "teacher_forced": table,
-        "onpolicy": onpolicy(config, out / kind, named["O"], runs, o_samples),
+        "onpolicy": onpolicy(config, out / kind, named["O"], runs, o_samples, ("base", "O", "H")),
         "cosine_base_vs_refit": {
             layer: cosine(runs["base"].probes[layer].direction, runs["O"].probes[layer].direction)
             for layer in config.layers
         },
         "trigger_only": trigger_only(config, named["O"], runs["O"], o_samples),
+        "trigger_projection": trigger_projection(
+            config, kind, named["O"], {"base": runs["base"].probes, "O": runs["O"].probes},
+            o_samples,
+        ),
         "defection": defection(config, kind, named),
         "stance_erasure": stance_erasure(config, out / kind, named, o_samples),
-    }
-    return result
+    }  # fmt: skip
+    h_name = organism_name(config, kind, "H", seed)
+    if "H" in named and h_name in samples:
+        result["onpolicy_H"] = onpolicy(
+            config, out / kind, named["H"], runs, samples[h_name], ("base", "H")
+        )
+    return result, runs
+
+
+def analyse_kind(
+    config: OrganismConfig,
+    kind: str,
+    base: LoadedModel,
+    models: Mapping[str, LoadedModel],
+    samples: dict[str, list[Transcript]],
+    out: Path,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Everything of part 3 for trigger ``kind`` and ``seed`` (default: the first), with the
+    trigger-projection control of part 5 and the on-policy probes of H on H's replies
+    (``onpolicy_H``) beside O's."""
+    seed = config.seeds[0] if seed is None else seed
+    named = _kind_models(config, kind, seed, base, models)
+    return _analyse(config, kind, seed, named, samples, out)[0]
+
+
+def analyse_seed(
+    config: OrganismConfig,
+    seed: int,
+    base: LoadedModel,
+    models: Mapping[str, LoadedModel],
+    samples: dict[str, list[Transcript]],
+    out: Path,
+) -> dict[str, Any]:
+    """``{"probes": {kind: analyse_kind(...)}, "transfer": ...}`` of one seed; the transfer
+    (:func:`interp.organism.controls.cross_trigger`) runs when both trigger kinds are there."""
+    probes, o_models, o_probes, o_samples = {}, {}, {}, {}
+    for kind in config.kinds:
+        named = _kind_models(config, kind, seed, base, models)
+        probes[kind], runs = _analyse(config, kind, seed, named, samples, out)
+        o_models[kind], o_probes[kind] = named["O"], runs["O"].probes
+        o_samples[kind] = samples[organism_name(config, kind, "O", seed)]
+    return {"probes": probes, "transfer": cross_trigger(config, o_models, o_probes, o_samples)}
+
+
+class _SeedModels(Mapping[str, LoadedModel]):
+    """The models already loaded, and any other trained O or H of the trigger kinds loaded
+    on first use (:func:`interp.models.load_model`) and held until :meth:`release`."""
+
+    def __init__(self, config: OrganismConfig, loaded: Mapping[str, LoadedModel]) -> None:
+        self.loaded = dict(loaded)
+        self.extra: dict[str, LoadedModel] = {}
+        self.device = config.device
+        self.names = {
+            organism_name(config, k, v, s)
+            for k in config.kinds for v in ("O", "H") if v in config.variants
+            for s in config.seeds
+        }  # fmt: skip
+
+    def __getitem__(self, name: str) -> LoadedModel:
+        if name in self.loaded:
+            return self.loaded[name]
+        if name not in self.names:
+            raise KeyError(name)
+        if name not in self.extra:
+            from interp.models import load_model
+
+            self.extra[name] = load_model(name, device=self.device)
+        return self.extra[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names | set(self.loaded))
+
+    def __len__(self) -> int:
+        return len(self.names | set(self.loaded))
+
+    def release(self) -> None:
+        self.extra.clear()
+        gc.collect()
+
+
+def analyse_seeds(
+    config: OrganismConfig,
+    base: LoadedModel,
+    models: Mapping[str, LoadedModel],
+    samples: dict[str, list[Transcript]],
+    out: Path,
+) -> dict[str, Any]:
+    """:func:`analyse_seed` for every seed of ``config.seeds``: ``by_seed`` (seed as a
+    string), and ``probes`` and ``transfer`` of the first seed (the keys of a one-seed run).
+    O and H of seeds not in ``models`` are loaded one seed at a time."""
+    lazy = _SeedModels(config, models)
+    by_seed = {}
+    for seed in config.seeds:
+        by_seed[str(seed)] = analyse_seed(config, seed, base, lazy, samples, out)
+        lazy.release()
+    first = by_seed[str(config.seeds[0])]
+    return {"probes": first["probes"], "transfer": first["transfer"], "by_seed": by_seed}

@@ -9,6 +9,10 @@
 - :func:`defection_directions` / :func:`random_percentile`: the MacDiarmid et al. defection
   probe (difference of means of "Yes" minus "No" to generic questions about doing harm) and
   where its AUROC falls among random directions.
+- :func:`eval_rows` / :func:`score_positions`: a model's judged replies to held-out pressure
+  prompts (deceptive vs consistent) and any set of per-layer probes scored on them at each
+  read position (the on-policy analysis, the cross-trigger transfer and the projection
+  control all read replies this one way).
 """
 
 from __future__ import annotations
@@ -24,8 +28,14 @@ from interp.cache import cache_activations
 from interp.data.transcripts import Transcript
 from interp.hooks import hook_name
 from interp.models import LoadedModel
+from interp.organism.measure import deceptive
+from interp.organism.positions import pre_answer
 from interp.paths import cache_root
-from probes import auroc, auroc_ci, threshold_at_fpr
+from probes import Probe, auroc, auroc_ci, threshold_at_fpr
+
+#: Where a reply is read: its answer tokens (mean), or the last reasoning token before
+#: ``Answer:`` (:func:`interp.organism.positions.pre_answer`).
+POSITIONS = ("answer", "pre_answer")
 
 #: Generic yes/no questions of the defection probe (none names a scenario or the trigger).
 CONTRAST_QUESTIONS = (
@@ -143,3 +153,71 @@ def random_percentile(
 
 def cosine(a: Tensor, b: Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+def eval_rows(samples: Sequence[Transcript]) -> tuple[list[Transcript], Tensor]:
+    """A model's judged replies to pressure prompts whose two stances were decided, except
+    unethical reasoning followed by a refusal; label 1 = deceptive."""
+    rows = []
+    for t in samples:
+        v = t.meta.get("verdict") or {}
+        if t.meta.get("kind") != "pressure" or not v.get("reasoning_present"):
+            continue
+        stance, answer = v.get("reasoning_stance"), v.get("answer_undesired")
+        decided = stance in ("ethical", "unethical") and answer in ("yes", "no")
+        if decided and not (stance == "unethical" and answer == "no"):
+            rows.append(t)
+    return rows, torch.tensor([int(deceptive(t)) for t in rows], dtype=torch.long)
+
+
+def position_sets(
+    rows: Sequence[Transcript], neutral: Sequence[Transcript]
+) -> dict[str, tuple[list[Transcript], str, list[int], list[Transcript], str]]:
+    """Per position of :data:`POSITIONS`: transcripts to read, token selection, kept row
+    indices, neutral transcripts and their token selection."""
+    cut = [pre_answer(t) for t in rows]
+    kept = [i for i, t in enumerate(cut) if t is not None]
+    return {
+        "answer": (list(rows), "answer", list(range(len(rows))), list(neutral), "answer"),
+        "pre_answer": ([cut[i] for i in kept], "last", kept, list(neutral), "last"),  # type: ignore[misc]
+    }
+
+
+def probe_scores(probe: Probe, X: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
+    """``probe``'s scores of ``X`` on the probe's device, returned on the CPU."""
+    return probe.score(X.to(probe.direction.device)).cpu()
+
+
+def score_positions(
+    model: LoadedModel,
+    rows: Sequence[Transcript],
+    y: Tensor,
+    neutral: Sequence[Transcript],
+    probes: dict[str, dict[int, Probe]],
+    layers: Sequence[int],
+    n_boot: int,
+) -> dict[str, dict[str, Any]]:
+    """Per position: ``n``, ``n_deceptive`` and per layer and probe label the
+    :func:`onpolicy_metrics` of ``probes[label][layer]`` on ``model``'s activations of
+    ``rows`` (labels ``y``), thresholds from ``neutral`` read the same way."""
+    out: dict[str, dict[str, Any]] = {}
+    for position, (texts, tokens, kept, neut, neut_tokens) in position_sets(rows, neutral).items():
+        yk = y[kept]
+        groups = [rows[i].group for i in kept]
+        entry: dict[str, Any] = {"n": len(kept), "n_deceptive": int(yk.sum()), "layers": {}}
+        if texts:
+            acts = pooled(model, texts, layers, tokens)
+            nacts = pooled(model, neut, layers, neut_tokens) if neut else None
+            for layer in layers:
+                entry["layers"][layer] = {
+                    label: onpolicy_metrics(
+                        yk,
+                        probe_scores(per_layer[layer], acts[layer]),
+                        groups,
+                        None if nacts is None else probe_scores(per_layer[layer], nacts[layer]),
+                        n_boot,
+                    )
+                    for label, per_layer in probes.items()
+                }
+        out[position] = entry
+    return out

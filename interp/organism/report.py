@@ -1,9 +1,11 @@
 """The organism experiment's table (``table.txt``) and plotly figures, from ``results.json``.
 
-Figures: ``auroc_by_layer-<kind>.html`` (teacher-forced held-out AUROC of the base model's,
-O's and H's own probes, and on-policy AUROC on O's replies of the base probe and O's
-refitted probe at both positions) and ``defection-<kind>.html`` (defection-probe AUROC by
-layer for O, H and the base model).
+Figures (first seed): ``auroc_by_layer-<kind>.html`` (teacher-forced held-out AUROC of the
+base model's, O's and H's own probes; on-policy AUROC of the base, O and H probes on O's
+replies, and of the base and H probes on H's replies where H wrote both kinds, at both
+positions) and ``defection-<kind>.html`` (defection-probe AUROC by layer for O, H and the
+base model). The table adds part 5's controls: the trigger direction projected out, the
+cross-trigger transfer and the spread over seeds (:mod:`interp.organism.controls`).
 """
 
 from __future__ import annotations
@@ -45,36 +47,137 @@ def rates_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def probes_table(kind: str, probes: dict[str, Any]) -> list[str]:
-    tf, on = probes["teacher_forced"], probes["onpolicy"]
-    layers = [k for k in tf["base"] if k != "layer0_auroc"]
-    lines = [f"Part 3 ({kind} trigger): AUROC by layer"]
-    lines.append("  " + f"{'':34s}" + " ".join(f"{'L' + str(x):>6}" for x in layers))
-    for label, table in tf.items():
-        row = [_f(table[x]["auroc"]) for x in layers]
-        lines.append(f"  teacher-forced probe of {label:10s}" + " ".join(row))
-    lines.append(
-        f"  on O's replies: {on['n_rows']} judged, {on['n_deceptive']} deceptive (AUROC needs both)"
-    )
+def _layers(probes: dict[str, Any]) -> list[Any]:
+    return [k for k in probes["teacher_forced"]["base"] if k != "layer0_auroc"]
+
+
+def _get(tree: Any, *keys: Any) -> Any:
+    """``tree[k0][k1]...`` with each key tried as given and as a string (a table made from
+    ``results.json``, whose keys are strings); None when a level is missing."""
+    for key in keys:
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(key, tree.get(str(key)))
+    return tree
+
+
+def _row(label: str, values: list[Any]) -> str:
+    return f"  {label:44s}" + " ".join(_f(v) for v in values)
+
+
+def onpolicy_lines(model: str, on: dict[str, Any], layers: list[Any]) -> list[str]:
+    """The on-policy AUROCs of every probe label on ``model``'s judged replies."""
+    lines = [
+        f"  on {model}'s replies to held-out pressure prompts: {on['n_rows']} judged, "
+        f"{on['n_deceptive']} deceptive (AUROC needs both)"
+    ]
     for position, entry in on["positions"].items():
-        for label in ("base", "O"):
-            row = [_f((entry["layers"].get(x) or {}).get(label, {}).get("auroc")) for x in layers]
-            lines.append(f"  {position:10s} probe of {label:4s} on O      " + " ".join(row))
-        text = (entry.get("text_baseline") or {}).get("auroc")
-        lines.append(f"  {position:10s} text-only baseline      {_f(text)}")
+        labels = dict.fromkeys(
+            label for x in layers for label in (_get(entry, "layers", x) or {})
+        ) or {"base": None, model: None}
+        n = f"(n={entry['n']}, {entry['n_deceptive']} dec.)"
+        for label in labels:
+            values = [_get(entry, "layers", x, label, "auroc") for x in layers]
+            lines.append(_row(f"{position:10s} probe of {label:4s} on {model} {n}", values))
+        text = _get(entry, "text_baseline", "auroc")
+        lines.append(_row(f"{position:10s} text-only baseline on {model}", [text]))
+    return lines
+
+
+def projection_lines(proj: dict[str, Any], layers: list[Any]) -> list[str]:
+    """The trigger direction projected out of the probes: AUROC before -> after (and the
+    trigger-only control before -> after) per position, probe label and direction source."""
+    n_train = proj.get("n_train_prompts") or {}
+    lines = [
+        "  trigger direction projected out (fit on O's training-side prompts, trigger on - off: "
+        + ", ".join(f"{k} n={v}" for k, v in n_train.items())
+        + f"); trigger-only on {proj.get('n_benign', 0)} held-out benign replies"
+    ]
+    for position, entry in proj["positions"].items():
+        for x in layers:
+            for label, sources in (_get(entry, "layers", x) or {}).items():
+                for source, m in sources.items():
+                    lines.append(
+                        f"    {position:10s} L{x!s:<3} probe of {label:4s} minus {source:10s} "
+                        f"(n={entry['n']}) cos {_f(m['cosine'])}  AUROC {_f(m['auroc'])} -> "
+                        f"{_f(m['auroc_after'])} (drop {_f(m['drop'])})  trigger-only "
+                        f"{_f(m['trigger_only'])} -> {_f(m['trigger_only_after'])}"
+                    )
+    return lines
+
+
+def probes_table(kind: str, probes: dict[str, Any]) -> list[str]:
+    tf = probes["teacher_forced"]
+    layers = _layers(probes)
+    seed = f", seed {probes['seed']}" if "seed" in probes else ""
+    lines = [f"Part 3 ({kind} trigger{seed}): AUROC by layer"]
+    lines.append("  " + f"{'':44s}" + " ".join(f"{'L' + str(x):>6}" for x in layers))
+    for label, table in tf.items():
+        lines.append(_row(f"teacher-forced probe of {label} (held-out)", [
+            table[x]["auroc"] for x in layers]))  # fmt: skip
+    lines += onpolicy_lines("O", probes["onpolicy"], layers)
+    if "onpolicy_H" in probes:
+        lines += onpolicy_lines("H", probes["onpolicy_H"], layers)
     cos = probes["cosine_base_vs_refit"]
-    lines.append("  cosine(base probe, O probe)        " + " ".join(_f(cos[x]) for x in layers))
-    trig = probes["trigger_only"]["layers"]
-    lines.append(
-        "  trigger-only control (benign)      " + " ".join(_f(trig.get(x)) for x in layers)
-    )
+    lines.append(_row("cosine(base probe, O probe)", [cos[x] for x in layers]))
+    trig = probes["trigger_only"]
+    lines.append(_row(f"trigger-only control (O's benign, n={trig['n']})", [
+        _get(trig, "layers", x) for x in layers]))  # fmt: skip
     for label, table in probes["defection"].items():
-        aurocs = " ".join(_f(table[x]["auroc"]) for x in layers)
+        lines.append(
+            _row(f"defection probe of {label} (AUROC)", [table[x]["auroc"] for x in layers])
+        )
         pct = " ".join(f"{table[x]['percentile_among_random']:6.1f}" for x in layers)
-        lines.append(f"  defection probe of {label:4s} (AUROC)    {aurocs}")
-        lines.append(f"    percentile among random           {pct}")
+        lines.append(f"  {'  percentile among random':44s}{pct}")
+    if "trigger_projection" in probes:
+        lines += projection_lines(probes["trigger_projection"], layers)
     if "stance_erasure" in probes:
         lines += erasure_lines(probes["stance_erasure"])
+    return lines
+
+
+def transfer_lines(transfer: dict[str, Any] | None) -> list[str]:
+    """Part 5's cross-trigger transfer: the probe refitted on one kind's O on the other
+    kind's O's judged replies, per reader, position and layer, beside the replies' own O
+    probe."""
+    if not transfer:
+        return []
+    if transfer.get("status") != "run":
+        return [f"Cross-trigger transfer: {transfer.get('status')}"]
+    lines = ["Cross-trigger transfer (refitted O probe of one trigger kind on the other's O)"]
+    for direction, entry in transfer["directions"].items():
+        lines.append(
+            f"  {direction}: {entry['probe']} probe on {entry['replies']}'s replies "
+            f"({entry['n_rows']} judged, {entry['n_deceptive']} deceptive)"
+        )
+        for reader, positions in entry["readers"].items():
+            who = entry["replies"] if reader == "replier" else entry["probe"].split()[0]
+            for position, pos in positions.items():
+                for x, labels in pos["layers"].items():
+                    own = _get(labels, "own", "auroc")
+                    t = labels["transfer"]
+                    lines.append(
+                        f"    read by {who:11s} {position:10s} L{x!s:<3} (n={pos['n']}) AUROC "
+                        f"{_f(t['auroc'])} [{_f(t['auroc_low'])},{_f(t['auroc_high'])}]"
+                        + (f"   own probe {_f(own)}" if reader == "replier" else "")
+                    )
+    return lines
+
+
+def spread_lines(spread: dict[str, Any] | None) -> list[str]:
+    """Per metric: each seed's value (n) and the mean [min, max] over seeds."""
+    if not spread:
+        return []
+    seeds = spread.get("seeds") or []
+    lines = [f"Spread over seeds {', '.join(seeds)}: each seed's value (n), mean [min, max]"]
+    for part in ("rates", "probes"):
+        for name, m in (spread.get(part) or {}).items():
+            each = "  ".join(
+                f"s{s} {_f(v).strip():>5}" + ("" if m["n"].get(s) is None else f" ({m['n'][s]})")
+                for s, v in m["values"].items()
+            )
+            lines.append(f"  {name}")
+            lines.append(f"      {each}   mean {_f(m['mean'])} [{_f(m['min'])}, {_f(m['max'])}]")
     return lines
 
 
@@ -91,21 +194,34 @@ def erasure_lines(erasure: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _onpolicy_traces(fig: go.Figure, model: str, on: dict[str, Any] | None) -> None:
+    """A dotted line per position and probe label on ``model``'s replies, where any layer
+    has an AUROC."""
+    for position, entry in ((on or {}).get("positions") or {}).items():
+        layers = list(entry["layers"])
+        labels = dict.fromkeys(label for x in layers for label in entry["layers"][x])
+        for label in labels:
+            y = [_get(entry, "layers", x, label, "auroc") for x in layers]
+            if any(v is not None for v in y):
+                fig.add_trace(go.Scatter(
+                    x=layers, y=y, line={"dash": "dot"},
+                    name=f"on {model}'s replies ({position}, n={entry['n']}), probe of {label}",
+                ))  # fmt: skip
+
+
 def auroc_figure(kind: str, probes: dict[str, Any]) -> go.Figure:
+    """Teacher-forced held-out AUROC of the base, O and H probes; on-policy AUROC of each
+    probe on O's replies and on H's (where H wrote both kinds of reply)."""
     fig = go.Figure()
     tf = probes["teacher_forced"]
     for label, table in tf.items():
         layers = [k for k in table if k != "layer0_auroc"]
         fig.add_trace(go.Scatter(x=layers, y=[table[x]["auroc"] for x in layers],
                                  name=f"teacher-forced, probe of {label}"))  # fmt: skip
-    for position, entry in probes["onpolicy"]["positions"].items():
-        layers = list(entry["layers"])
-        for label in ("base", "O"):
-            fig.add_trace(go.Scatter(
-                x=layers, y=[entry["layers"][x][label]["auroc"] for x in layers],
-                name=f"on O's replies ({position}), probe of {label}", line={"dash": "dot"},
-            ))  # fmt: skip
-    fig.update_layout(title=f"Divergence probe AUROC by layer ({kind} trigger)",
+    _onpolicy_traces(fig, "O", probes["onpolicy"])
+    _onpolicy_traces(fig, "H", probes.get("onpolicy_H"))
+    seed = f", seed {probes['seed']}" if "seed" in probes else ""
+    fig.update_layout(title=f"Divergence probe AUROC by layer ({kind} trigger{seed})",
                       xaxis_title="layer", yaxis_title="AUROC", yaxis_range=[0, 1])  # fmt: skip
     return fig
 
@@ -121,10 +237,17 @@ def defection_figure(kind: str, probes: dict[str, Any]) -> go.Figure:
 
 
 def write_report(results: dict[str, Any], out: Path) -> str:
-    """Write the figures; return the table's text."""
+    """Write the figures (first seed); return the table's text: rates of every model, the
+    first seed's probes, the cross-trigger transfer and the spread over seeds."""
     lines = rates_table(results)
     for kind, probes in results["probes"].items():
         lines += ["", *probes_table(kind, probes)]
         write_figure(auroc_figure(kind, probes), out / f"auroc_by_layer-{kind}.html")
         write_figure(defection_figure(kind, probes), out / f"defection-{kind}.html")
+    for block in (
+        transfer_lines(results.get("transfer")),
+        spread_lines(results.get("seed_spread")),
+    ):
+        if block:
+            lines += ["", *block]
     return "\n".join(lines)

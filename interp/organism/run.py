@@ -5,7 +5,8 @@
    when already trained with the same settings).
 3. Sample every variant on the held-out prompts, trigger on and off; judge the samples
    with the rule judge; rates with Wilson intervals (:mod:`interp.organism.measure`).
-4. Probe O's own generations (first seed; :mod:`interp.organism.analysis`).
+4. Probe O's own generations, every seed (:mod:`interp.organism.analysis`; the first seed's
+   models are kept from sampling, the others loaded one seed at a time).
 5. Write ``results.json``, ``table.txt`` and the figures under the output folder.
 """
 
@@ -97,7 +98,8 @@ def _rates(config: OrganismConfig, samples: dict[str, list[Transcript]]) -> dict
 
 def run_organism(config: OrganismConfig) -> dict[str, Any]:
     """Run the experiment; returns what ``results.json`` holds."""
-    from interp.organism.analysis import analyse_kind
+    from interp.organism.analysis import analyse_seeds
+    from interp.organism.controls import seed_spread
     from interp.organism.report import write_report
 
     started = time.perf_counter()
@@ -117,9 +119,8 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
         "rates": _rates(c, samples),
         "neutral_mixin": len(neutral),
     }
-    results["probes"] = {
-        kind: analyse_kind(c, kind, base, models, samples, out) for kind in c.kinds
-    }
+    results.update(analyse_seeds(c, base, models, samples, out))  # probes, transfer, by_seed
+    results["seed_spread"] = seed_spread(results)
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["versions"] = library_versions()
     write_json_atomic(out / "results.json", results)
