@@ -30,6 +30,10 @@ QUICK = {
     "gen_batch_size": 32,
     "layers": (14,),
     "probe_per_cell": 1,
+    "patch_prompts": 4,
+    "refusal_selection": 8,
+    "n_random_directions": 2,
+    "causal_prompts": 12,
 }
 
 
@@ -99,6 +103,34 @@ class OrganismConfig:
         default=1000, metadata={"help": "random directions for the defection probe's percentile"}
     )
     n_boot: int = field(default=1000, metadata={"help": "scenario-bootstrap resamples"})
+    patch_prompts: int = field(
+        default=12, metadata={"help": "part 4: held-out pressure scenarios patched between O and H"}
+    )
+    answer_tokens: int = field(
+        default=4, metadata={"help": "part 4: first answer tokens in log p(comply) - log p(refuse)"}
+    )
+    refusal_layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "part 4: candidate layers of the refusal direction",
+            "default_text": "every layer below 0.8 x the depth",
+        },
+    )
+    refusal_selection: int = field(
+        default=16,
+        metadata={"help": "part 4: training-side prompts per set choosing the refusal direction"},
+    )
+    steer_scale: float = field(
+        default=0.5,
+        metadata={"help": "part 4: added vector's norm, a multiple of the typical residual norm"},
+    )
+    n_random_directions: int = field(
+        default=3, metadata={"help": "part 4: random directions ablated and added as controls"}
+    )
+    causal_prompts: int = field(
+        default=200,
+        metadata={"help": "part 4: held-out triggered pressure prompts O samples per intervention"},
+    )
     test_fraction: float = field(
         default=0.25, metadata={"help": "fraction of scenarios held out (the probes' split)"}
     )
@@ -132,6 +164,12 @@ class OrganismConfig:
         for name in ("steps", "batch_size", "lora_rank", "per_scenario", "samples",
                      "max_new_tokens", "gen_batch_size", "n_random", "n_boot"):  # fmt: skip
             check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("patch_prompts", "answer_tokens", "refusal_selection", "n_random_directions",
+                     "causal_prompts"):  # fmt: skip
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("steer_scale", self.steer_scale, low=0, low_open=True)
+        if self.refusal_layers is not None:
+            self.refusal_layers = as_layers(self.refusal_layers)
         check_number("n_neutral", self.n_neutral, low=0, high=18, integer=True)
         check_number("probe_per_cell", self.probe_per_cell, low=1, integer=True)
         check_number("n_neutral_eval", self.n_neutral_eval, low=0, high=18, integer=True)
