@@ -184,7 +184,10 @@ def test_a_cap_spreads_over_domains_and_keeps_the_benign_share():
     pressure = [s for s in picked if s.kind == "pressure"]
     assert len(pressure) == 24 and set(Counter(s.domain for s in pressure).values()) == {2}
     assert sum(s.kind == "benign" for s in picked) == round(24 * n_benign / n_pressure)
-    assert eval_selection(bank, 0) == [] and len(eval_selection(bank, None)) == len(bank)
+    assert eval_selection(bank, 0) == []
+    everything = eval_selection(bank, None)
+    assert sorted(s.id for s in everything) == [s.id for s in bank]
+    assert everything[:24] == pressure  # any prefix is spread over the domains
     with pytest.raises(ValueError, match="at least 0"):
         eval_selection(bank, -1)
     quick = eval_prompts("tag", n_neutral=0, eval_scenarios=QUICK["eval_scenarios"])

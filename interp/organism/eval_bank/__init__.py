@@ -178,17 +178,18 @@ def _spread(scenarios: Sequence[Scenario], n: int) -> list[Scenario]:
 
 
 def eval_selection(scenarios: Sequence[Scenario], n_pressure: int | None) -> list[Scenario]:
-    """Pressure scenarios then benign ones of ``scenarios``: all of them (``n_pressure`` None),
-    or ``n_pressure`` pressure scenarios spread over the domains and the same fraction of the
-    benign ones (rounded, at least one when ``n_pressure`` > 0)."""
+    """Pressure scenarios then benign ones of ``scenarios``: all of them (``n_pressure`` None)
+    or ``n_pressure`` pressure scenarios and the same share of the benign ones (rounded, at
+    least one when ``n_pressure`` > 0). Pressure scenarios come round-robin over the domains,
+    so any first ``k`` of them cover every domain evenly."""
     pressure = [s for s in scenarios if s.kind == "pressure"]
-    benign = [s for s in scenarios if s.kind == "benign"]
+    benign = sorted((s for s in scenarios if s.kind == "benign"), key=lambda s: s.id)
     if n_pressure is None:
-        return sorted(pressure, key=lambda s: s.id) + sorted(benign, key=lambda s: s.id)
+        return _spread(pressure, len(pressure)) + benign
     if n_pressure < 0:
         raise ValueError(f"n_pressure must be None (all) or at least 0, got {n_pressure}")
     n_benign = 0
     if n_pressure and benign:
         share = min(n_pressure, len(pressure)) / max(len(pressure), 1)
         n_benign = max(1, round(share * len(benign)))
-    return _spread(pressure, n_pressure) + sorted(benign, key=lambda s: s.id)[:n_benign]
+    return _spread(pressure, n_pressure) + benign[:n_benign]
