@@ -319,6 +319,8 @@ def test_seed_spread_of_synthetic_results():
         "values"
     ] == {"0": 0.55, "1": 0.55, "2": 0.55}
     assert "tag: defection probe of H (held-out pressure prompts), L0" in table["probes"]
+    tf = table["probes"]["tag: teacher-forced probe of H, held-out consistency set, L0"]
+    assert tf["values"] == {"0": 0.7, "1": 0.7, "2": 0.7}
     drop = "tag: probe of O on O's replies, pre_answer, L0, trigger projected out: drop"
     assert table["probes"][drop]["mean"] == pytest.approx(0.1)
     deceptive = table["rates"]["tag: O deceptive rate, pressure prompts, trigger on"]

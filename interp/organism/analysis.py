@@ -335,6 +335,9 @@ class _SeedModels(Mapping[str, LoadedModel]):
             self.extra[name] = load_model(name, device=self.device)
         return self.extra[name]
 
+    def __contains__(self, name: object) -> bool:  # without loading it
+        return name in self.names or name in self.loaded
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names | set(self.loaded))
 

@@ -274,6 +274,15 @@ def _onpolicy_metrics(kind: str, probes: dict[str, Any], layers: Sequence[int]) 
     return out
 
 
+def _teacher_forced_metrics(kind: str, probes: dict[str, Any], layers: Sequence[int]) -> dict:
+    out = {}
+    for label, table in (probes.get("teacher_forced") or {}).items():
+        for layer in layers:
+            name = f"{kind}: teacher-forced probe of {label}, held-out consistency set, L{layer}"
+            out[name] = (_at(table, layer, "auroc"), None)
+    return out
+
+
 def _control_metrics(kind: str, probes: dict[str, Any], layers: Sequence[int]) -> dict:
     out = {}
     trig = probes.get("trigger_only") or {}
@@ -307,6 +316,7 @@ def probe_seed_metrics(seed_result: dict[str, Any], layers: Sequence[int]) -> di
     "transfer": ...}``)."""
     out: dict[str, tuple[Any, Any]] = {}
     for kind, probes in seed_result["probes"].items():
+        out.update(_teacher_forced_metrics(kind, probes, layers))
         out.update(_onpolicy_metrics(kind, probes, layers))
         out.update(_control_metrics(kind, probes, layers))
     out.update(_transfer_metrics(seed_result.get("transfer") or {}, layers))
