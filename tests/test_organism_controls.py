@@ -380,3 +380,30 @@ def test_report_shows_the_transfer_when_it_ran(tmp_path):
     assert "tag->pressure: O-tag refitted probe on O-pressure's replies (10 judged" in text
     assert "read by O-pressure  answer     L0   (n=10) AUROC  0.650" in text
     assert "own probe  0.800" in text and "read by O-tag" in text
+
+
+def test_seed_models_load_other_seeds_on_use_and_release_them(monkeypatch, tiny_model):
+    from interp.organism.analysis import _SeedModels
+    from interp.organism.train import organism_name
+
+    loads = []
+
+    def load(name, device):
+        loads.append(name)
+        return tiny_model
+
+    monkeypatch.setattr("interp.models.load_model", load)
+    config = _config(kinds=("tag",), seeds=(0, 1))
+    first = organism_name(config, "tag", "O", 0)
+    models = _SeedModels(config, {first: tiny_model})
+    other = organism_name(config, "tag", "H", 1)
+    assert other in models and organism_name(config, "tag", "C", 1) not in models
+    assert "x" not in models and not loads  # 'in' loads nothing
+    assert models[first] is tiny_model and not loads
+    assert models[other] is tiny_model and models[other] is tiny_model
+    assert loads == [other]  # loaded once, held until released
+    with pytest.raises(KeyError):
+        models["x"]
+    models.release()
+    assert models[other] is tiny_model and loads == [other, other]
+    assert len(models) == 4  # O and H of seeds 0 and 1
