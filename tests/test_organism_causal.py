@@ -245,6 +245,8 @@ def test_causal_checks_end_to_end(tiny_model, other_tiny, tmp_path):
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.jsonl")) == files
     with pytest.raises(ValueError, match="'H'"):
         causal_checks(config, "tag", {"O": tiny_model}, probe, tmp_path)
+    with pytest.raises(ValueError, match="d_model 64"):
+        causal_checks(config, "tag", models, {0: torch.ones(3)}, tmp_path)
 
 
 @pytest.mark.parametrize(

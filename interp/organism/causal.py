@@ -307,23 +307,30 @@ def candidate_layers(config: OrganismConfig, n_layers: int) -> list[int]:
     return list(config.refusal_layers)
 
 
-def refusal_direction(config: OrganismConfig, kind: str, model: LoadedModel) -> dict[str, Any]:
+def refusal_direction(
+    config: OrganismConfig, kind: str, model: LoadedModel, also: Sequence[tuple[int, str]] = ()
+) -> dict[str, Any]:
     """Arditi et al.'s selection on the training side: per candidate layer ``l`` the mean
     ``resid_pre`` at the last prompt token of harmful minus harmless prompts; its
     ``bypass`` = how much ablating it raises the margin (comply - refuse) on the pressure
     selection set, its ``induce`` = how much adding it (``steer_scale`` x typical norm) lowers
     the margin on the benign set. Chosen: the largest bypass among candidates with induce > 0
     (``filtered`` False when none has it: then the largest bypass). ``direction`` and
-    ``norm`` (typical residual norm there) are tensors/floats; ``table`` is JSON."""
+    ``norm`` (typical residual norm there: the mean norm on the harmful and harmless prompts)
+    are a tensor and a float; ``norms`` holds that norm at every candidate site and at the
+    sites in ``also`` (``"<layer>/<site>"``); the rest is JSON."""
     harmful, harmless, sel_p, sel_b = refusal_sets(config, kind, model.tokenizer)
     layers = candidate_layers(config, model.n_layers)
     sites = [(layer, "resid_pre") for layer in layers]
-    bad, good = last_token_states(model, harmful, sites), last_token_states(model, harmless, sites)
+    states = last_token_states(model, harmful + harmless, list(dict.fromkeys([*sites, *also])))
+    norms = {f"{layer}/{site}": float(x.norm(dim=-1).mean()) for (layer, site), x in states.items()}
+    bad = {site: x[: len(harmful)] for site, x in states.items()}
+    good = {site: x[len(harmful) :] for site, x in states.items()}
     base_p, base_b = forced_margins(model, sel_p).mean(), forced_margins(model, sel_b).mean()
     table = []
     for layer, site in zip(layers, sites, strict=True):
         d = bad[site].mean(0) - good[site].mean(0)
-        norm = float(torch.cat([bad[site], good[site]]).norm(dim=-1).mean())
+        norm = norms[f"{layer}/resid_pre"]
         with residual_hooks(model, ablation(d, model.n_layers)):
             bypass = float(forced_margins(model, sel_p).mean() - base_p)
         with residual_hooks(model, addition(d, layer, "resid_pre", config.steer_scale * norm)):
@@ -350,6 +357,7 @@ def refusal_direction(config: OrganismConfig, kind: str, model: LoadedModel) -> 
         "n_harmful": len(harmful),
         "n_harmless": len(harmless),
         "n_selection": [len(sel_p), len(sel_b)],
+        "norms": norms,
         "table": [{k: v for k, v in row.items() if k != "direction"} for row in table],
     }
 
@@ -470,20 +478,18 @@ def summarise(rates: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # --- entry point and figures ---------------------------------------------------------------------
 
 
-def _probe_steer(
-    config: OrganismConfig, kind: str, o: LoadedModel, probe_directions: dict[int, Tensor]
-) -> Steer:
-    """The probe direction at the middle of the layers given, with the typical norm of
-    ``resid_post`` there on the training-side harmful and harmless prompts."""
+def _probe_layer(o: LoadedModel, probe_directions: dict[int, Tensor]) -> int:
+    """The middle one of the layers given (checked against the model)."""
     if not probe_directions:
         raise ValueError("probe_directions is empty: pass {layer: direction} of O's probe")
     layers = sorted(probe_directions)
-    layer = layers[len(layers) // 2]
-    o.check_layer(layer)
-    harmful, harmless, _, _ = refusal_sets(config, kind, o.tokenizer)
-    states = last_token_states(o, harmful + harmless, [(layer, "resid_post")])
-    norm = float(states[(layer, "resid_post")].norm(dim=-1).mean())
-    return Steer("probe", probe_directions[layer].detach().float().cpu(), layer, "resid_post", norm)
+    layer = o.check_layer(layers[len(layers) // 2])
+    if probe_directions[layer].numel() != o.d_model:
+        raise ValueError(
+            f"the probe direction of layer {layer} has {probe_directions[layer].numel()} "
+            f"entries; {o.name} has d_model {o.d_model}"
+        )
+    return layer
 
 
 def causal_checks(
@@ -500,12 +506,13 @@ def causal_checks(
     if missing:
         raise ValueError(f"causal_checks needs models 'O' and 'H'; missing {missing}")
     o, h = models["O"], models["H"]
+    layer = _probe_layer(o, probe_directions)
     result: dict[str, Any] = {"kind": kind, "models": {"O": o.name, "H": h.name}}
     result["patching"] = patch_between(config, kind, o, h, out / "patching")
-    refusal = refusal_direction(config, kind, o)
-    probe = _probe_steer(config, kind, o, probe_directions)
+    refusal = refusal_direction(config, kind, o, also=[(layer, "resid_post")])
+    vector = probe_directions[layer].detach().float().cpu().flatten()
     steers = [
-        probe,
+        Steer("probe", vector, layer, "resid_post", refusal["norms"][f"{layer}/resid_post"]),
         Steer("refusal", refusal["direction"], refusal["layer"], "resid_pre", refusal["norm"]),
     ]
     result["refusal"] = {k: v for k, v in refusal.items() if k != "direction"}
