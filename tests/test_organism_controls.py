@@ -19,6 +19,8 @@ from interp.organism.controls import (
     cross_trigger,
     mean_difference,
     project_out,
+    project_rows,
+    refit_without,
     seed_spread,
     spread,
     trigger_directions,
@@ -138,6 +140,22 @@ def test_project_out_removes_the_component_and_keeps_the_rest():
         project_out(v, torch.zeros(32))
 
 
+def test_a_probe_refitted_without_a_direction_cannot_read_it():
+    gen = torch.Generator().manual_seed(0)
+    t, other = torch.randn(8, generator=gen), torch.eye(8)[0]
+    y = torch.randint(0, 2, (1000,), generator=gen)
+    X = torch.randn(1000, 8, generator=gen) + 3.0 * y[:, None] * t / t.norm()  # label along t
+    fit, test = slice(0, 600), slice(600, None)
+    assert auroc(y[test], _probe_on(X[fit], y[fit]).score(X[test])) > 0.95
+    refit = refit_without(_probe_on(X[fit], y[fit]), X[fit], y[fit], t)
+    assert isinstance(refit, LogisticProbe) and refit.c == 1.0
+    assert abs(auroc(y[test], refit.score(project_rows(X[test], t))) - 0.5) < 0.08
+    X = X + 2.0 * y[:, None] * other  # and along another direction too
+    refit = refit_without(_probe_on(X[fit], y[fit]), X[fit], y[fit], t)
+    assert auroc(y[test], refit.score(project_rows(X[test], t))) > 0.8
+    assert (project_rows(X, t) @ t).abs().max() < 1e-4
+
+
 def test_mean_difference_is_triggered_minus_untriggered_and_needs_both():
     X = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0], [0.0, 3.0]])
     on = torch.tensor([1, 1, 0, 0])
@@ -172,7 +190,17 @@ def test_projection_removes_the_trigger_direction_from_the_probe(cache, tiny_mod
     other = project_out(torch.randn(t.shape[0]), t)
     d = t / t.norm() + other / other.norm()
     probe = MeanDiffProbe().fit(torch.stack([d, torch.zeros_like(d)]), torch.tensor([1, 0]))
-    out = trigger_projection(config, "tag", tiny_model, {"O": {0: probe}}, samples)
+    X_train = torch.randn(40, t.shape[0])
+    y_train = torch.arange(40) % 2
+    logistic = _probe_on(X_train, y_train)
+    out = trigger_projection(
+        config,
+        "tag",
+        tiny_model,
+        {"O": {0: probe}, "L": {0: logistic}},
+        samples,
+        refit_on={"L": {0: (X_train, y_train)}},
+    )
     rows, y = eval_rows(samples)
     entry = out["positions"]["answer"]
     assert (entry["n"], entry["n_deceptive"]) == (len(rows), int(y.sum()))
@@ -187,6 +215,12 @@ def test_projection_removes_the_trigger_direction_from_the_probe(cache, tiny_mod
     assert m["trigger_only"] is not None and m["trigger_only_after"] is not None
     assert abs(entry["layers"][0]["O"]["prompt_end"]["cosine_after"]) < 1e-4
     assert out["n_train_prompts"]["answer"] == len(trigger_reads(config, "tag")["answer"][0])
+    assert "auroc_refit" not in m  # only the labels given training rows are refitted
+    refit = entry["layers"][0]["L"]["answer"]
+    expected = refit_without(logistic, X_train, y_train, t).score(project_rows(X, t))
+    assert refit["auroc_refit"] == pytest.approx(auroc(y, expected))
+    assert refit["drop_refit"] == pytest.approx(refit["auroc"] - refit["auroc_refit"])
+    assert refit["trigger_only_refit"] is not None
 
 
 # --- the spread over seeds ------------------------------------------------------------------
@@ -241,6 +275,9 @@ def _projection(value: float) -> dict:
         "drop": 0.1,
         "trigger_only": 0.6,
         "trigger_only_after": 0.5,
+        "auroc_refit": value - 0.2,
+        "drop_refit": 0.2,
+        "trigger_only_refit": 0.45,
     }
     return {
         "n_train_prompts": {"prompt_end": 90},
@@ -323,6 +360,8 @@ def test_seed_spread_of_synthetic_results():
     assert tf["values"] == {"0": 0.7, "1": 0.7, "2": 0.7}
     drop = "tag: probe of O on O's replies, pre_answer, L0, trigger projected out: drop"
     assert table["probes"][drop]["mean"] == pytest.approx(0.1)
+    refit = "tag: probe of O on O's replies, answer, L0, trigger projected out: refitted, AUROC"
+    assert table["probes"][refit]["values"] == pytest.approx({"0": 0.4, "1": 0.6, "2": 0.7})
     deceptive = table["rates"]["tag: O deceptive rate, pressure prompts, trigger on"]
     assert deceptive["values"] == {"0": 0.25, "1": 0.5, "2": 0.75}
     assert deceptive["n"] == {"0": 4, "1": 4, "2": 4}
@@ -345,6 +384,7 @@ def test_report_renders_with_one_seed_and_with_three(tmp_path, seeds):
     assert f"Cross-trigger transfer: {NOT_RUN}" in text
     assert "probe of H    on O (n=10, 4 dec.)" in text and "on H's replies" in text
     assert "trigger direction projected out" in text and "drop  0.100" in text
+    assert "refitted without it: AUROC  0.400 (drop  0.200)  trigger-only  0.450" in text
     assert f"Spread over seeds {', '.join(map(str, seeds))}" in text
     line = "tag: on O's replies, answer, L0, probe of O"
     each = text.split(line, 1)[1].splitlines()[1]

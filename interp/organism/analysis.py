@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from interp.data.datasets import build_consistency, load_dataset
 from interp.data.split import split_transcripts
@@ -189,6 +191,35 @@ def defection(config: OrganismConfig, kind: str, models: dict[str, LoadedModel])
     return out
 
 
+def teacher_forced_acts(
+    config: OrganismConfig, folder: Path, model: LoadedModel
+) -> tuple[list[Transcript], dict[int, Float[Tensor, "n d_model"]]]:
+    """The teacher-forced probe data and ``model``'s pooled answer-token activations of it
+    per layer: the probe pipeline's cache, reused, not recomputed."""
+    from interp.cache import cache_activations
+    from interp.paths import cache_root
+    from interp.probe.controls import CONTROL_HOOK
+
+    data = load_dataset(probe_data(config, folder))
+    hooks = [hook_name(layer, "resid_post") for layer in config.layers]
+    acts = cache_activations(
+        model, data, [*hooks, CONTROL_HOOK], "answer",
+        cache_dir=cache_root() / "activations", progress=False,
+    )  # fmt: skip
+    return data, {layer: acts[hook] for layer, hook in zip(config.layers, hooks, strict=True)}
+
+
+def training_rows(
+    config: OrganismConfig, folder: Path, model: LoadedModel
+) -> dict[int, tuple[Float[Tensor, "n d_model"], Tensor]]:
+    """Per layer: ``model``'s activations of the teacher-forced training rows and their
+    labels (what its refitted probe was fitted on)."""
+    data, acts = teacher_forced_acts(config, folder, model)
+    train, _ = split_transcripts(data, config.test_fraction, config.split_seed)
+    y = torch.tensor([int(data[i].label or 0) for i in train.tolist()], dtype=torch.long)
+    return {layer: (X[train], y) for layer, X in acts.items()}
+
+
 def stance_erasure(
     config: OrganismConfig,
     folder: Path,
@@ -197,26 +228,17 @@ def stance_erasure(
 ) -> dict[str, Any]:
     """Part 5's LEACE stance erasure per model and layer: held-out teacher-forced AUROCs
     (divergence, both stances) before and after; for O also on its own judged replies."""
-    from interp.cache import cache_activations
-    from interp.paths import cache_root
-    from interp.probe.controls import CONTROL_HOOK
     from interp.probe.erasure import erasure_report
 
-    data = load_dataset(probe_data(config, folder))
-    train, test = split_transcripts(data, config.test_fraction, config.split_seed)
-    train_t, test_t = [data[i] for i in train.tolist()], [data[i] for i in test.tolist()]
-    hooks = [hook_name(layer, "resid_post") for layer in config.layers]
     rows, _ = eval_rows(o_samples)
     out: dict[str, Any] = {}
     for label, model in models.items():
-        acts = cache_activations(  # the probe pipeline's cache: reused, not recomputed
-            model, data, [*hooks, CONTROL_HOOK], "answer",
-            cache_dir=cache_root() / "activations", progress=False,
-        )  # fmt: skip
+        data, acts = teacher_forced_acts(config, folder, model)
+        train, test = split_transcripts(data, config.test_fraction, config.split_seed)
+        train_t, test_t = [data[i] for i in train.tolist()], [data[i] for i in test.tolist()]
         gen = pooled(model, rows, config.layers, "answer") if label == "O" and rows else None
         out[label] = {}
-        for layer, hook in zip(config.layers, hooks, strict=True):
-            X = acts[hook]
+        for layer, X in acts.items():
             entry = {"teacher_forced": erasure_report(X[train], train_t, X[test], test_t)}
             if gen is not None:
                 entry["onpolicy"] = erasure_report(X[train], train_t, gen[layer], rows)
@@ -261,7 +283,7 @@ def _analyse(
         "trigger_only": trigger_only(config, named["O"], runs["O"], o_samples),
         "trigger_projection": trigger_projection(
             config, kind, named["O"], {"base": runs["base"].probes, "O": runs["O"].probes},
-            o_samples,
+            o_samples, {"O": training_rows(config, out / kind, named["O"])},
         ),
         "defection": defection(config, kind, named),
         "stance_erasure": stance_erasure(config, out / kind, named, o_samples),

@@ -28,6 +28,7 @@ whether that is what it does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
 
@@ -47,9 +48,10 @@ from interp.organism.probing import (
     onpolicy_metrics,
     pooled,
     position_sets,
+    probe_scores,
     score_positions,
 )
-from probes import Probe, auroc
+from probes import Probe, auroc, make_probe
 
 #: Where the trigger direction is read: the end of the prompt (plus the forced opening
 #: ``Reasoning:``) and the probe's own two positions.
@@ -147,26 +149,64 @@ def trigger_directions(
     return out
 
 
-def project_out(v: Float[Tensor, " d"], remove: Float[Tensor, " d"]) -> Float[Tensor, " d"]:
-    """``v`` without its component along ``remove``."""
+def _unit(remove: Tensor) -> Tensor:
     norm = remove.norm()
     if not norm > 0:
         raise ControlError("cannot project out a zero direction (the trigger changed nothing?)")
-    u = remove / norm
+    return remove / norm
+
+
+def project_out(v: Float[Tensor, " d"], remove: Float[Tensor, " d"]) -> Float[Tensor, " d"]:
+    """``v`` without its component along ``remove``."""
+    u = _unit(remove)
     return v - (v @ u) * u
+
+
+def project_rows(X: Float[Tensor, "n d"], remove: Float[Tensor, " d"]) -> Float[Tensor, "n d"]:
+    """Each row of ``X`` without its component along ``remove``."""
+    u = _unit(remove)
+    return X - (X @ u)[:, None] * u[None, :]
+
+
+def refit_without(
+    probe: Probe, X: Float[Tensor, "n d"], y: Tensor, remove: Float[Tensor, " d"]
+) -> Probe:
+    """A probe of ``probe``'s kind and settings fitted on ``X`` with ``remove`` projected out
+    of every row (it cannot read anything along ``remove``)."""
+    return make_probe(probe.kind, **probe.settings()).fit(project_rows(X, remove), y)
 
 
 # --- projecting the trigger direction out of the probe ---------------------------------------
 
 
-def _projected(
-    d: Tensor, t: Tensor, X: Tensor, y: Tensor, groups: list[str], n_boot: int
-) -> dict[str, Any]:
-    """The on-policy AUROC of direction ``d`` on ``X`` before and after projecting ``t`` out."""
+@dataclass(frozen=True)
+class _Reading:
+    """O's judged replies at one position and layer (``X``, labels, scenarios) and its
+    held-out benign replies (``benign``, trigger flags ``on``)."""
+
+    X: Tensor
+    y: Tensor
+    groups: list[str]
+    benign: Tensor | None
+    on: Tensor
+    n_boot: int
+
+    def metrics(self, scores: Tensor) -> dict[str, Any]:
+        return onpolicy_metrics(self.y, scores, self.groups, None, self.n_boot)
+
+    def trigger_only(self, d: Tensor | Probe, remove: Tensor | None = None) -> float | None:
+        """AUROC of trigger on vs off on the benign replies (``remove`` projected out)."""
+        if self.benign is None or not 0 < int(self.on.sum()) < len(self.on):
+            return None
+        X = self.benign if remove is None else project_rows(self.benign, remove)
+        return auroc(self.on, X @ d if isinstance(d, Tensor) else probe_scores(d, X))
+
+
+def _projected(d: Tensor, t: Tensor, r: _Reading) -> dict[str, Any]:
+    """Direction ``d`` on O's replies and the trigger-only control, before and after
+    projecting ``t`` out of it."""
     after_d = project_out(d, t)
-    before = onpolicy_metrics(y, X @ d, groups, None, n_boot)
-    after = onpolicy_metrics(y, X @ after_d, groups, None, n_boot)
-    drop = None if before["auroc"] is None else before["auroc"] - after["auroc"]
+    before, after = r.metrics(r.X @ d), r.metrics(r.X @ after_d)
     return {
         "cosine": cosine(d, t),
         "cosine_after": cosine(after_d, t),
@@ -176,17 +216,38 @@ def _projected(
         "auroc_after": after["auroc"],
         "auroc_after_low": after["auroc_low"],
         "auroc_after_high": after["auroc_high"],
-        "drop": drop,
+        "drop": None if before["auroc"] is None else before["auroc"] - after["auroc"],
+        "trigger_only": r.trigger_only(d),
+        "trigger_only_after": r.trigger_only(after_d),
     }
 
 
-def _trigger_only(d: Tensor, t: Tensor, X: Tensor | None, on: Tensor) -> dict[str, Any]:
-    if X is None or not 0 < int(on.sum()) < len(on):
-        return {"trigger_only": None, "trigger_only_after": None}
+def _refitted(
+    probe: Probe, t: Tensor, train: tuple[Tensor, Tensor], r: _Reading, before: float | None
+) -> dict[str, Any]:
+    """:func:`refit_without` on the teacher-forced training rows ``train``, scored on the
+    projected replies (and benign replies for the trigger-only control)."""
+    refit = refit_without(probe, train[0], train[1], t)
+    m = r.metrics(probe_scores(refit, project_rows(r.X, t)))
     return {
-        "trigger_only": auroc(on, X @ d),
-        "trigger_only_after": auroc(on, X @ project_out(d, t)),
+        "auroc_refit": m["auroc"],
+        "auroc_refit_low": m["auroc_low"],
+        "auroc_refit_high": m["auroc_high"],
+        "drop_refit": None if before is None or m["auroc"] is None else before - m["auroc"],
+        "trigger_only_refit": r.trigger_only(refit, t),
     }
+
+
+def _projection_entry(
+    probe: Probe, sources: dict[str, Tensor], r: _Reading, train: tuple[Tensor, Tensor] | None
+) -> dict[str, Any]:
+    """Per trigger-direction source: :func:`_projected`, and :func:`_refitted` with ``train``."""
+    out = {}
+    for source, t in sources.items():
+        out[source] = _projected(probe.direction.cpu(), t, r)
+        if train is not None:
+            out[source].update(_refitted(probe, t, train, r, out[source]["auroc"]))
+    return out
 
 
 def trigger_projection(
@@ -195,12 +256,16 @@ def trigger_projection(
     o_model: LoadedModel,
     probes: dict[str, dict[int, Probe]],
     o_samples: Sequence[Transcript],
+    refit_on: dict[str, dict[int, tuple[Tensor, Tensor]]] | None = None,
 ) -> dict[str, Any]:
     """The trigger direction of ``kind`` (O's activations, training-side prompts) projected
     out of each probe (``probes[label][layer]``): per read position of O's judged replies,
     layer, probe label and trigger-direction source (the same position, or ``prompt_end``),
     the AUROC before and after and the drop, both cosines, and the trigger-only control
-    (held-out benign replies, answer tokens) before and after."""
+    (held-out benign replies, answer tokens) before and after. For the labels of
+    ``refit_on`` (per layer: the teacher-forced training activations and labels the probe
+    was fitted on), also the probe refitted with the direction projected out of every row
+    (``auroc_refit``, ``drop_refit``, ``trigger_only_refit``)."""
     reads = trigger_reads(config, kind)
     dirs = trigger_directions(o_model, reads, config.layers)
     rows, y = eval_rows(o_samples)
@@ -218,33 +283,15 @@ def trigger_projection(
         acts = pooled(o_model, texts, config.layers, tokens) if texts else {}
         for layer, X in acts.items():
             sources = {s: dirs[s][layer] for s in dict.fromkeys((position, "prompt_end"))}
-            benign_x = None if bacts is None else bacts[layer]
+            r = _Reading(X, yk, groups, None if bacts is None else bacts[layer], on, config.n_boot)
             entry["layers"][layer] = {
                 label: _projection_entry(
-                    per_layer[layer].direction.cpu(), sources, X, yk, groups, benign_x, on,
-                    config.n_boot,
+                    per_layer[layer], sources, r, _at(refit_on or {}, label, layer)
                 )
                 for label, per_layer in probes.items()
-            }  # fmt: skip
+            }
         out["positions"][position] = entry
     return out
-
-
-def _projection_entry(
-    d: Tensor,
-    sources: dict[str, Tensor],
-    X: Tensor,
-    y: Tensor,
-    groups: list[str],
-    benign: Tensor | None,
-    on: Tensor,
-    n_boot: int,
-) -> dict[str, Any]:
-    """Per trigger-direction source: :func:`_projected` and :func:`_trigger_only`."""
-    return {
-        source: {**_projected(d, t, X, y, groups, n_boot), **_trigger_only(d, t, benign, on)}
-        for source, t in sources.items()
-    }
 
 
 # --- the spread over seeds ---------------------------------------------------------------
@@ -298,6 +345,8 @@ def _control_metrics(kind: str, probes: dict[str, Any], layers: Sequence[int]) -
             metrics = _at(entry, "layers", layer, "O", position) or {}
             out[f"{name}: AUROC after"] = (metrics.get("auroc_after"), entry["n"])
             out[f"{name}: drop"] = (metrics.get("drop"), entry["n"])
+            if "auroc_refit" in metrics:
+                out[f"{name}: refitted, AUROC"] = (metrics["auroc_refit"], entry["n"])
     return out
 
 

@@ -86,7 +86,8 @@ def onpolicy_lines(model: str, on: dict[str, Any], layers: list[Any]) -> list[st
 
 def projection_lines(proj: dict[str, Any], layers: list[Any]) -> list[str]:
     """The trigger direction projected out of the probes: AUROC before -> after (and the
-    trigger-only control before -> after) per position, probe label and direction source."""
+    trigger-only control before -> after) per position, probe label and direction source;
+    and the probe refitted on training activations without it, where that was run."""
     n_train = proj.get("n_train_prompts") or {}
     lines = [
         "  trigger direction projected out (fit on O's training-side prompts, trigger on - off: "
@@ -103,6 +104,12 @@ def projection_lines(proj: dict[str, Any], layers: list[Any]) -> list[str]:
                         f"{_f(m['auroc_after'])} (drop {_f(m['drop'])})  trigger-only "
                         f"{_f(m['trigger_only'])} -> {_f(m['trigger_only_after'])}"
                     )
+                    if "auroc_refit" in m:
+                        lines.append(
+                            f"{'':38s}refitted without it: AUROC {_f(m['auroc_refit'])} "
+                            f"(drop {_f(m['drop_refit'])})  trigger-only "
+                            f"{_f(m['trigger_only_refit'])}"
+                        )
     return lines
 
 
