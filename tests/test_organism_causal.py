@@ -11,6 +11,7 @@ import torch
 from interp.data.scenarios import load_bank
 from interp.models import MODEL_BUILDERS, build_tiny_random, load_model, register_model
 from interp.organism.causal import (
+    COLUMNS,
     POSITIONS,
     causal_checks,
     causal_figures,
@@ -174,7 +175,7 @@ def test_forced_prompt_marks_the_three_positions(tiny_model):
         p = forced_prompt(tok, s, trig, 0, 3, "x")
         text = [tok.decode([int(t)]) for t in p.input.tokens]
         at = {name: text[start] for name, (start, _) in p.input.segments.items()}
-        assert set(at) == set(POSITIONS)
+        assert set(at) == {*POSITIONS, "all"} and p.input.segments["all"] == (0, len(text))
         assert at["trigger"] == ("]" if trig.text == TAG else trig.text[-1])
         end = p.input.segments["prompt_end"][0]
         assert at["prompt_end"] == "\n" and "".join(text[end - 3 : end]).endswith("assistant")
@@ -186,7 +187,7 @@ def test_forced_prompt_marks_the_three_positions(tiny_model):
 def test_patching_o_and_h(tiny_model, other_tiny, tmp_path):
     config = _config()
     result = patch_between(config, "tag", tiny_model, other_tiny, tmp_path / "p")
-    n_layers, n_pos = tiny_model.n_layers, len(POSITIONS)
+    n_layers, n_pos = tiny_model.n_layers, len(COLUMNS)
     for name in ("O->H", "H->O"):
         entry = result[name]
         assert torch.tensor(entry["mean"]).shape == (n_layers, n_pos)
@@ -223,7 +224,7 @@ def test_summary_flags_the_target():
 
 
 def test_causal_checks_end_to_end(tiny_model, other_tiny, tmp_path):
-    config = _config()
+    config = _config(patch_prompts=1, causal_prompts=1)
     gen = torch.Generator().manual_seed(0)
     probe = {layer: torch.randn(tiny_model.d_model, generator=gen) for layer in range(2)}
     models = {"O": tiny_model, "H": other_tiny}
@@ -233,7 +234,8 @@ def test_causal_checks_end_to_end(tiny_model, other_tiny, tmp_path):
     expected = {"none", "probe-ablate", "probe-add", "refusal-ablate", "refusal-add",
                 "random0-ablate", "random0-add-probe", "random0-add-refusal"}  # fmt: skip
     assert set(inter["rates"]) == expected
-    assert all(r["formatted"]["n"] == 2 for r in inter["rates"].values())
+    assert all(r["formatted"]["n"] == 1 for r in inter["rates"].values())
+    assert len(result["patching"]["prompts"]) == 1
     assert result["steers"]["probe"]["layer"] == 1 and result["refusal"]["layer"] == 0
     assert result["refusal"]["n_selection"] == [2, 2]
     assert set(causal_figures(result)) == {"patching", "interventions"}

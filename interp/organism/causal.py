@@ -7,7 +7,8 @@
   scenario's complying answer against its refusal. The existing sweep
   (:func:`~interp.patching.patch_sweep`) patches O into H (does H start complying?) and H
   into O (does O stop?) at ``resid_pre`` of every layer, at three positions: the trigger's
-  last token, the last prompt token and the last reasoning token before ``Answer:``.
+  last token, the last prompt token and the last reasoning token before ``Answer:``; and,
+  as a reference, at every position at once (how much of the gap the whole stream carries).
 - **Directions**: the probe direction the caller passes (per layer, read at ``resid_post``);
   a refusal direction as Arditi et al. (2024) make it (:func:`refusal_direction`: difference of
   means at the last prompt token of harmful minus harmless training-side prompts, one
@@ -67,6 +68,8 @@ from interp.text.generation import Prompt, encode_prompts
 
 #: Patched positions: the trigger's last token, the last prompt token, the last reasoning token.
 POSITIONS = ("trigger", "prompt_end", "reasoning_end")
+#: A reference column: every position at once (what a layer's whole residual stream carries).
+COLUMNS = (*POSITIONS, "all")
 PATCH_SITE = "resid_pre"
 #: The refusal a benign request is scored against (benign scenarios have no refusal texts).
 BENIGN_REFUSAL = "I'm sorry, but I can't help with that."
@@ -77,7 +80,8 @@ REFUSAL_MAX_DEPTH = 0.8
 @dataclass(frozen=True)
 class ForcedPrompt:
     """A prompt teacher-forced up to ``Answer:``, with the first tokens of a complying and a
-    refusing answer; ``input`` names one-token segments at :data:`POSITIONS`."""
+    refusing answer; ``input`` names one-token segments at :data:`POSITIONS` and the
+    segment ``all`` (every position)."""
 
     id: str
     group: str
@@ -122,6 +126,7 @@ def forced_prompt(
     segments = {
         name: (_token_at(offsets, c), _token_at(offsets, c) + 1) for name, c in marks.items()
     }
+    segments["all"] = (0, len(enc["input_ids"]))
 
     def ids(text: str) -> Tensor:
         return torch.tensor(tokenizer(" " + text, add_special_tokens=False)["input_ids"][:n_tokens])
@@ -202,7 +207,7 @@ def _patch_one(
             return PatchResult.from_dict(saved["result"])
     result = patch_sweep(
         target, p.input, metric, source=source, sites=(PATCH_SITE,),
-        segments=list(POSITIONS), per="segment", progress=False,
+        segments=list(COLUMNS), per="segment", progress=False,
     )  # fmt: skip
     write_json_atomic(path, {"key": key, "result": result.to_dict()})
     return result
@@ -239,7 +244,7 @@ def patch_between(
         raise ValueError("no held-out pressure scenario to patch (patch_prompts is 0?)")
     out: dict[str, Any] = {
         "site": PATCH_SITE,
-        "positions": list(POSITIONS),
+        "positions": list(COLUMNS),
         "layers": list(range(o.n_layers)),
         "prompts": [p.id for p in prompts],
         "metric": f"log p(comply) - log p(refuse), first {config.answer_tokens} answer tokens",
