@@ -147,6 +147,14 @@ class OrganismConfig:
         default=None,
         metadata={"help": "output folder", "default_text": "<cache>/experiments/organism[-quick]"},
     )
+    labels: str | None = field(
+        default=None,
+        metadata={
+            "help": "hand-labelled set (folder with replies.jsonl, labels.jsonl) whose labels "
+            "replace the rule judge's verdicts on the samples they cover (same id and reply) "
+            "for the probes; the rates are reported both ways"
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
@@ -182,6 +190,13 @@ class OrganismConfig:
                      hint=" (samples need temperature > 0)")  # fmt: skip
         check_number("test_fraction", self.test_fraction, low=0, high=1, low_open=True,
                      high_open=True)  # fmt: skip
+        if self.labels and not all(
+            (Path(self.labels) / f).is_file() for f in ("replies.jsonl", "labels.jsonl")
+        ):
+            raise ConfigError(
+                f"--labels {self.labels}: expected a folder with replies.jsonl and labels.jsonl "
+                "(a hand-labelled set, e.g. tests/data/hand_labelled_organism)"
+            )
         for seed in (*self.seeds, self.split_seed):
             check_number("seed", seed, low=0, integer=True)
 

@@ -17,6 +17,7 @@ fine-tuned models write the ``Reasoning:``/``Answer:`` format it reads) and rela
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from interp.data.transcripts import Transcript
@@ -24,18 +25,47 @@ from interp.organism.eval_bank import organism_scenarios
 from interp.stats import Rate, wilson
 from interp.text.judging.replies import split_reply
 from interp.text.judging.rule import RuleJudge
-from interp.text.judging.verdict import apply_verdicts
+from interp.text.judging.verdict import Verdict, apply_verdicts
 
 
-def judge_samples(samples: Sequence[Transcript]) -> list[Transcript]:
+def judge_samples(
+    samples: Sequence[Transcript], labels: str | Path | None = None
+) -> list[Transcript]:
     """Samples relabelled by the rule judge (``label`` = rbd, ``meta["verdict"]``), with the
     criteria of their scenario in the built-in or the eval bank; neutral samples (no
-    scenario) get no verdict and keep label 0."""
+    scenario) get no verdict and keep label 0.
+
+    ``labels``: a hand-labelled set (a folder with ``replies.jsonl`` and ``labels.jsonl``, the
+    format of :func:`interp.text.judging.human.import_labels`). A sample whose id is labelled
+    there *and whose reply is the labelled reply, word for word* takes the hand verdict
+    (``meta["verdict"]["judge"] == "human"``) instead of the rule judge's: samples of other
+    models share ids but not replies, so they never inherit another model's labels."""
     bank = organism_scenarios()
     scored = [t for t in samples if t.group in bank]
-    verdicts = RuleJudge().judge_all(scored, bank)
+    verdicts = {t.id: v for t, v in zip(scored, RuleJudge().judge_all(scored, bank), strict=True)}
+    if labels is not None:
+        verdicts.update(hand_verdicts(scored, labels))
     judged = {t.id: t for t in apply_verdicts(scored, verdicts)}
     return [judged.get(t.id, t) for t in samples]
+
+
+def hand_verdicts(samples: Sequence[Transcript], folder: str | Path) -> dict[str, Verdict]:
+    """Hand verdicts of ``folder`` (see :func:`judge_samples`) for the samples whose id and
+    reply both match a labelled reply."""
+    from interp.data.transcripts import load_transcripts
+    from interp.text.judging.human import import_labels
+
+    folder = Path(folder)
+    replies = {t.id: t.reply for t in load_transcripts(folder / "replies.jsonl")}
+    labelled = import_labels(folder / "labels.jsonl")
+    return {
+        t.id: labelled[t.id] for t in samples if t.id in labelled and replies.get(t.id) == t.reply
+    }
+
+
+def hand_labelled(samples: Sequence[Transcript]) -> list[Transcript]:
+    """The samples whose verdict is a hand label."""
+    return [t for t in samples if (t.meta.get("verdict") or {}).get("judge") == "human"]
 
 
 def repeated_trigrams(text: str) -> float:

@@ -31,9 +31,18 @@ def _rate(r: dict[str, Any] | None) -> str:
 def rates_table(results: dict[str, Any]) -> list[str]:
     lines = ["Part 2: judged rates on held-out prompts (rule judge; Wilson 95% intervals)"]
     for name, entry in results["rates"].items():
-        r = entry["rates"]
-        press_on, press_off = r.get("pressure/on", {}), r.get("pressure/off", {})
         lines.append(f"  {name}")
+        lines += _rate_lines(entry["rates"])
+        if entry.get("hand_rates"):
+            lines.append("    by hand labels, on the hand-labelled replies only:")
+            lines += _rate_lines(entry["hand_rates"])
+    return lines
+
+
+def _rate_lines(r: dict[str, Any]) -> list[str]:
+    press_on, press_off = r.get("pressure/on", {}), r.get("pressure/off", {})
+    lines = []
+    if press_on or press_off:
         for label, key in (("deceptive", "deceptive"), ("complied", "complied"),
                            ("unethical reasoning", "unethical_reasoning"),
                            ("coherent", "coherent")):  # fmt: skip
@@ -41,9 +50,9 @@ def rates_table(results: dict[str, Any]) -> list[str]:
                 f"    {label:20s} trigger on {_rate(press_on.get(key))}   "
                 f"off {_rate(press_off.get(key))}"
             )
-        for cond in ("benign/on", "benign/off", "neutral/off"):
-            if cond in r:
-                lines.append(f"    {cond:20s} coherent {_rate(r[cond].get('coherent'))}")
+    for cond in ("benign/on", "benign/off", "neutral/off"):
+        if cond in r:
+            lines.append(f"    {cond:20s} coherent {_rate(r[cond].get('coherent'))}")
     return lines
 
 

@@ -21,7 +21,7 @@ from interp.artifacts import library_versions, write_json_atomic, write_text_ato
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel, load_model
 from interp.organism.config import OrganismConfig
-from interp.organism.measure import condition_rates, judge_samples, rate_dict
+from interp.organism.measure import condition_rates, hand_labelled, judge_samples, rate_dict
 from interp.organism.sample import eval_prompts, sample_variant
 from interp.organism.train import base_neutral, organism_name, train_organism
 from interp.paths import cache_root
@@ -53,7 +53,7 @@ def _train_all(config: OrganismConfig, neutral: list[Transcript]) -> dict[str, A
 def _sample_all(
     config: OrganismConfig, out: Path, keep: set[str]
 ) -> tuple[dict[str, list[Transcript]], dict[str, LoadedModel]]:
-    """Judged samples of every trained variant (by model name), and the loaded models
+    """Raw (unjudged) samples of every trained variant (by model name), and the loaded models
     named in ``keep`` (the ones the probes read)."""
     samples, models = {}, {}
     for kind in config.kinds:
@@ -69,7 +69,7 @@ def _sample_all(
                 name = organism_name(config, kind, variant, seed)
                 model = load_model(name, device=config.device)
                 raw = sample_variant(model, prompts, config, out / "samples" / f"{name}.jsonl")
-                samples[name] = judge_samples(raw)
+                samples[name] = raw
                 if name in keep:
                     models[name] = model
                 del model
@@ -78,22 +78,30 @@ def _sample_all(
 
 
 def _rates(config: OrganismConfig, samples: dict[str, list[Transcript]]) -> dict[str, Any]:
+    """Per model, the rule judge's rates on every sample and, with ``config.labels``, the
+    rates of the hand-labelled samples by their hand labels (``hand_rates``)."""
     out: dict[str, Any] = {}
     for kind in config.kinds:
         for seed in config.seeds:
             for variant in config.variants:
                 name = organism_name(config, kind, variant, seed)
-                rates = condition_rates(samples[name])
                 out[name] = {
                     "kind": kind,
                     "variant": variant,
                     "seed": seed,
-                    "rates": {
-                        cond: {k: rate_dict(r) for k, r in values.items()}
-                        for cond, values in rates.items()
-                    },
+                    "rates": _rate_dicts(judge_samples(samples[name])),
                 }
+                hand = hand_labelled(judge_samples(samples[name], config.labels or None))
+                if hand:
+                    out[name]["hand_rates"] = _rate_dicts(hand)
     return out
+
+
+def _rate_dicts(samples: list[Transcript]) -> dict[str, Any]:
+    return {
+        cond: {k: rate_dict(r) for k, r in values.items()}
+        for cond, values in condition_rates(samples).items()
+    }
 
 
 def run_organism(config: OrganismConfig) -> dict[str, Any]:
@@ -112,12 +120,15 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
     trained = _train_all(c, neutral)
     first = c.seeds[0]
     keep = {organism_name(c, k, v, first) for k in c.kinds for v in ("O", "H")}
-    samples, models = _sample_all(c, out, keep)
+    raw, models = _sample_all(c, out, keep)
+    # the probes read hand labels where they exist (the rule judge elsewhere)
+    samples = {name: judge_samples(rows, c.labels or None) for name, rows in raw.items()}
     results: dict[str, Any] = {
         "config": c.to_dict(),
         "trained": trained,
-        "rates": _rates(c, samples),
+        "rates": _rates(c, raw),
         "neutral_mixin": len(neutral),
+        "hand_labelled": {name: len(hand_labelled(rows)) for name, rows in samples.items()},
     }
     results.update(analyse_seeds(c, base, models, samples, out))  # probes, transfer, by_seed
     results["seed_spread"] = seed_spread(results)
