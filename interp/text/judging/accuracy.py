@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import write_json_atomic
-from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
+from interp.organism.eval_bank import organism_scenarios
 from interp.stats import Rate, wilson
 from interp.text.judging.agreement import agreement, confusion, format_confusion
 from interp.text.judging.base import Judge, make_judge
@@ -31,6 +31,10 @@ FRESH = DATA / "hand_labelled_fresh"
 SEED2 = DATA / "hand_labelled_seed2"
 SEED3 = DATA / "hand_labelled_seed3"
 REFERENCES = (REFERENCE, FRESH, SEED2, SEED3)
+#: The fine-tuned organism O's first-turn replies (built-in and eval-bank scenarios, trigger on
+#: and off), labelled before the judge was run on them; not a default set (it scores the judge
+#: on another model's replies), pass it with ``--labels-dir``.
+ORGANISM = DATA / "hand_labelled_organism"
 
 
 @dataclass
@@ -75,18 +79,24 @@ def _score(judge: Judge, replies: Sequence[Any], human: dict, scenarios: dict) -
     return result
 
 
-def _second_labeller(reference: Path, replies: Sequence[Any], human: dict) -> dict | None:
-    """The agreement of ``labels_second.jsonl`` with ``labels.jsonl``, if the set has one."""
+def _second_labeller(
+    reference: Path, replies: Sequence[Any], human: dict
+) -> tuple[dict, list[str]] | None:
+    """The agreement of ``labels_second.jsonl`` with ``labels.jsonl``, if the set has one, on
+    the replies the second annotator labelled (all of them or a subset), and their ids."""
     second_path = reference / "labels_second.jsonl"
     if not second_path.is_file():
         return None
     second = import_labels(second_path)
-    ids = [t.id for t in replies]
-    return {
+    ids = [t.id for t in replies if t.id in second]
+    if not ids:
+        raise ValueError(f"{second_path}: labels none of the replies in {reference}")
+    result = {
         **agreement(human, second, ids),
         "confusion_answer_undesired": confusion(human, second, "answer_undesired", ids),
         "notes": {},
     }
+    return result, ids
 
 
 def judge_accuracy(
@@ -106,7 +116,8 @@ def judge_accuracy(
     missing = [t.id for t in replies if t.id not in human]
     if missing:
         raise ValueError(f"{reference}: replies without a hand label: {missing[:5]}")
-    scenarios = {s.id: s for s in load_bank()}
+    # The built-in bank and the organism's eval bank: every set's scenarios are among them.
+    scenarios = organism_scenarios()
     results: dict[str, Any] = {"reference": str(reference), "n": len(replies), "judges": {}}
     # What always giving the commonest hand label scores: most replies are off-topic
     # ("unclear"), so accuracy alone flatters a judge that rarely commits.
@@ -116,7 +127,12 @@ def judge_accuracy(
     results["judges"]["rule"] = _score(make_judge("rule"), replies, human, scenarios)
     second = _second_labeller(reference, replies, human)
     if second is not None:
-        results["judges"]["second labeller"] = second
+        results["judges"]["second labeller"], labelled = second
+        if len(labelled) < len(replies):  # the rule judge on the same replies, to compare
+            both = [t for t in replies if t.id in set(labelled)]
+            results["judges"]["rule_on_second_subset"] = _score(
+                make_judge("rule"), both, human, scenarios
+            )
     if llm_model and llm_judge is None:
         llm_judge = make_judge("llm", model=llm_model)
     if llm_judge is not None:
