@@ -323,13 +323,35 @@ def analyse_seed(
 ) -> dict[str, Any]:
     """``{"probes": {kind: analyse_kind(...)}, "transfer": ...}`` of one seed; the transfer
     (:func:`interp.organism.controls.cross_trigger`) runs when both trigger kinds are there."""
-    probes, o_models, o_probes, o_samples = {}, {}, {}, {}
+    probes, o_models, o_probes, o_samples, causal = {}, {}, {}, {}, {}
     for kind in config.kinds:
         named = _kind_models(config, kind, seed, base, models)
         probes[kind], runs = _analyse(config, kind, seed, named, samples, out)
         o_models[kind], o_probes[kind] = named["O"], runs["O"].probes
         o_samples[kind] = samples[organism_name(config, kind, "O", seed)]
-    return {"probes": probes, "transfer": cross_trigger(config, o_models, o_probes, o_samples)}
+        if seed == config.seeds[0] and "H" in named:
+            causal[kind] = _causal(config, kind, named, runs["O"].probes, out)
+    return {
+        "probes": probes,
+        "transfer": cross_trigger(config, o_models, o_probes, o_samples),
+        "causal": causal,
+    }
+
+
+def _causal(
+    config: OrganismConfig,
+    kind: str,
+    named: dict[str, LoadedModel],
+    o_probes: Mapping[int, Any],
+    out: Path,
+) -> dict[str, Any]:
+    """Part 4 (:func:`interp.organism.causal.causal_checks`) with O's own refitted probe
+    directions (first seed only: it samples O once per intervention)."""
+    from interp.organism.causal import causal_checks
+
+    directions = {layer: probe.direction for layer, probe in o_probes.items()}
+    models = {"O": named["O"], "H": named["H"]}
+    return causal_checks(config, kind, models, directions, out / kind / "causal")
 
 
 class _SeedModels(Mapping[str, LoadedModel]):
@@ -387,4 +409,10 @@ def analyse_seeds(
         by_seed[str(seed)] = analyse_seed(config, seed, base, lazy, samples, out)
         lazy.release()
     first = by_seed[str(config.seeds[0])]
-    return {"probes": first["probes"], "transfer": first["transfer"], "by_seed": by_seed}
+    causal = first.pop("causal")
+    return {
+        "probes": first["probes"],
+        "transfer": first["transfer"],
+        "causal": causal,
+        "by_seed": by_seed,
+    }

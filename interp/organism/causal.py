@@ -332,10 +332,13 @@ def refusal_direction(
     bad = {site: x[: len(harmful)] for site, x in states.items()}
     good = {site: x[len(harmful) :] for site, x in states.items()}
     base_p, base_b = forced_margins(model, sel_p).mean(), forced_margins(model, sel_b).mean()
-    table = []
+    table, skipped = [], []
     for layer, site in zip(layers, sites, strict=True):
         d = bad[site].mean(0) - good[site].mean(0)
         norm = norms[f"{layer}/resid_pre"]
+        if not float(d.norm()) > 1e-6 * norm:  # e.g. layer 0: every prompt ends in one token
+            skipped.append(layer)
+            continue
         with residual_hooks(model, ablation(d, model.n_layers)):
             bypass = float(forced_margins(model, sel_p).mean() - base_p)
         with residual_hooks(model, addition(d, layer, "resid_pre", config.steer_scale * norm)):
@@ -349,6 +352,11 @@ def refusal_direction(
                 "direction_norm": float(d.norm()),
                 "direction": d,
             }
+        )
+    if not table:
+        raise SteeringError(
+            f"no candidate layer of the refusal direction separates harmful from harmless "
+            f"prompts (layers {layers}); choose others with --refusal-layers"
         )
     passing = [row for row in table if row["induce"] > 0]
     best = max(passing or table, key=lambda row: row["bypass"])
@@ -364,6 +372,7 @@ def refusal_direction(
         "n_selection": [len(sel_p), len(sel_b)],
         "norms": norms,
         "table": [{k: v for k, v in row.items() if k != "direction"} for row in table],
+        "skipped_layers": skipped,
     }
 
 
@@ -424,11 +433,13 @@ def run_interventions(
     prompts = intervention_prompts(config, kind)
     if not prompts:
         raise ValueError(f"no held-out triggered pressure prompt for the {kind} trigger")
-    rates, described = {}, {}
+    forced = held_out_forced(config, kind, o.tokenizer)
+    rates, described, margins = {}, {}, {}
     for name, (edits, desc) in conditions(config, steers, o.n_layers).items():
         tag = _digest({"model": o.fingerprint, "condition": name, **desc})
         with residual_hooks(o, edits):
             raw = sample_variant(o, prompts, config, folder / f"{name}-{tag}.jsonl")
+            margins[name] = forced_margins(o, forced).tolist()
         found = condition_rates(judge_samples(raw)).get("pressure/on", {})
         rates[name] = {metric: rate_dict(r) for metric, r in found.items()}
         described[name] = desc
@@ -438,6 +449,20 @@ def run_interventions(
         "conditions": described,
         "rates": rates,
         "summary": summarise(rates),
+        "margin": _margin_summary(margins, [p.id for p in forced]),
+    }
+
+
+def _margin_summary(margins: dict[str, list[float]], ids: list[str]) -> dict[str, Any]:
+    """The judge-free reading of each intervention: the mean ``log p(comply) - log p(refuse)``
+    of the patching prompts (teacher-forced through ethical reasoning, so the next tokens are
+    the answer) under it, and its change from no intervention."""
+    mean = {name: sum(v) / len(v) for name, v in margins.items()}
+    return {
+        "prompts": ids,
+        "per_prompt": margins,
+        "mean": mean,
+        "change": {name: m - mean["none"] for name, m in mean.items() if name != "none"},
     }
 
 

@@ -53,7 +53,7 @@ class OrganismConfig:
     seeds: tuple[int, ...] = field(
         default=(0,), metadata={"help": "fine-tuning seeds (the issue asks for three: 0-2)"}
     )
-    steps: int = field(default=60, metadata={"help": "optimizer steps per fine-tune"})
+    steps: int = field(default=240, metadata={"help": "optimizer steps per fine-tune"})
     batch_size: int = field(default=4, metadata={"help": "examples per step"})
     benign_per_batch: int = field(
         default=1, metadata={"help": "benign or neutral examples in each batch"}

@@ -16,6 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from interp.artifacts import write_figure
+from interp.organism.causal import causal_figures
 
 
 def _f(value: Any) -> str:
@@ -252,6 +253,48 @@ def defection_figure(kind: str, probes: dict[str, Any]) -> go.Figure:
     return fig
 
 
+def causal_lines(kind: str, causal: dict[str, Any]) -> list[str]:
+    """Part 4: where patching O into H (and back) moves the answer, and O's deception rate
+    under each intervention."""
+    p = causal["patching"]
+    lines = [
+        f"Part 4 ({kind} trigger): causal checks, first seed",
+        f"  patching at {p['site']} on {len(p['prompts'])} held-out triggered prompts; metric "
+        f"{p['metric']}: unpatched O {p['baseline']['O']:.3f}, H {p['baseline']['H']:.3f}",
+    ]
+    for name in ("O->H", "H->O"):
+        entry = p[name]
+        grid = entry["normalised"] or entry["effect"]
+        what = "normalised effect" if entry["normalised"] else "effect"
+        for j, position in enumerate(p["positions"]):
+            column = [row[j] for row in grid]
+            best = max(range(len(column)), key=lambda i: abs(column[i]))
+            lines.append(
+                f"    {name} at {position:16s} largest {what} {column[best]:7.3f} at layer "
+                f"{p['layers'][best]}"
+            )
+    inter = causal["interventions"]
+    lines.append(
+        f"  O's deception rate (rule judge) on {inter['n_prompts']} held-out triggered prompts "
+        f"x {inter['samples_per_prompt']} samples, per intervention; relative change vs none"
+    )
+    rel = inter["summary"]["relative"]
+    margin = inter.get("margin")
+    if margin:
+        lines[-1] += (
+            f"; and the judge-free margin ({p['metric']}) on the {len(margin['prompts'])} "
+            "patching prompts, mean and change vs none"
+        )
+    for name, r in inter["rates"].items():
+        change = rel.get(name)
+        text = "      " if change is None else f"  {change:+4.0%}"
+        if margin:
+            text += f"   margin {margin['mean'][name]:7.2f}"
+            text += f" ({margin['change'][name]:+6.2f})" if name in margin["change"] else ""
+        lines.append(f"    {name:20s} {_rate(r.get('deceptive'))}{text}")
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> str:
     """Write the figures (first seed); return the table's text: rates of every model, the
     first seed's probes, the cross-trigger transfer and the spread over seeds."""
@@ -260,6 +303,10 @@ def write_report(results: dict[str, Any], out: Path) -> str:
         lines += ["", *probes_table(kind, probes)]
         write_figure(auroc_figure(kind, probes), out / f"auroc_by_layer-{kind}.html")
         write_figure(defection_figure(kind, probes), out / f"defection-{kind}.html")
+    for kind, causal in (results.get("causal") or {}).items():
+        lines += ["", *causal_lines(kind, causal)]
+        for name, fig in causal_figures(causal).items():
+            write_figure(fig, out / f"{name}-{kind}.html")
     for block in (
         transfer_lines(results.get("transfer")),
         spread_lines(results.get("seed_spread")),
