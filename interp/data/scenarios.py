@@ -177,14 +177,21 @@ def _scenario_from_dict(raw: dict, where: str) -> Scenario:
     )
 
 
-def load_scenario_file(path: Path) -> list[Scenario]:
-    """Read one bank file (a JSON list of scenarios), validating every entry."""
+def read_scenario_list(path: Path) -> list:
+    """The raw entries of a scenario file (a JSON list), or a :class:`ScenarioError` naming
+    the file (and line) when it is not one."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ScenarioError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from err
     if not isinstance(raw, list):
         raise ScenarioError(f"{path}: expected a JSON list of scenarios")
+    return raw
+
+
+def load_scenario_file(path: Path) -> list[Scenario]:
+    """Read one bank file (a JSON list of scenarios), validating every entry."""
+    raw = read_scenario_list(path)
     return [_scenario_from_dict(item, f"{path}[{i}]") for i, item in enumerate(raw)]
 
 

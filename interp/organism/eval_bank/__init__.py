@@ -21,12 +21,18 @@ and validates them; :func:`organism_scenarios` is the one lookup of the organism
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from interp.data.scenarios import Criteria, Scenario, ScenarioError, _phrases, load_bank
+from interp.data.scenarios import (
+    Criteria,
+    Scenario,
+    ScenarioError,
+    _phrases,
+    load_bank,
+    read_scenario_list,
+)
 
 EVAL_PACKAGE = "interp.organism.eval_bank"
 
@@ -124,12 +130,7 @@ def eval_scenario(raw: object, where: str) -> Scenario:
 
 def load_eval_file(path: Path) -> list[Scenario]:
     """Read one eval-bank file (a JSON list of scenarios), validating every entry."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ScenarioError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from err
-    if not isinstance(raw, list):
-        raise ScenarioError(f"{path}: expected a JSON list of scenarios")
+    raw = read_scenario_list(path)
     return [eval_scenario(item, f"{path}[{i}]") for i, item in enumerate(raw)]
 
 
