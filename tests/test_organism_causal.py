@@ -259,3 +259,13 @@ def test_causal_checks_end_to_end(tiny_model, other_tiny, tmp_path):
 def test_bad_causal_settings_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         _config(**overrides)
+
+
+def test_refusal_candidates_skip_layer_0_by_default():
+    """Layer 0's residual at the last prompt token is the same embedding for every chat
+    prompt, so it can carry no harmful/harmless difference."""
+    from interp.organism.causal import candidate_layers
+
+    assert candidate_layers(OrganismConfig(), 30) == list(range(1, 24))
+    assert candidate_layers(OrganismConfig(), 2) == [1]
+    assert candidate_layers(OrganismConfig(refusal_layers=(0, 3)), 30) == [0, 3]

@@ -304,8 +304,11 @@ def refusal_sets(
 
 
 def candidate_layers(config: OrganismConfig, n_layers: int) -> list[int]:
+    """``refusal_layers``, or by default layers 1 up to 0.8 x the depth: at layer 0 the
+    residual at the last prompt token is that token's embedding, the same for every chat
+    prompt (the generation prompt), so no harmful/harmless difference exists there."""
     if config.refusal_layers is None:
-        return list(range(max(1, int(REFUSAL_MAX_DEPTH * n_layers))))
+        return list(range(1, max(2, int(REFUSAL_MAX_DEPTH * n_layers))))
     bad = [layer for layer in config.refusal_layers if layer >= n_layers]
     if bad:
         raise SteeringError(f"refusal_layers {bad} beyond the model's {n_layers} layers")
