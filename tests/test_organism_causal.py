@@ -236,7 +236,7 @@ def test_causal_checks_end_to_end(tiny_model, other_tiny, tmp_path):
     assert set(inter["rates"]) == expected
     assert all(r["formatted"]["n"] == 1 for r in inter["rates"].values())
     assert len(result["patching"]["prompts"]) == 1
-    assert result["steers"]["probe"]["layer"] == 1 and result["refusal"]["layer"] == 0
+    assert result["steers"]["probe"]["layer"] == 1 and result["refusal"]["layer"] == 1
     assert result["refusal"]["n_selection"] == [2, 2]
     assert set(causal_figures(result)) == {"patching", "interventions"}
     files = sorted(p.name for p in (tmp_path / "samples").glob("*.jsonl"))
