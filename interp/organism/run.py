@@ -77,7 +77,9 @@ def _sample_all(
     return samples, models
 
 
-def _rates(config: OrganismConfig, samples: dict[str, list[Transcript]]) -> dict[str, Any]:
+def _rates(
+    config: OrganismConfig, rule: dict[str, list[Transcript]], judged: dict[str, list[Transcript]]
+) -> dict[str, Any]:
     """Per model, the rule judge's rates on every sample and, with ``config.labels``, the
     rates of the hand-labelled samples by their hand labels (``hand_rates``)."""
     out: dict[str, Any] = {}
@@ -89,9 +91,9 @@ def _rates(config: OrganismConfig, samples: dict[str, list[Transcript]]) -> dict
                     "kind": kind,
                     "variant": variant,
                     "seed": seed,
-                    "rates": _rate_dicts(judge_samples(samples[name])),
+                    "rates": _rate_dicts(rule[name]),
                 }
-                hand = hand_labelled(judge_samples(samples[name], config.labels or None))
+                hand = hand_labelled(judged[name])
                 if hand:
                     out[name]["hand_rates"] = _rate_dicts(hand)
     return out
@@ -122,11 +124,14 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
     keep = {organism_name(c, k, v, first) for k in c.kinds for v in ("O", "H")}
     raw, models = _sample_all(c, out, keep)
     # the probes read hand labels where they exist (the rule judge elsewhere)
-    samples = {name: judge_samples(rows, c.labels or None) for name, rows in raw.items()}
+    rule = {name: judge_samples(rows) for name, rows in raw.items()}
+    samples = (
+        {name: judge_samples(rows, c.labels) for name, rows in raw.items()} if c.labels else rule
+    )
     results: dict[str, Any] = {
         "config": c.to_dict(),
         "trained": trained,
-        "rates": _rates(c, raw),
+        "rates": _rates(c, rule, samples),
         "neutral_mixin": len(neutral),
         "hand_labelled": {name: len(hand_labelled(rows)) for name, rows in samples.items()},
     }
