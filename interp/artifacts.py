@@ -9,6 +9,11 @@
 - :func:`write_bytes_atomic`: the same for bytes already in memory (a serialised shard).
 - :func:`blake2b_hex`, :func:`file_blake2b`: the checksum recorded beside saved files (cache
   shards, fine-tune checkpoints).
+- :func:`record_checksums` / :func:`check_checksums`: the ``files`` record (size and checksum
+  of each file) an artefact's manifest keeps, and its check on load; :func:`seal` /
+  :func:`check_seal`: a JSON manifest or part that carries the checksum of its own contents;
+  :func:`warn_unchecked` for an older artefact saved without them. One implementation, in
+  :mod:`probes.io` (``probes`` saves probes and may not import ``interp``).
 - :func:`remove_orphans`: delete what cut writes leave in a folder (``.*.tmp``,
   ``*.partial``); call it only while holding the folder's lock (:mod:`interp.locks`).
 - :func:`publish_folder`: a folder (a saved model, an SAE) is built as ``<name>.partial/`` and
@@ -31,7 +36,7 @@ import json
 import os
 import platform
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -82,22 +87,77 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-#: Bytes per read when hashing a file (large reads, so hashing runs at disk speed).
-_CHUNK = 1 << 22
-
-
 def blake2b_hex(data: bytes) -> str:
     """The BLAKE2b checksum (32-byte digest, hex) recorded for a file's bytes."""
     return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def file_blake2b(path: str | Path) -> str:
-    """:func:`blake2b_hex` of the file at ``path``, read in chunks."""
-    digest = hashlib.blake2b(digest_size=32)
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """:func:`blake2b_hex` of the file at ``path``, read in chunks
+    (:func:`probes.io.file_blake2b`, the one implementation)."""
+    from probes.io import file_blake2b as checksum
+
+    return checksum(path)
+
+
+# --- checksums of saved artefacts (the one mechanism: probes.io) -----------------------------
+
+
+def record_checksums(folder: str | Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The ``files`` record (size and BLAKE2b of each of ``names`` in ``folder``) that an
+    artefact's manifest keeps; see :func:`probes.io.record_checksums`."""
+    from probes.io import record_checksums as record
+
+    return record(folder, names)
+
+
+def check_checksums(
+    folder: str | Path,
+    files: object,
+    *,
+    manifest: str,
+    fix: str = "",
+    error: type[Exception] = ValueError,
+    required: Iterable[str] = (),
+) -> None:
+    """Raise ``error`` naming the file unless every file in the ``files`` record of
+    ``folder``'s ``manifest`` has its recorded size and checksum (and ``required`` ones are
+    recorded); see :func:`probes.io.check_checksums`."""
+    from probes.io import check_checksums as check
+
+    check(folder, files, manifest=manifest, fix=fix, error=error, required=required)
+
+
+def seal(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` plus the checksum of its own contents; see :func:`probes.io.seal`."""
+    from probes.io import seal as sealed
+
+    return sealed(data)
+
+
+def check_seal(
+    data: dict[str, Any], *, where: str | Path, fix: str, error: type[Exception] = ValueError
+) -> bool:
+    """Raise ``error`` if sealed JSON ``data`` was edited after it was written; ``False`` when
+    it has no seal (older files); see :func:`probes.io.check_seal`."""
+    from probes.io import check_seal as check
+
+    return check(data, where=where, fix=fix, error=error)
+
+
+def warn_unchecked(where: str | Path, fix: str) -> None:
+    """Warn (:class:`probes.io.UncheckedArtifactWarning`) that the artefact at ``where`` was
+    saved before checksums were recorded, so it is read after structural checks only."""
+    import warnings
+
+    from probes.io import UncheckedArtifactWarning
+
+    warnings.warn(
+        f"{where}: saved without checksums (by an older version), so damage that keeps its "
+        f"structure cannot be detected; {fix}",
+        UncheckedArtifactWarning,
+        stacklevel=3,
+    )
 
 
 def find_orphans(folder: str | Path) -> list[Path]:

@@ -34,7 +34,13 @@ from typing import Any
 
 import torch
 
-from interp.artifacts import file_blake2b, publish_folder, read_json, write_json_atomic
+from interp.artifacts import (
+    check_checksums,
+    publish_folder,
+    read_json,
+    record_checksums,
+    write_json_atomic,
+)
 from interp.finetune.config import CheckpointWarning, FinetuneError
 
 WEIGHTS, OPTIMIZER, RNG, STATE = (
@@ -119,10 +125,7 @@ def save_checkpoint(
         save_file(weights, tmp / WEIGHTS)
         _optimizer_file(optimizer.state_dict(), tmp / OPTIMIZER)
         save_file(_rng_states(), tmp / RNG)
-        files = {
-            name: {"bytes": (tmp / name).stat().st_size, "blake2b": file_blake2b(tmp / name)}
-            for name in CHECKSUMMED
-        }
+        files = record_checksums(tmp, CHECKSUMMED)
         (tmp / STATE).write_text(json.dumps({**state, "step": step, "files": files}, indent=2))
     write_json_atomic(directory / LATEST, {"step": step, "dir": final.name})
     for old in directory.glob("step-*"):
@@ -158,20 +161,10 @@ def _read_state(folder: Path) -> dict[str, Any]:
 def _verify_files(folder: Path, files: dict[str, Any]) -> None:
     """Raise :class:`DamagedCheckpoint` unless each checkpoint file has the recorded size and
     checksum; warn about (and never read) any other file in the folder."""
-    for name in CHECKSUMMED:
-        path, record = folder / name, files.get(name)
-        if not isinstance(record, dict):
-            raise DamagedCheckpoint(f"{folder / STATE}: records no size and checksum of {name}")
-        if not path.is_file():
-            raise DamagedCheckpoint(f"{path}: missing")
-        size = path.stat().st_size
-        if size != record.get("bytes"):
-            raise DamagedCheckpoint(
-                f"{path}: {size} bytes, but {STATE} records {record.get('bytes')} "
-                "(truncated or replaced)"
-            )
-        if file_blake2b(path) != record.get("blake2b"):
-            raise DamagedCheckpoint(f"{path}: checksum differs from the one in {STATE} (damaged)")
+    unknown = sorted(set(files) - set(CHECKSUMMED))
+    if unknown:
+        raise DamagedCheckpoint(f"{folder / STATE}: records files {unknown} of no checkpoint")
+    check_checksums(folder, files, manifest=STATE, error=DamagedCheckpoint, required=CHECKSUMMED)
     for extra in sorted(set(p.name for p in folder.iterdir()) - {*CHECKSUMMED, STATE}):
         _warn(f"{folder / extra}: not a file of this checkpoint; ignored (never loaded)")
 
