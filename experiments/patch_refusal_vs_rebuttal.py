@@ -77,6 +77,7 @@ from interp.patching import (
     split_sweep,
     sweep_key,
 )
+from interp.patching.aggregate import average_patches
 from interp.paths import cache_root
 from interp.workers import WorkerSplitError, close, under_torchrun, worker_split
 from probes.base import Probe
@@ -183,17 +184,12 @@ def pressure_prompt(model: LoadedModel, s: Scenario):
     return chat_input(model.tokenizer, messages, names=SEGMENTS[:2])
 
 
-def mean_normalised(results: list[PatchResult], min_gap: float) -> tuple[torch.Tensor, int]:
-    usable = [r for r in results if abs(r.source_value - r.target_value) >= min_gap]
-    if not usable:
-        return torch.full_like(results[0].values, float("nan")), 0
-    return torch.stack([r.normalised for r in usable]).mean(0), len(usable)
-
-
 def summarise(
     name: str, results: list[PatchResult], config: PatchExperimentConfig, out_dir: Path
 ) -> dict:
-    mean, n_used = mean_normalised(results, config.min_gap)
+    avg = average_patches(results, config.min_gap)
+    n_used = avg.n_per_prompt
+    mean = avg.per_prompt if avg.per_prompt is not None else torch.full_like(avg.mean, torch.nan)
     first = results[0]
     averaged = PatchResult(
         values=mean,

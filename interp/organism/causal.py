@@ -64,6 +64,7 @@ from interp.organism.steering import (
 )
 from interp.organism.triggers import Trigger, triggers, with_trigger
 from interp.patching import LogProbDiff, PatchInput, PatchResult, RunOutput, patch_sweep
+from interp.patching.aggregate import average_patches
 from interp.text.generation import Prompt, encode_prompts
 
 #: Patched positions: the trigger's last token, the last prompt token, the last reasoning token.
@@ -214,21 +215,18 @@ def _patch_one(
 
 
 def _aggregate(results: Sequence[PatchResult]) -> dict[str, Any]:
-    values = torch.stack([r.values[0] for r in results])  # [prompt, layer, position]
-    target = torch.tensor([r.target_value for r in results])
-    source = torch.tensor([r.source_value for r in results])
-    mean = values.mean(0)
-    gap = float(source.mean() - target.mean())
-    normalised = None if abs(gap) < 1e-6 else ((mean - target.mean()) / gap).tolist()
+    """The pooled reading of :func:`interp.patching.aggregate.average_patches` (a ratio of
+    means: the organism's prompts differ little in their gaps) as JSON lists, one site."""
+    avg = average_patches(results)
     return {
-        "mean": mean.tolist(),
-        "effect": (mean - target.mean()).tolist(),
-        "normalised": normalised,
-        "target_mean": float(target.mean()),
-        "source_mean": float(source.mean()),
-        "per_prompt": values.tolist(),
-        "target_values": target.tolist(),
-        "source_values": source.tolist(),
+        "mean": avg.mean[0].tolist(),
+        "effect": avg.effect[0].tolist(),
+        "normalised": None if avg.pooled is None else avg.pooled[0].tolist(),
+        "target_mean": avg.target_mean,
+        "source_mean": avg.source_mean,
+        "per_prompt": torch.stack([r.values[0] for r in results]).tolist(),
+        "target_values": torch.tensor([r.target_value for r in results]).tolist(),
+        "source_values": torch.tensor([r.source_value for r in results]).tolist(),
     }
 
 

@@ -7,6 +7,7 @@
 >>> result.normalised  # [site, layer, column]; 0 = target unchanged, 1 = source behaviour
 """
 
+from interp.patching.aggregate import PatchAverage, average_patches
 from interp.patching.metrics import LogProbDiff, Metric, NextTokenKL, ProbeScore, RunOutput
 from interp.patching.parallel import merge_parts, split_sweep, sweep_key
 from interp.patching.result import PatchResult
@@ -28,6 +29,7 @@ __all__ = [
     "Metric",
     "NextTokenKL",
     "Patch",
+    "PatchAverage",
     "PatchError",
     "PatchInput",
     "PatchResult",
@@ -35,6 +37,7 @@ __all__ = [
     "RunOutput",
     "Sweep",
     "align",
+    "average_patches",
     "chat_input",
     "check_patchable",
     "merge_parts",
