@@ -162,7 +162,10 @@ def test_list_models_and_register_model(monkeypatch):
 
 def test_list_datasets_and_register_dataset(monkeypatch):
     assert interp.list_datasets() == datasets.list_datasets()
-    assert datasets.list_datasets() == ["benign", "consistency", "consistency-full"]
+    built_in = ["benign", "consistency", "consistency-full"]
+    public = ["apollo-ai-liar", "apollo-alpaca", "apollo-insider-trading", "apollo-roleplaying"]
+    public += ["apollo-sandbagging", "instructed-pairs", "liars-bench"]
+    assert datasets.list_datasets() == sorted(built_in + public)
     fresh: Registry = Registry("dataset", DatasetError)
     monkeypatch.setattr(datasets, "DATASETS", fresh)
     few = build_consistency()[:3]

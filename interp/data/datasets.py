@@ -10,6 +10,11 @@ the stance controls can be computed.
 
 ``benign``: ordinary requests answered helpfully (label 0): a control set of ordinary chat for
 choosing a detector's threshold.
+
+The public deception sets (Apollo's roleplaying, AI liar, insider trading, sandbagging and
+alpaca; RepE instructed pairs; Liars' Bench) are registered too: each reads the user's copy
+(:mod:`interp.data.external`; ``builtin:NAME=DIR`` names the copy), and
+:func:`dataset_sources` says where each expects its files.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from interp.data.external import EXTERNAL_SETS, ExternalSet
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript, load_transcripts
 from probes.registry import Registry
@@ -162,6 +168,8 @@ DATASETS: Registry[DatasetBuilder] = Registry("dataset", DatasetError)
 DATASETS.register("consistency", build_consistency)
 DATASETS.register("consistency-full", lambda: build_consistency(per_cell=None))
 DATASETS.register("benign", build_benign)
+for _external in EXTERNAL_SETS:
+    DATASETS.register(_external.name, _external)
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> DatasetBuilder:
@@ -175,6 +183,16 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
+def dataset_sources() -> dict[str, str]:
+    """Each registered dataset's name -> where its data comes from: "built in", or the file a
+    public set expects in the user's copy (and how to point it elsewhere)."""
+    return {
+        name: builder.where() if isinstance(builder, ExternalSet) else "built in"
+        for name in list_datasets()
+        for builder in [DATASETS.get(name)]
+    }
+
+
 def _builtin_specs() -> str:
     return ", ".join(BUILTIN_PREFIX + name for name in list_datasets())
 
@@ -186,12 +204,20 @@ def load_dataset(spec: str, *, require_group: bool = True) -> list[Transcript]:
     data that is scored, never split (see :mod:`interp.data.transcripts`).
     """
     if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX) :]
+        name, _, where = spec[len(BUILTIN_PREFIX) :].partition("=")
         if name not in DATASETS:
             raise DatasetError(
                 f"unknown built-in dataset {spec!r}; choose one of {_builtin_specs()}"
             )
-        return DATASETS.get(name)()
+        builder = DATASETS.get(name)
+        if not where:
+            return builder()
+        if not isinstance(builder, ExternalSet):
+            raise DatasetError(
+                f"{spec!r}: only the public sets read a folder (NAME=DIR); "
+                f"{BUILTIN_PREFIX}{name} is built in: drop '={where}'"
+            )
+        return builder(where)
     if not Path(spec).exists():
         raise DatasetError(
             f"dataset {spec!r} is neither a built-in name ({_builtin_specs()}) "
