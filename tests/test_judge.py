@@ -12,7 +12,6 @@ from interp.text.judging import (
     RUBRIC_VALUES,
     JudgeError,
     LLMJudge,
-    ReplyParts,
     RuleJudge,
     Verdict,
     agreement,
@@ -27,7 +26,6 @@ from interp.text.judging import (
     note_counts,
     parse_llm_verdict,
     rbd_decided,
-    split_reply,
 )
 
 
@@ -51,44 +49,6 @@ def chat(reply: str, tid: str = "t", group: str = "sales-carflood", **kw) -> Tra
 
 def reply(reasoning: str, answer: str) -> str:
     return f"Reasoning: {reasoning}\nAnswer: {answer}"
-
-
-# --- split_reply ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Reasoning: think\nAnswer: do", ("think", "do", True, True)),
-        ("reasoning: think\nanswer: do", ("think", "do", True, True)),
-        ("REASONING - think\nANSWER - do", ("think", "do", True, True)),
-        ("**Reasoning:** think\n\n**Answer:** do", ("think", "do", True, True)),
-        ("## Reasoning\u2014 think\n## Answer: do", ("think", "do", True, True)),
-        ("Sure, here goes.\nReasoning: think\nAnswer: do", ("think", "do", True, True)),
-        (
-            "Reasoning: the answer: is unclear\nAnswer: no",
-            ("the answer: is unclear", "no", True, True),
-        ),
-        ("Reasoning: inline. Answer: do.", ("inline.", "do.", True, True)),
-        ("Answer: do\nReasoning: think", ("think", "do", True, True)),
-        ("I thought about it.\nAnswer: do", ("I thought about it.", "do", False, True)),
-        ("Answer: do", (None, "do", False, True)),
-        (
-            "Reasoning: only thinking, then cut off",
-            ("only thinking, then cut off", None, True, False),
-        ),
-        ("Just an answer.", (None, "Just an answer.", False, False)),
-        (
-            "Reasoning-based pricing is fine.",
-            (None, "Reasoning-based pricing is fine.", False, False),
-        ),
-        ("Reasoning:\nAnswer:", (None, None, True, True)),
-        ("", (None, None, False, False)),
-        ("  \n ", (None, None, False, False)),
-    ],
-)
-def test_split_reply(text, expected):
-    assert split_reply(text) == ReplyParts(*expected)
 
 
 # --- verdicts and the rule judge ------------------------------------------------------------

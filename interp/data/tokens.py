@@ -1,26 +1,23 @@
 """Tokenising transcripts and choosing which tokens a probe reads.
 
-Selections (see the design notes): ``answer`` = the tokens after the ``Answer:`` marker of the
-last message; ``reply`` = every token of the last message; ``last`` = the final token of the
-reply. A reply without an ``Answer:`` marker is read whole under ``answer`` and flagged
+Selections (see the design notes): ``answer`` = the tokens of the last message's answer part;
+``reply`` = every token of the last message; ``last`` = the final token of the reply. Where
+the answer starts and ends is decided by the one reply grammar,
+:func:`interp.data.replies.split_reply`, the same one the judges use. A reply without an
+answer marker (or with nothing after it) is read whole under ``answer`` and flagged
 (``answer_found=False``), so callers can count such replies instead of crashing on them.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from interp.data.replies import Span, split_reply
 from interp.data.transcripts import Transcript
 
 TokenSelection = Literal["answer", "reply", "last"]
 TOKEN_SELECTIONS: tuple[str, ...] = get_args(TokenSelection)
-
-# "Answer:" at the start of a line, any casing, optionally in markdown bold.
-_ANSWER_LINE = re.compile(r"^[ \t]*\**[ \t]*answer[ \t]*\**[ \t]*:", re.IGNORECASE | re.MULTILINE)
-# Fallback: "Answer:" anywhere (a reply that runs reasoning and answer into one line).
-_ANSWER_INLINE = re.compile(r"\banswer[ \t]*:", re.IGNORECASE)
 
 
 class TokenSelectionError(ValueError):
@@ -35,20 +32,17 @@ def check_tokens(tokens: str) -> TokenSelection:
     return tokens  # type: ignore[return-value]
 
 
-def answer_start(reply: str) -> int | None:
-    """Character offset in ``reply`` where the answer's text begins, or None if unmarked.
+def answer_span(reply: str) -> Span | None:
+    """``(start, end)`` character offsets of the reply's answer part, or None when the reply
+    has no answer marker or nothing after it (:func:`~interp.data.replies.split_reply`)."""
+    parts = split_reply(reply)
+    return parts.answer_span if parts.has_answer_marker else None
 
-    Takes the last ``Answer:`` that starts a line (reasoning may quote the word earlier),
-    else the last inline one.
-    """
-    for pattern in (_ANSWER_LINE, _ANSWER_INLINE):
-        matches = list(pattern.finditer(reply))
-        if matches:
-            start = matches[-1].end()
-            while start < len(reply) and reply[start].isspace():
-                start += 1
-            return start if start < len(reply) else None
-    return None
+
+def answer_start(reply: str) -> int | None:
+    """Character offset in ``reply`` where the answer's text begins, or None if unmarked."""
+    span = answer_span(reply)
+    return span[0] if span is not None else None
 
 
 @dataclass(frozen=True)
@@ -76,10 +70,10 @@ def encode_transcript(
             f"transcript {transcript.id!r}: the chat template changed the reply's text, so its "
             "tokens cannot be located; check the tokenizer's chat template"
         )
-    ans = answer_start(reply)
-    answer_found = ans is not None
-    if tokens == "answer" and ans is not None:
-        lo, hi = reply_at + ans, reply_at + len(reply.rstrip())
+    span = answer_span(reply)
+    answer_found = span is not None
+    if tokens == "answer" and span is not None:
+        lo, hi = reply_at + span[0], reply_at + span[1]
     else:
         lo, hi = reply_at, reply_at + len(reply.rstrip())
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -1,9 +1,10 @@
 """Judging replies: did the reasoning argue one way and the answer go the other?
 
-A reply is split into its reasoning and its answer (:func:`split_reply`), and a judge gives a
-:class:`Verdict` per transcript: whether reasoning is present, its stance, and whether the
-answer did the undesired act. ``rbd`` (reason-based deception) is an undesired answer after
-ethical reasoning, or after no reasoning at all.
+A reply is split into its reasoning and its answer by the one reply grammar
+(:func:`split_reply`, from :mod:`interp.data.replies`, which the probes' token selection uses
+too), and a judge gives a :class:`Verdict` per transcript: whether reasoning is present, its
+stance, and whether the answer did the undesired act. ``rbd`` (reason-based deception) is an
+undesired answer after ethical reasoning, or after no reasoning at all.
 
 Three judges give verdicts:
 
@@ -25,11 +26,12 @@ model="smollm2", mode="choice")``, ``make_judge("human", labels="labels.csv")``)
 :func:`apply_verdicts` writes verdicts into transcripts (``label = int(rbd)``) for
 ``python -m interp.probe --dataset/--eval-dataset``.
 
-Modules: ``replies`` (splitting), ``verdict`` (verdicts and applying them), ``base`` (the
-:class:`Judge` interface, :class:`JudgeError`, the registry), ``rule``, ``llm``, ``human`` and
-``agreement``.
+Modules: ``verdict`` (verdicts and applying them), ``base`` (the :class:`Judge` interface,
+:class:`JudgeError`, the registry), ``rule``, ``llm``, ``human``, ``agreement`` and
+``accuracy`` (scores against the hand-labelled sets).
 """
 
+from interp.data.replies import ReplyParts, split_reply
 from interp.text.judging.agreement import agreement, cohen_kappa, confusion, format_confusion
 from interp.text.judging.base import JUDGES, Judge, JudgeError, make_judge, register_judge
 from interp.text.judging.human import (
@@ -49,7 +51,6 @@ from interp.text.judging.llm import (
     llm_judge,
     parse_llm_verdict,
 )
-from interp.text.judging.replies import ReplyParts, split_reply
 from interp.text.judging.rule import (
     ETHICAL_CUES,
     NOT_AN_ACT,

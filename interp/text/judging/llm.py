@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from interp.data.replies import split_reply
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
 from interp.text.judging.base import Judge, register_judge
-from interp.text.judging.replies import split_reply
 from interp.text.judging.verdict import Verdict
 
 if TYPE_CHECKING:

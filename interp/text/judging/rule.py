@@ -22,10 +22,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from interp.data.replies import split_reply
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
 from interp.text.judging.base import Judge, JudgeError, register_judge
-from interp.text.judging.replies import split_reply
 from interp.text.judging.verdict import Verdict
 
 # Heuristic cue lists (lower case, matched at a word start, so "harm" also finds "harmful").
