@@ -22,17 +22,17 @@ from interp.organism.causal import (
     summarise,
 )
 from interp.organism.config import OrganismConfig
-from interp.organism.steering import (
+from interp.organism.triggers import TAG, triggers
+from interp.patching.residual import (
     ResidualEdit,
     SteeringError,
     ablation,
     addition,
     decoder_layers,
     residual_hooks,
-    unit,
 )
-from interp.organism.triggers import TAG, triggers
 from interp.text.generation import GenerationConfig, Prompt, generate
+from probes.directions import DirectionError, unit
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,14 @@ def _layer_io(model, tokens):
 
 
 def _hook_count(model) -> int:
-    """Hooks of :mod:`interp.organism.steering` on the decoder layers (transformers adds
+    """Hooks of :mod:`interp.patching.residual` on the decoder layers (transformers adds
     its own output-capturing hooks on a first forward pass)."""
     hooks = [
         fn
         for m in decoder_layers(model)
         for fn in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]
     ]
-    return sum(fn.__module__ == "interp.organism.steering" for fn in hooks)
+    return sum(fn.__module__ == "interp.patching.residual" for fn in hooks)
 
 
 def test_ablation_removes_the_direction_at_every_layer(tiny_model):
@@ -136,8 +136,8 @@ def test_hooks_are_removed_after_exit_and_after_an_error(tiny_model):
     with pytest.raises(ValueError, match="out of range"), residual_hooks(tiny_model, bad_layer):
         pass
     assert _hook_count(tiny_model) == 0
-    with pytest.raises(SteeringError, match="non-zero"):
-        unit(torch.zeros(4))
+    with pytest.raises(DirectionError, match="non-zero"):
+        ablation(torch.zeros(tiny_model.d_model), tiny_model.n_layers)
 
 
 def test_generation_runs_the_edits(tiny_model, tmp_path):

@@ -18,8 +18,6 @@ from interp.organism.controls import (
     ControlError,
     cross_trigger,
     mean_difference,
-    project_out,
-    project_rows,
     refit_without,
     seed_spread,
     spread,
@@ -28,10 +26,11 @@ from interp.organism.controls import (
     trigger_reads,
 )
 from interp.organism.data import pressure_reply, scenario_sides
-from interp.organism.probing import cosine, eval_rows, pooled
+from interp.organism.probing import eval_rows, pooled
 from interp.organism.report import write_report
 from interp.organism.triggers import triggers, with_trigger
 from probes import LogisticProbe, MeanDiffProbe, auroc
+from probes.directions import project_out
 
 
 @pytest.fixture
@@ -128,18 +127,6 @@ def test_transfer_needs_both_kinds(tiny_model):
 # --- the trigger direction and its projection --------------------------------------------------
 
 
-def test_project_out_removes_the_component_and_keeps_the_rest():
-    gen = torch.Generator().manual_seed(0)
-    v, t = torch.randn(32, generator=gen), torch.randn(32, generator=gen)
-    after = project_out(v, t)
-    assert abs(cosine(after, t)) < 1e-5 and abs(cosine(v, t)) > 0.01
-    other = project_out(torch.randn(32, generator=gen), t)  # orthogonal to t
-    assert project_out(other, t) == pytest.approx(other.tolist(), abs=1e-5)
-    assert torch.allclose(v - after, (v @ t) / (t @ t) * t, atol=1e-5)
-    with pytest.raises(ControlError, match="zero direction"):
-        project_out(v, torch.zeros(32))
-
-
 def test_a_probe_refitted_without_a_direction_cannot_read_it():
     gen = torch.Generator().manual_seed(0)
     t, other = torch.randn(8, generator=gen), torch.eye(8)[0]
@@ -149,11 +136,11 @@ def test_a_probe_refitted_without_a_direction_cannot_read_it():
     assert auroc(y[test], _probe_on(X[fit], y[fit]).score(X[test])) > 0.95
     refit = refit_without(_probe_on(X[fit], y[fit]), X[fit], y[fit], t)
     assert isinstance(refit, LogisticProbe) and refit.c == 1.0
-    assert abs(auroc(y[test], refit.score(project_rows(X[test], t))) - 0.5) < 0.08
+    assert abs(auroc(y[test], refit.score(project_out(X[test], t))) - 0.5) < 0.08
     X = X + 2.0 * y[:, None] * other  # and along another direction too
     refit = refit_without(_probe_on(X[fit], y[fit]), X[fit], y[fit], t)
-    assert auroc(y[test], refit.score(project_rows(X[test], t))) > 0.8
-    assert (project_rows(X, t) @ t).abs().max() < 1e-4
+    assert auroc(y[test], refit.score(project_out(X[test], t))) > 0.8
+    assert (project_out(X, t) @ t).abs().max() < 1e-4
 
 
 def test_mean_difference_is_triggered_minus_untriggered_and_needs_both():
@@ -217,7 +204,7 @@ def test_projection_removes_the_trigger_direction_from_the_probe(cache, tiny_mod
     assert out["n_train_prompts"]["answer"] == len(trigger_reads(config, "tag")["answer"][0])
     assert "auroc_refit" not in m  # only the labels given training rows are refitted
     refit = entry["layers"][0]["L"]["answer"]
-    expected = refit_without(logistic, X_train, y_train, t).score(project_rows(X, t))
+    expected = refit_without(logistic, X_train, y_train, t).score(project_out(X, t))
     assert refit["auroc_refit"] == pytest.approx(auroc(y, expected))
     assert refit["drop_refit"] == pytest.approx(refit["auroc"] - refit["auroc_refit"])
     assert refit["trigger_only_refit"] is not None

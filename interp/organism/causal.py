@@ -49,7 +49,10 @@ from interp.organism.data import pressure_reply, scenario_sides
 from interp.organism.measure import condition_rates, judge_samples, rate_dict
 from interp.organism.neutral import neutral_prompts
 from interp.organism.sample import eval_prompts, sample_variant
-from interp.organism.steering import (
+from interp.organism.triggers import Trigger, triggers, with_trigger
+from interp.patching import LogProbDiff, PatchInput, PatchResult, RunOutput, patch_sweep
+from interp.patching.aggregate import average_patches
+from interp.patching.residual import (
     ResidualEdit,
     SteeringError,
     ablation,
@@ -57,15 +60,11 @@ from interp.organism.steering import (
     last_token_states,
     pad_id_of,
     plain_route,
-    random_directions,
     residual_hooks,
     run_rows,
-    unit,
 )
-from interp.organism.triggers import Trigger, triggers, with_trigger
-from interp.patching import LogProbDiff, PatchInput, PatchResult, RunOutput, patch_sweep
-from interp.patching.aggregate import average_patches
 from interp.text.generation import Prompt, encode_prompts
+from probes.directions import mean_difference, random_directions, unit
 
 #: Patched positions: the trigger's last token, the last prompt token, the last reasoning token.
 POSITIONS = ("trigger", "prompt_end", "reasoning_end")
@@ -161,7 +160,7 @@ def forced_margins(
 ) -> Float[Tensor, " n"]:
     """``log p(comply) - log p(refuse)`` of each prompt's answers (the
     :class:`~interp.patching.LogProbDiff` of the patching sweep), on the plain model: edits
-    of :func:`~interp.organism.steering.residual_hooks` act on it."""
+    of :func:`~interp.patching.residual.residual_hooks` act on it."""
     pad = pad_id_of(model.tokenizer)
     values = []
     with plain_route(model) as hf, torch.inference_mode():
@@ -335,7 +334,7 @@ def refusal_direction(
     base_p, base_b = forced_margins(model, sel_p).mean(), forced_margins(model, sel_b).mean()
     table, skipped = [], []
     for layer, site in zip(layers, sites, strict=True):
-        d = bad[site].mean(0) - good[site].mean(0)
+        d = mean_difference(bad[site], good[site])
         norm = norms[f"{layer}/resid_pre"]
         if not float(d.norm()) > 1e-6 * norm:  # e.g. layer 0: every prompt ends in one token
             skipped.append(layer)
@@ -398,7 +397,8 @@ def conditions(
     ``n_random_directions`` random unit directions ablated, and added at each real
     direction's site with its alpha."""
     out: dict[str, tuple[list[ResidualEdit], dict[str, Any]]] = {"none": ([], {})}
-    rand = random_directions(len(steers[0].direction), config.n_random_directions, seed=0)
+    gaussian = random_directions(len(steers[0].direction), config.n_random_directions, seed=0)
+    rand = [unit(column) for column in gaussian.T]
     entries = [(s.name, s.direction, s) for s in steers]
     entries += [(f"random{j}", r, None) for j, r in enumerate(rand)]
     for name, d, own in entries:

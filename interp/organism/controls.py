@@ -51,7 +51,8 @@ from interp.organism.probing import (
     probe_scores,
     score_positions,
 )
-from probes import Probe, auroc, make_probe
+from probes import Probe, auroc, directions, make_probe
+from probes.directions import project_out
 
 #: Where the trigger direction is read: the end of the prompt (plus the forced opening
 #: ``Reasoning:``) and the probe's own two positions.
@@ -133,7 +134,7 @@ def mean_difference(X: Float[Tensor, "n d"], on: Tensor) -> Float[Tensor, " d"]:
             f"a trigger direction needs triggered and untriggered rows; got {int(on.sum())} "
             f"triggered of {len(on)}"
         )
-    return X[on].mean(0) - X[~on].mean(0)
+    return directions.mean_difference(X[on], X[~on])
 
 
 def trigger_directions(
@@ -149,31 +150,12 @@ def trigger_directions(
     return out
 
 
-def _unit(remove: Tensor) -> Tensor:
-    norm = remove.norm()
-    if not norm > 0:
-        raise ControlError("cannot project out a zero direction (the trigger changed nothing?)")
-    return remove / norm
-
-
-def project_out(v: Float[Tensor, " d"], remove: Float[Tensor, " d"]) -> Float[Tensor, " d"]:
-    """``v`` without its component along ``remove``."""
-    u = _unit(remove)
-    return v - (v @ u) * u
-
-
-def project_rows(X: Float[Tensor, "n d"], remove: Float[Tensor, " d"]) -> Float[Tensor, "n d"]:
-    """Each row of ``X`` without its component along ``remove``."""
-    u = _unit(remove)
-    return X - (X @ u)[:, None] * u[None, :]
-
-
 def refit_without(
     probe: Probe, X: Float[Tensor, "n d"], y: Tensor, remove: Float[Tensor, " d"]
 ) -> Probe:
     """A probe of ``probe``'s kind and settings fitted on ``X`` with ``remove`` projected out
     of every row (it cannot read anything along ``remove``)."""
-    return make_probe(probe.kind, **probe.settings()).fit(project_rows(X, remove), y)
+    return make_probe(probe.kind, **probe.settings()).fit(project_out(X, remove), y)
 
 
 # --- projecting the trigger direction out of the probe ---------------------------------------
@@ -198,7 +180,7 @@ class _Reading:
         """AUROC of trigger on vs off on the benign replies (``remove`` projected out)."""
         if self.benign is None or not 0 < int(self.on.sum()) < len(self.on):
             return None
-        X = self.benign if remove is None else project_rows(self.benign, remove)
+        X = self.benign if remove is None else project_out(self.benign, remove)
         return auroc(self.on, X @ d if isinstance(d, Tensor) else probe_scores(d, X))
 
 
@@ -228,7 +210,7 @@ def _refitted(
     """:func:`refit_without` on the teacher-forced training rows ``train``, scored on the
     projected replies (and benign replies for the trigger-only control)."""
     refit = refit_without(probe, train[0], train[1], t)
-    m = r.metrics(probe_scores(refit, project_rows(r.X, t)))
+    m = r.metrics(probe_scores(refit, project_out(r.X, t)))
     return {
         "auroc_refit": m["auroc"],
         "auroc_refit_low": m["auroc_low"],

@@ -32,6 +32,7 @@ from interp.organism.measure import deceptive
 from interp.organism.positions import pre_answer
 from interp.paths import cache_root
 from probes import Probe, auroc, auroc_ci, threshold_at_fpr
+from probes.directions import mean_difference, random_directions
 
 #: Where a reply is read: its answer tokens (mean), or the last reasoning token before
 #: ``Answer:`` (:func:`interp.organism.positions.pre_answer`).
@@ -131,7 +132,7 @@ def defection_directions(
     pairs = contrast_transcripts()
     acts = pooled(model, pairs, layers, "last")
     yes = torch.tensor([t.meta["answer"] == "yes" for t in pairs])
-    return {layer: X[yes].mean(0) - X[~yes].mean(0) for layer, X in acts.items()}
+    return {layer: mean_difference(X[yes], X[~yes]) for layer, X in acts.items()}
 
 
 def random_percentile(
@@ -140,8 +141,7 @@ def random_percentile(
     """The direction's AUROC and the percentile of its distance from chance
     (``|AUROC - 0.5|``) among ``n`` random Gaussian directions' on the same rows."""
     value = auroc(y, X @ direction)
-    gen = torch.Generator().manual_seed(seed)
-    scores = X @ torch.randn(X.shape[1], n, generator=gen)
+    scores = X @ random_directions(X.shape[1], n, seed)
     folded = torch.tensor([abs(auroc(y, scores[:, j]) - 0.5) for j in range(n)])
     mine = abs(value - 0.5)
     return {

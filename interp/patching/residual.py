@@ -35,6 +35,7 @@ from interp.data.padding import pad_left
 from interp.hooks import check_layer
 from interp.models import LoadedModel
 from interp.text.plain_model import needs_bridge, plain_model
+from probes.directions import project_out, unit
 
 #: Where an edit acts: entering (``resid_pre``) or leaving (``resid_post``) a decoder layer.
 EDIT_SITES = ("resid_pre", "resid_post")
@@ -43,7 +44,8 @@ Edit = Callable[[Tensor], Tensor]
 
 
 class SteeringError(ValueError):
-    """A bad edit (unknown site, missing layer, zero direction); the message says the fix."""
+    """A bad edit (unknown site, a block without a Hugging Face module); the message says the
+    fix. A zero direction is a :class:`probes.directions.DirectionError`."""
 
 
 @dataclass(frozen=True)
@@ -111,23 +113,14 @@ def residual_hooks(model: LoadedModel, edits: Sequence[ResidualEdit]) -> Iterato
             handle.remove()
 
 
-def unit(direction: Float[Tensor, " d_model"]) -> Float[Tensor, " d_model"]:
-    """``direction`` scaled to norm 1 (float32); a zero or non-finite vector is refused."""
-    d = direction.detach().float().flatten()
-    norm = d.norm()
-    if not torch.isfinite(norm) or norm == 0:
-        raise SteeringError("a direction must be a finite, non-zero vector")
-    return d / norm
-
-
-def project_out(direction: Float[Tensor, " d_model"]) -> Edit:
-    """The edit ``h - (h . u) u`` with ``u`` the unit direction (computed in float32)."""
-    u = unit(direction)
+def projection_edit(direction: Float[Tensor, " d_model"]) -> Edit:
+    """The edit ``h - (h . u) u`` with ``u`` the unit direction (:func:`probes.directions.
+    project_out`, computed in float32)."""
+    d = direction.detach()
+    unit(d)  # refuse a zero or non-finite direction now, not in the first forward pass
 
     def edit(h: Tensor) -> Tensor:
-        d = u.to(h.device)
-        coef = h.float() @ d
-        return h - (coef[..., None] * d).to(h.dtype)
+        return project_out(h, d)
 
     return edit
 
@@ -145,7 +138,7 @@ def add_vector(vector: Float[Tensor, " d_model"]) -> Edit:
 def ablation(direction: Float[Tensor, " d_model"], n_layers: int) -> list[ResidualEdit]:
     """Directional ablation (Arditi et al. 2024): ``direction`` projected out of the stream
     entering layer 0 and leaving every layer, at every position."""
-    fn = project_out(direction)
+    fn = projection_edit(direction)
     return [ResidualEdit(0, "resid_pre", fn)] + [
         ResidualEdit(layer, "resid_post", fn) for layer in range(n_layers)
     ]
@@ -156,12 +149,6 @@ def addition(
 ) -> list[ResidualEdit]:
     """``alpha`` times the unit ``direction`` added at (``layer``, ``site``), every position."""
     return [ResidualEdit(layer, site, add_vector(alpha * unit(direction)))]
-
-
-def random_directions(d_model: int, n: int, seed: int = 0) -> list[Float[Tensor, " d_model"]]:
-    """``n`` seeded random unit directions (Gaussian, normalised)."""
-    gen = torch.Generator().manual_seed(seed)
-    return [unit(torch.randn(d_model, generator=gen)) for _ in range(n)]
 
 
 def plain_route(model: LoadedModel) -> Any:
