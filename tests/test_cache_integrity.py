@@ -140,16 +140,18 @@ def test_truncated_and_empty_shards_are_rebuilt_on_resume(
 
 
 def test_flipped_bytes_are_caught_by_the_checksum(tiny_model, data, clean, tmp_path, monkeypatch):
-    """Fails before: 1,000 flipped bytes in a shard were read as numbers (off by ~4e4)."""
+    """Fails before: 1,000 flipped bytes in a shard's vectors were read as numbers (off by
+    ~4e4)."""
     folder = copy_of(clean, tmp_path)
     shard = folder / "shard-00003.safetensors"
     blob = bytearray(shard.read_bytes())
-    header = 8 + int.from_bytes(blob[:8], "little")
+    n = int.from_bytes(blob[:8], "little")
+    begin, end = json.loads(blob[8 : 8 + n])[f"pooled.{HOOKS[0]}"]["data_offsets"]
     rng = random.Random(0)
-    for pos in rng.sample(range(header, len(blob)), 1000):
+    for pos in rng.sample(range(8 + n + begin, 8 + n + end), 1000):
         blob[pos] ^= 0xFF
     shard.write_bytes(bytes(blob))
-    named = re.escape(f"{shard}: BLAKE2b checksum")
+    named = re.escape(f"{shard}: the checksum of")
     with pytest.raises(CacheIntegrityError, match=rf"{named} .* rebuild it"):
         load_activation_set(folder, verify=True)
     monkeypatch.setenv("INTERP_CACHE_VERIFY", "1")

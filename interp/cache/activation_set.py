@@ -1,9 +1,10 @@
 """Reading a complete cache: :class:`ActivationSet` and :func:`load_activation_set`.
 
 Opening a cache reads its manifest, checks every shard without loading its vectors (size,
-safetensors header, tensor shapes, rows; checksums too with ``verify``) and reads the small
-per-transcript statistics. The vectors stay on disk until they are asked for, so opening costs
-the same whatever the cache's size and a cache larger than memory can be read in parts:
+safetensors header and its checksum, tensor dtypes and shapes, rows; every byte's checksum
+with ``verify=True``) and reads the small per-transcript statistics. The vectors stay on disk
+until they are asked for, so opening costs the same whatever the cache's size and a cache
+larger than memory can be read in parts:
 
 - ``acts[hook]`` reads one hook's ``[n, d_model]`` matrix in dataset order (kept for later
   calls; :meth:`ActivationSet.release` drops it);
@@ -14,9 +15,11 @@ the same whatever the cache's size and a cache larger than memory can be read in
 - :meth:`ActivationSet.nbytes` says how large a read would be, so a caller can choose.
 
 Shards are read through safetensors' memory map, one tensor at a time, so reading one hook of
-a cache of many hooks touches only that hook's bytes. Each read first checks that the shard is
-the file that was checked on opening (same size, modification time and inode) and refuses one
-that another process replaced since.
+a cache of many hooks touches only that hook's bytes; those bytes are checked against the
+tensor's checksum in the manifest as they are read (unless ``verify=False``), so every number
+handed out is one the cache wrote, at no extra I/O. Each read first checks that the shard is
+the file that was checked on opening (same size, times and inode) and refuses one that another
+process replaced since.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import Any
 
 import torch
 from jaxtyping import Float, Int
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from interp.cache.key import (
@@ -37,17 +39,21 @@ from interp.cache.key import (
     CacheIntegrityError,
     CacheKey,
     CacheMismatchError,
+    Verify,
     check_key,
-    full_check,
+    verify_mode,
 )
 from interp.cache.shards import (
     Damage,
     Layout,
     ShardRecord,
+    Stamp,
     check_coverage,
+    check_shard,
+    file_stamp,
     read_manifest,
     read_records,
-    verify_shard,
+    read_tensors,
 )
 
 #: The per-transcript statistics every shard holds beside its vectors.
@@ -57,38 +63,34 @@ _STATS = ("n_selected", "answer_found", "truncated")
 _READ_BYTES = 4
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """What identifies one version of a file: size, modification time (ns) and inode."""
-    st = path.stat()
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 @dataclass(frozen=True)
 class CheckedShard:
     """A shard that passed its checks on opening: its file, the dataset rows it holds (in
-    its order) and the file's :func:`_stamp` when it was checked."""
+    its order), the file's :func:`~interp.cache.shards.file_stamp` when it was checked and,
+    unless checksums are off, its record, whose checksums each read is compared with."""
 
     path: Path
     rows: Int[Tensor, " m"]
-    stamp: tuple[int, int, int]
+    stamp: Stamp
+    record: ShardRecord | None = field(default=None, repr=False)
 
     def read(self, name: str) -> Tensor:
-        """Tensor ``name`` of the shard (memory-mapped), after checking the file is unchanged."""
+        """Tensor ``name`` of the shard (memory-mapped), after checking the file is unchanged,
+        its bytes checked against the tensor's checksum."""
         try:
-            unchanged = _stamp(self.path) == self.stamp
+            unchanged = file_stamp(self.path) == self.stamp
         except OSError:
             unchanged = False
         if not unchanged:
             raise CacheIntegrityError(
                 f"{self.path} was removed or rewritten since the cache was opened and checked "
-                "(its size, modification time or inode differ); open the cache again with "
+                "(its size, times or inode differ); open the cache again with "
                 "load_activation_set"
             )
         try:
-            with safe_open(self.path, "pt") as handle:
-                return handle.get_tensor(name)
-        except (SafetensorError, OSError) as err:
-            raise CacheIntegrityError(f"{self.path} cannot be read ({err}); {READ_FIX}") from None
+            return read_tensors(self.path, [name], self.record)[name]
+        except Damage as err:
+            raise CacheIntegrityError(f"{err}; {READ_FIX}") from None
 
 
 @dataclass
@@ -234,45 +236,46 @@ class ActivationSet:
 
 
 def _check_shards(
-    folder: Path, records: list[ShardRecord], layout: Layout, n: int, full: bool
+    folder: Path,
+    records: list[ShardRecord],
+    layout: Layout,
+    n: int,
+    verify: Verify,
+    caching: bool,
 ) -> tuple[list[CheckedShard], dict[str, Tensor]]:
-    """Check every shard (:func:`~interp.cache.shards.verify_shard`) and read its statistics;
-    a file that changes while it is checked is refused."""
+    """Check every shard (:func:`~interp.cache.shards.check_shard`) and read its statistics;
+    a file that changes while it is checked is refused. Caching (``caching``) checks whole
+    each shard whose stamp differs from its record's."""
     shards = []
     stats = {k: torch.zeros(n, dtype=torch.long) for k in _STATS}
+    digests = verify is not Verify.OFF
     for record in records:
         path = folder / record.name
-        try:
-            before = _stamp(path)
-        except OSError:
-            raise Damage(f"{path} is missing (the manifest lists it)") from None
-        verify_shard(path, record, layout, full)
-        shard = CheckedShard(path, torch.tensor(record.rows, dtype=torch.long), before)
-        try:
-            with safe_open(path, "pt") as handle:
-                for k in _STATS:
-                    stats[k][shard.rows] = handle.get_tensor(k).long()
-            unchanged = _stamp(path) == before
-        except (SafetensorError, OSError) as err:
-            raise Damage(f"{path} is not a readable safetensors file ({err})") from None
-        if not unchanged:
+        _, stamp = check_shard(path, record, layout, verify, caching)
+        shard = CheckedShard(
+            path, torch.tensor(record.rows, dtype=torch.long), stamp, record if digests else None
+        )
+        for k, value in read_tensors(path, _STATS, shard.record).items():
+            stats[k][shard.rows] = value.long()
+        if file_stamp(path) != stamp:
             raise Damage(f"{path} changed while it was being checked (another writer?)")
         shards.append(shard)
     return shards, stats
 
 
 def load_complete(
-    folder: Path, manifest: dict[str, Any], key: CacheKey, full: bool
+    folder: Path, manifest: dict[str, Any], key: CacheKey, verify: Verify, caching: bool = False
 ) -> ActivationSet:
-    """Open a complete cache, checking each shard (see :func:`load_activation_set`); its
-    vectors are read when asked for."""
+    """Open a complete cache, checking each shard (see :func:`load_activation_set`; with
+    ``caching``, as :class:`~interp.cache.key.Verify` says caching does); its vectors are
+    read when asked for."""
     n, d_model = key.n_transcripts, int(manifest["d_model"])
     records = read_records(manifest, folder)
     check_coverage(records, n, folder / MANIFEST)
     if len(manifest.get("ids", [])) != n:
         raise Damage(f"{folder / MANIFEST} lists {len(manifest.get('ids', []))} ids, not {n}")
-    layout = Layout(key.hooks, d_model, key.per_token, key.digest())
-    shards, stats = _check_shards(folder, records, layout, n, full)
+    layout = Layout(key.hooks, d_model, key.per_token, key.digest(), key.dtype)
+    shards, stats = _check_shards(folder, records, layout, n, verify, caching)
     return ActivationSet(
         path=folder,
         key=key,
@@ -290,11 +293,14 @@ def load_activation_set(
 ) -> ActivationSet:
     """Open a complete cache folder; with ``expect``, refuse one made from other inputs.
 
-    Every shard is checked before any vector is used: its size, safetensors header, tensor
-    shapes and rows against the manifest, and that the shards hold each row exactly once.
-    ``verify=True`` (or ``INTERP_CACHE_VERIFY=1``) also compares each shard's BLAKE2b
-    checksum, which reads every byte. A file that fails raises :class:`CacheIntegrityError`
-    naming it. The vectors themselves are read when asked for (see :class:`ActivationSet`).
+    Every shard is checked before any vector is used: its size, safetensors header (and its
+    checksum), tensor dtypes and shapes and rows against the manifest, and that the shards
+    hold each row exactly once. The vectors themselves are read when asked for (see
+    :class:`ActivationSet`), each tensor's bytes checked against its checksum as they are
+    read. ``verify=True`` (or ``INTERP_CACHE_VERIFY=1``) checks every byte of every shard on
+    opening; ``verify=False`` (or ``INTERP_CACHE_VERIFY=0``) compares no checksum
+    (:class:`~interp.cache.key.Verify`). A file that fails raises
+    :class:`CacheIntegrityError` naming it and the fix.
     """
     folder = Path(path)
     try:
@@ -309,6 +315,6 @@ def load_activation_set(
             f"{folder} is an incomplete cache; run cache_activations to finish it"
         )
     try:
-        return load_complete(folder, manifest, key, full_check(verify))
+        return load_complete(folder, manifest, key, verify_mode(verify))
     except Damage as err:
         raise CacheIntegrityError(f"{err}; {READ_FIX}") from None

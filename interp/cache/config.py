@@ -119,9 +119,13 @@ class CacheConfig:
             "a SLURM array, or a crash); same options as the caching run"
         },
     )
-    verify: bool = field(
-        default=False,
-        metadata={"help": "compare every kept shard's checksum (reads every byte)"},
+    verify: bool | None = field(
+        default=None,
+        metadata={
+            "help": "--verify: check every byte of every kept shard against its checksum; "
+            "--no-verify: compare no checksum (sizes, headers, dtypes, shapes and rows only)",
+            "default_text": "check whole each shard changed since it was written or checked",
+        },
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "cache root (default: $INTERP_CACHE or ./cache)"}

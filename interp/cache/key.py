@@ -3,6 +3,7 @@ errors a cache raises, and the constants of its on-disk format."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import os
@@ -19,17 +20,22 @@ FORMAT_VERSION = 1  # part of the key (so of the folder name): changes what is c
 
 #: Version of the manifest's layout; a folder of another version is rebuilt when caching.
 #: 3: the key records the model's dtype, and each shard names its cache's key in its header.
-MANIFEST_VERSION = 3
+#: 4: each shard's record holds a checksum per part (header, each tensor) and a file stamp.
+MANIFEST_VERSION = 4
 
 
 MANIFEST = "manifest.json"
 
 
-#: Set to 1 to compare every shard's checksum on each read (as ``verify=True`` does).
+#: ``1``: check every shard whole on opening (as ``verify=True`` does); ``0``: compare no
+#: checksum (as ``verify=False`` does); unset: the default, :attr:`Verify.READ`.
 VERIFY_ENV = "INTERP_CACHE_VERIFY"
 
 
-READ_FIX = "run cache_activations with the same inputs to rebuild it, or delete the folder"
+READ_FIX = (
+    "delete that file and run cache_activations (or python -m interp.cache) with the same "
+    "inputs to rebuild it, or delete the folder"
+)
 
 
 class CacheMismatchError(ValueError):
@@ -83,11 +89,50 @@ class CacheKey:
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
-def full_check(verify: bool | None) -> bool:
-    """Whether to compare every shard's checksum: ``verify``, else ``$INTERP_CACHE_VERIFY``."""
+class Verify(enum.Enum):
+    """How much of a cache's checksums are compared.
+
+    - ``READ`` (the default): every byte read is checked against its checksum as it is read
+      (the headers when a cache is opened, each tensor when it is read), so reading costs no
+      extra I/O; caching checks a kept shard whole when its file stamp differs from the one
+      recorded when the cache wrote or last checked it (a file written, copied or replaced
+      since).
+    - ``FULL`` (``verify=True``, ``INTERP_CACHE_VERIFY=1``, ``--verify``): every shard is read
+      and checked whole when a cache is opened or kept, whatever its stamp.
+    - ``OFF`` (``verify=False``, ``INTERP_CACHE_VERIFY=0``, ``--no-verify``): no checksum is
+      compared; sizes, headers, dtypes, shapes and rows still are.
+    """
+
+    OFF = "off"
+    READ = "read"
+    FULL = "full"
+
+
+_ENV_VALUES = {
+    "": Verify.READ,
+    "1": Verify.FULL,
+    "true": Verify.FULL,
+    "yes": Verify.FULL,
+    "full": Verify.FULL,
+    "0": Verify.OFF,
+    "false": Verify.OFF,
+    "no": Verify.OFF,
+    "off": Verify.OFF,
+}
+
+
+def verify_mode(verify: bool | None) -> Verify:
+    """The :class:`Verify` level of ``verify`` (True: FULL, False: OFF), else of
+    ``$INTERP_CACHE_VERIFY`` (unset: READ)."""
     if verify is not None:
-        return verify
-    return os.environ.get(VERIFY_ENV, "").strip().lower() not in ("", "0", "false", "no")
+        return Verify.FULL if verify else Verify.OFF
+    raw = os.environ.get(VERIFY_ENV, "").strip().lower()
+    if raw not in _ENV_VALUES:
+        raise ValueError(
+            f"{VERIFY_ENV}={raw!r} is not understood: set it to 1 (check every shard whole), "
+            "0 (compare no checksum) or leave it unset (check every byte read)"
+        )
+    return _ENV_VALUES[raw]
 
 
 def check_key(found: CacheKey, wanted: CacheKey, folder: Path) -> None:

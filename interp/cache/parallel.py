@@ -11,11 +11,11 @@ Locks (:mod:`interp.locks`): workers hold the folder's lock *shared*, so ``W`` o
 their disjoint shards at once, and take the plan lock in turn only to read the manifest; the
 first to arrive writes it (incomplete, with the shard size every worker then plans with).
 Finalize holds the folder's lock alone, like a single-process run, so it never overlaps a
-worker: it removes leftovers of cut writes, checks every shard (size, header, shapes, rows,
-the cache key named in its header; checksums too with ``verify``) and writes the complete
-manifest. It changes nothing in a complete cache (run it twice: the second run only checks),
-and refuses a shard of another cache or a missing one: the missing shards are named, and
-running the workers again writes only those.
+worker: it removes leftovers of cut writes, checks every shard (size, header, dtypes, shapes,
+rows, the cache key named in its header, checksums as :class:`~interp.cache.key.Verify` says)
+and writes the complete manifest. It changes nothing in a complete cache (run it twice: the
+second run only checks), and refuses a shard of another cache or a missing one: the missing
+shards are named, and running the workers again writes only those.
 
 Under torchrun each worker of a node runs on its own GPU (``cuda:$LOCAL_RANK``, with
 ``--device auto`` or ``cuda``), and worker 0 finalizes after a gloo barrier
@@ -40,7 +40,7 @@ from interp.cache.writer import CacheJob, ShareReport, make_job
 from interp.config import model_options
 from interp.data.datasets import load_dataset, subset_groups
 from interp.data.transcripts import Transcript
-from interp.hooks import parse_hook_name
+from interp.hooks import CONTROL_HOOK, parse_hook_name
 from interp.locks import folder_lock
 from interp.models import load_model
 from interp.paths import cache_root
@@ -109,8 +109,6 @@ def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
     """Read the data, load the model and make the job of ``config`` (bad input fails before
     the model loads). Only the blocks up to the deepest hook are loaded, as the probe loads
     them, so the cache key (which records the blocks loaded) is the probe's."""
-    from interp.probe.controls import CONTROL_HOOK
-
     transcripts = read_transcripts(config)
     hooks = config.hook_names(CONTROL_HOOK)
     deepest = max(parse_hook_name(h)[0] for h in hooks)
@@ -131,7 +129,7 @@ def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
         shard_tokens=config.shard_tokens,
         cache_dir=root / "activations",
         progress=config.progress and split.is_main,
-        verify=config.verify or None,
+        verify=config.verify,
     )
 
 

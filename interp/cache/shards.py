@@ -1,36 +1,61 @@
-"""Shard files and the manifest: the record of each shard (size, BLAKE2b checksum, rows), and
-the checks every read makes against it (size, safetensors header, tensor shapes, rows, that
-the shards hold every row exactly once). A file that fails raises :class:`Damage`, which
-reading turns into :class:`~interp.cache.key.CacheIntegrityError` and caching repairs."""
+"""Shard files and the manifest: the record of each shard (size, checksums of its parts, rows,
+the file's stamp when it was written or last checked whole), and the checks every read makes
+against it (size, safetensors header, tensor dtypes and shapes, rows, that the shards hold
+every row exactly once, and the checksum of every byte read). A file that fails raises
+:class:`Damage`, which reading turns into :class:`~interp.cache.key.CacheIntegrityError` and
+caching repairs.
+
+Checksums are kept per part (the header, then each tensor; :data:`PART_HASH`) rather than per
+file, so that a read of one tensor can check exactly the bytes it reads: opening a cache reads
+and checks the headers, reading one hook of a cache of many hooks checks that hook's bytes and
+touches no other. A safetensors file has no bytes outside its header and tensors (the library
+refuses gaps), so checking every part checks the whole file."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+import xxhash
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
-from interp.artifacts import (
-    blake2b_hex,
-    file_blake2b,
-    write_bytes_atomic,
-    write_json_atomic,
-)
-from interp.cache.key import MANIFEST, MANIFEST_VERSION, CacheKey
+from interp.artifacts import write_bytes_atomic, write_json_atomic
+from interp.cache.key import MANIFEST, MANIFEST_VERSION, CacheKey, Verify
 
 #: The safetensors header entry naming the key (:meth:`CacheKey.digest`) a shard was made for.
 KEY_METADATA = "interp.cache.key"
 
+#: The checksum of each part of a shard: xxHash's XXH3 with 128 bits, fast enough to check
+#: every byte a read touches (docs/results.md compares it with BLAKE2b). It detects damage
+#: (flipped bits, cut or rewritten files); it is not meant to resist a forged shard.
+PART_HASH = "xxh3_128"
+
+#: The name under which a record keeps the checksum of the shard's header (its 8-byte length
+#: and JSON); every other part is a tensor, by its name.
+HEADER_PART = "__header__"
+
+#: The safetensors dtype of the vectors, by the dtype the cache stores them in.
+STORE_CODES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+#: The dtypes the per-row integers may have (row indices and token offsets are int64; the
+#: statistics int64, or bool in caches written by hand such as the benchmarks' synthetic one).
+_INDEX_CODES = frozenset({"I64"})
+_STAT_CODES = frozenset({"I64", "BOOL"})
+
+#: One version of a file (see :func:`file_stamp`).
+Stamp = tuple[int, int, int, int]
+
 
 def shard_files(path: Path) -> list[Path]:
+    """Every shard file in ``path``, listed or not: for the writer, which removes strays.
+    Readers take the manifest's list (:func:`read_records`), never this one."""
     return sorted(path.glob("shard-*.safetensors"))
 
 
@@ -43,6 +68,24 @@ def record_path(folder: Path, name: str) -> Path:
     return folder / name.replace(".safetensors", ".json")
 
 
+def file_stamp(path: Path) -> Stamp:
+    """What identifies one version of a file: size, modification and change times (ns) and
+    inode. Writing a file changes both times, setting its modification time back changes
+    its change time, and a copy or a file renamed into place is another inode."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def part_digest(data: Any) -> str:
+    """The :data:`PART_HASH` checksum (hex) of a bytes-like object."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def tensor_digest(tensor: Tensor) -> str:
+    """:func:`part_digest` of a tensor's bytes, which are the bytes safetensors stores."""
+    return part_digest(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
 class Damage(Exception):
     """A cache file that is not what the cache wrote (the message names it and what is wrong).
     Reading turns it into :class:`CacheIntegrityError`; caching reports it and rebuilds."""
@@ -50,41 +93,132 @@ class Damage(Exception):
 
 @dataclass(frozen=True)
 class ShardRecord:
-    """What the manifest records of one shard file: its name, size in bytes, BLAKE2b checksum
-    (:func:`interp.artifacts.blake2b_hex`) and the dataset rows it holds, in its order."""
+    """What the manifest records of one shard file: its name, size in bytes, the dataset rows
+    it holds (in its order), the checksum of each part (:data:`HEADER_PART` and every tensor,
+    :data:`PART_HASH`) and the file's :func:`file_stamp` when the cache wrote it or last
+    checked it whole (caching checks a shard whole again only when its stamp has changed)."""
 
     name: str
     size: int
-    blake2b: str
     rows: tuple[int, ...]
+    parts: dict[str, str] = field(hash=False)
+    stamp: Stamp | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "rows": list(self.rows)}
+        return {
+            "name": self.name,
+            "size": self.size,
+            "rows": list(self.rows),
+            "parts": dict(self.parts),
+            "stamp": None if self.stamp is None else list(self.stamp),
+        }
 
     @classmethod
     def from_json(cls, raw: Any, where: Path) -> ShardRecord:
         try:
+            parts = {str(k): str(v) for k, v in raw["parts"].items()}
+            stamp = raw.get("stamp")
             record = cls(
                 name=str(raw["name"]),
                 size=int(raw["size"]),
-                blake2b=str(raw["blake2b"]),
                 rows=tuple(int(r) for r in raw["rows"]),
+                parts=parts,
+                stamp=None if stamp is None else tuple(int(s) for s in stamp),  # type: ignore[arg-type]
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise Damage(f"{where}: a shard record is malformed ({err!r}): {raw!r:.200}") from None
+        if HEADER_PART not in parts:
+            raise Damage(f"{where}: the record of {record.name} has no {HEADER_PART} checksum")
         return record
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One tensor as a shard's header describes it: safetensors dtype, shape, and where its
+    bytes lie in the file (``start``, ``end``: offsets from the file's first byte)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def read_header(path: Path, size: int, blob: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The header bytes of the shard at ``path`` of ``size`` bytes (its 8-byte length and its
+    JSON; taken from ``blob`` when the file was read whole) and the header parsed. A length
+    past the end of the file or a header that is not a JSON object raise :class:`Damage`."""
+    try:
+        if blob is None:
+            with path.open("rb") as handle:
+                head = handle.read(8)
+                n = int.from_bytes(head, "little") if len(head) == 8 else -1
+                if 0 < n <= size - 8:
+                    head += handle.read(n)
+        else:
+            n = int.from_bytes(blob[:8], "little") if size >= 8 else -1
+            head = blob[: 8 + n] if 0 < n <= size - 8 else blob[:8]
+    except OSError as err:
+        raise Damage(f"{path} cannot be read ({err})") from None
+    if not 0 < n <= size - 8:
+        raise Damage(
+            f"{path}: its safetensors header claims {n} bytes, more than the file's {size} "
+            "(the header's length was damaged)"
+        )
+    try:
+        header = json.loads(head[8:])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise Damage(f"{path}: its safetensors header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise Damage(f"{path}: its safetensors header is not a JSON object")
+    return head, header
+
+
+def header_entries(path: Path, head: bytes, header: dict[str, Any]) -> dict[str, Entry]:
+    """The tensors a parsed header describes, by name (:class:`Entry`)."""
+    entries = {}
+    for name, raw in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in raw["data_offsets"])
+            shape = tuple(int(x) for x in raw["shape"])
+            entries[name] = Entry(str(raw["dtype"]), shape, len(head) + begin, len(head) + end)
+        except (KeyError, TypeError, ValueError) as err:
+            raise Damage(f"{path}: header entry {name!r} is malformed ({err!r})") from None
+    return entries
+
+
+def blob_parts(path: Path, blob: bytes) -> dict[str, str]:
+    """The checksum of each part of a whole shard file's bytes (see :class:`ShardRecord`)."""
+    head, header = read_header(path, len(blob), blob)
+    view = memoryview(blob)
+    parts = {HEADER_PART: part_digest(head)}
+    for name, entry in header_entries(path, head, header).items():
+        parts[name] = part_digest(view[entry.start : entry.end])
+    return parts
+
+
+def _check_part(path: Path, record: ShardRecord, part: str, digest: str) -> None:
+    if record.parts.get(part) != digest:
+        what = "its header" if part == HEADER_PART else f"tensor {part}"
+        raise Damage(
+            f"{path}: the checksum of {what} differs from the manifest's (the file was altered "
+            "after it was written)"
+        )
+
+
+@dataclass(frozen=True)
 class Layout:
-    """The tensors a shard of a cache must hold, with their shapes (``-1``: any length), and
-    with ``key``, the cache key digest its header must name (a shard of another cache, copied
-    in with its record, is refused)."""
+    """The tensors a shard of a cache must hold, with their shapes (``-1``: any length) and
+    dtypes (the vectors in ``dtype``, the cache's store dtype; None: any float), and with
+    ``key``, the cache key digest its header must name (a shard of another cache, copied in
+    with its record, is refused)."""
 
     hooks: tuple[str, ...]
     d_model: int
     per_token: bool
     key: str | None = None
+    dtype: str | None = None
 
     def check_key(self, path: Path, metadata: dict[str, str] | None) -> None:
         found = (metadata or {}).get(KEY_METADATA)
@@ -94,31 +228,42 @@ class Layout:
                 "a shard of another model, dataset or setting"
             )
 
-    def shapes(self, m: int) -> dict[str, tuple[int, ...]]:
-        expected = {f"pooled.{h}": (m, self.d_model) for h in self.hooks}
-        expected.update({k: (m,) for k in ("index", "n_selected", "answer_found", "truncated")})
+    def expected(self, m: int) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:
+        """Shape and allowed dtypes of each tensor of a shard of ``m`` rows."""
+        vectors = frozenset(
+            STORE_CODES.values() if self.dtype is None else {STORE_CODES[self.dtype]}
+        )
+        expected = {f"pooled.{h}": ((m, self.d_model), vectors) for h in self.hooks}
+        expected["index"] = ((m,), _INDEX_CODES)
+        expected.update(
+            {k: ((m,), _STAT_CODES) for k in ("n_selected", "answer_found", "truncated")}
+        )
         if self.per_token:
-            expected["token_offsets"] = (m + 1,)
-            expected.update({f"tokens.{h}": (-1, self.d_model) for h in self.hooks})
+            expected["token_offsets"] = ((m + 1,), _INDEX_CODES)
+            expected.update({f"tokens.{h}": ((-1, self.d_model), vectors) for h in self.hooks})
         return expected
 
-    def check(
-        self,
-        path: Path,
-        shapes: dict[str, tuple[int, ...]],
-        index: list[int],
-        rows: tuple[int, ...],
-    ) -> None:
-        """Refuse a shard whose tensors, shapes or rows are not the ones its record plans."""
-        expected = self.shapes(len(rows))
-        if set(shapes) != set(expected):
-            raise Damage(f"{path} holds tensors {sorted(shapes)}, expected {sorted(expected)}")
-        for name, want in expected.items():
-            got = shapes[name]
-            if len(got) != len(want) or any(
-                w not in (-1, g) for g, w in zip(got, want, strict=True)
+    def check(self, path: Path, entries: dict[str, Entry], rows: tuple[int, ...]) -> None:
+        """Refuse a shard whose tensors, dtypes or shapes are not the ones its record plans."""
+        expected = self.expected(len(rows))
+        if set(entries) != set(expected):
+            raise Damage(f"{path} holds tensors {sorted(entries)}, expected {sorted(expected)}")
+        for name, (want, codes) in expected.items():
+            got = entries[name]
+            if got.dtype not in codes:
+                raise Damage(
+                    f"{path}: tensor {name} has dtype {got.dtype}, expected "
+                    f"{' or '.join(sorted(codes))}"
+                )
+            if len(got.shape) != len(want) or any(
+                w not in (-1, g) for g, w in zip(got.shape, want, strict=True)
             ):
-                raise Damage(f"{path}: tensor {name} has shape {list(got)}, expected {list(want)}")
+                raise Damage(
+                    f"{path}: tensor {name} has shape {list(got.shape)}, expected {list(want)}"
+                )
+
+    @staticmethod
+    def check_rows(path: Path, index: list[int], rows: tuple[int, ...]) -> None:
         if tuple(index) != rows:
             raise Damage(
                 f"{path} holds rows {few_rows(index)}, but the manifest records rows "
@@ -141,49 +286,68 @@ def _check_size(path: Path, record: ShardRecord) -> None:
         )
 
 
-def _check_digest(path: Path, record: ShardRecord, digest: str) -> None:
-    if digest != record.blake2b:
-        raise Damage(
-            f"{path}: BLAKE2b checksum {digest[:16]}... differs from the manifest's "
-            f"{record.blake2b[:16]}... (the file was altered after it was written)"
-        )
-
-
-def verify_shard(path: Path, record: ShardRecord, layout: Layout, full: bool) -> None:
-    """Check a shard without loading its vectors: size, safetensors header, tensor shapes and
-    rows against ``record``; with ``full``, its checksum too."""
-    _check_size(path, record)
-    if full:
-        _check_digest(path, record, file_blake2b(path))
+def read_tensors(path: Path, names: Sequence[str], record: ShardRecord | None) -> dict[str, Tensor]:
+    """Tensors ``names`` of a shard (memory-mapped, only their bytes are read); with
+    ``record``, each one's bytes are checked against its checksum."""
     try:
         with safe_open(path, "pt") as handle:
-            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-            index = handle.get_tensor("index").tolist() if "index" in shapes else []
-            metadata = handle.metadata()
+            tensors = {name: handle.get_tensor(name) for name in names}
     except (SafetensorError, OSError) as err:
         raise Damage(f"{path} is not a readable safetensors file ({err})") from None
-    layout.check_key(path, metadata)
-    layout.check(path, shapes, index, record.rows)
-
-
-def read_shard(path: Path, record: ShardRecord, layout: Layout, full: bool) -> dict[str, Tensor]:
-    """The tensors of a shard, checked as :func:`verify_shard` checks it."""
-    _check_size(path, record)
-    try:
-        if full:
-            blob = path.read_bytes()
-            _check_digest(path, record, blake2b_hex(blob))
-            tensors = safetensors_load(blob)
-        else:
-            tensors = load_file(path)
-        if layout.key is not None:
-            with safe_open(path, "pt") as handle:
-                layout.check_key(path, handle.metadata())
-    except SafetensorError as err:
-        raise Damage(f"{path} is not a readable safetensors file ({err})") from None
-    index = tensors["index"].tolist() if "index" in tensors else []
-    layout.check(path, {k: tuple(v.shape) for k, v in tensors.items()}, index, record.rows)
+    if record is not None:
+        for name, tensor in tensors.items():
+            _check_part(path, record, name, tensor_digest(tensor))
     return tensors
+
+
+def verify_shard(
+    path: Path, record: ShardRecord, layout: Layout, *, digests: bool, whole: bool
+) -> Stamp:
+    """Check a shard without loading its vectors: size, header, tensor dtypes and shapes, the
+    cache key and the rows against ``record``; with ``digests``, the checksums of the bytes
+    read (the header and the row index); with ``whole``, every byte's checksum (one read of
+    the file). Returns the file's :func:`file_stamp`, the same before and after the check."""
+    _check_size(path, record)
+    before = file_stamp(path)
+    blob = path.read_bytes() if whole else None
+    head, header = read_header(path, record.size, blob)
+    entries = header_entries(path, head, header)
+    metadata = header.get("__metadata__")
+    layout.check_key(path, metadata if isinstance(metadata, dict) else None)
+    layout.check(path, entries, record.rows)
+    index = read_tensors(path, ["index"], None)["index"]
+    layout.check_rows(path, index.tolist(), record.rows)  # before checksums: a clearer message
+    if blob is not None:
+        found = blob_parts(path, blob)
+        for part in sorted(record.parts.keys() | found.keys()):
+            _check_part(path, record, part, found.get(part, ""))
+    elif digests:
+        _check_part(path, record, HEADER_PART, part_digest(head))
+        _check_part(path, record, "index", tensor_digest(index))
+    if file_stamp(path) != before:
+        raise Damage(f"{path} changed while it was being checked (another writer?)")
+    return before
+
+
+def _moved(path: Path, record: ShardRecord) -> bool:
+    """Whether ``path`` is not the file version ``record`` was stamped with."""
+    try:
+        return file_stamp(path) != record.stamp
+    except OSError:
+        return True  # missing: the check names it
+
+
+def check_shard(
+    path: Path, record: ShardRecord, layout: Layout, verify: Verify, caching: bool
+) -> tuple[ShardRecord, Stamp]:
+    """:func:`verify_shard` at the level ``verify`` asks for (:class:`Verify`): whole with
+    ``FULL``, or with ``READ`` when ``caching`` and the file's stamp is not the recorded one.
+    Returns the record (stamped with the file version, when it was just checked whole) and
+    the file's stamp."""
+    digests = verify is not Verify.OFF
+    whole = verify is Verify.FULL or (caching and digests and _moved(path, record))
+    stamp = verify_shard(path, record, layout, digests=digests, whole=whole)
+    return (replace(record, stamp=stamp) if whole else record), stamp
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -239,15 +403,18 @@ def check_coverage(records: Sequence[ShardRecord], n: int, where: Path) -> None:
 def write_shard(
     folder: Path, i: int, tensors: dict[str, Tensor], key: str | None = None
 ) -> ShardRecord:
-    """Write shard ``i`` atomically, then its record (size, checksum, rows) beside it; ``key``
-    (the cache key's digest) goes into the shard's header (:data:`KEY_METADATA`)."""
+    """Write shard ``i`` atomically, then its record (size, rows, checksums of its parts, its
+    stamp once in place) beside it; ``key`` (the cache key's digest) goes into the shard's
+    header (:data:`KEY_METADATA`)."""
     blob = safetensors_save(tensors, metadata=None if key is None else {KEY_METADATA: key})
+    path = folder / shard_name(i)
+    write_bytes_atomic(path, blob)
     record = ShardRecord(
-        name=shard_name(i),
+        name=path.name,
         size=len(blob),
-        blake2b=blake2b_hex(blob),
         rows=tuple(tensors["index"].tolist()),
+        parts=blob_parts(path, blob),
+        stamp=file_stamp(path),
     )
-    write_bytes_atomic(folder / record.name, blob)
     write_json_atomic(record_path(folder, record.name), record.to_json())
     return record

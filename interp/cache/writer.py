@@ -19,7 +19,7 @@ from interp.artifacts import (
     remove_orphans,
     write_json_atomic,
 )
-from interp.cache.activation_set import ActivationSet, load_activation_set, load_complete
+from interp.cache.activation_set import ActivationSet, load_complete
 from interp.cache.budget import Budget, cache_bytes, check_free_space, format_bytes
 from interp.cache.capture import Capture, Progress
 from interp.cache.key import (
@@ -28,21 +28,22 @@ from interp.cache.key import (
     CacheIncompleteError,
     CacheKey,
     CacheRepairWarning,
+    Verify,
     check_key,
-    full_check,
+    verify_mode,
 )
 from interp.cache.shards import (
     Damage,
     Layout,
     ShardRecord,
     check_coverage,
+    check_shard,
     few_rows,
     read_manifest,
     read_records,
     record_path,
     shard_files,
     shard_name,
-    verify_shard,
     write_shard,
 )
 from interp.data.tokens import EncodedTranscript, TokenSelection, check_tokens, encode_transcript
@@ -132,11 +133,11 @@ def _usable_shards(
     manifest: dict[str, Any] | None,
     plan: Sequence[tuple[int, ...]],
     layout: Layout,
-    full: bool,
+    verify: Verify,
     items: Iterable[int] | None = None,
 ) -> dict[int, ShardRecord]:
     """The shards already in ``folder`` that a resumed run keeps: each has a record, holds the
-    rows the plan gives it and passes :func:`verify_shard`; any other is reported and removed,
+    rows the plan gives it and passes :func:`check_shard`; any other is reported and removed,
     so it is written again. ``items``: the shard numbers to check (default: all). Only a check
     of every shard removes shard files outside the plan: a worker checking its own share
     leaves the rest of the folder to the workers writing it."""
@@ -156,7 +157,7 @@ def _usable_shards(
                     f"{path} was planned for rows {few_rows(record.rows)}, this run plans rows "
                     f"{few_rows(plan[i])} for it (another shard size)"
                 )
-            verify_shard(path, record, layout, full)
+            record, _ = check_shard(path, record, layout, verify, caching=True)
         except Damage as err:
             _repair(f"{err}; rebuilding it")
             _discard(path)
@@ -232,7 +233,7 @@ class ShareReport:
 @dataclass(frozen=True)
 class CacheJob:
     """One cache: what to run on which transcripts, where, and how to check what the folder
-    already holds (``full``: compare checksums too). A single process runs it whole
+    already holds (``verify``, :class:`~interp.cache.key.Verify`). A single process runs it whole
     (:meth:`run`); parallel workers each write their share (:meth:`write_share`) and one
     :meth:`finalize` checks every shard and completes the manifest. Callers hold the folder's
     lock (see :func:`cache_activations`, :mod:`interp.cache.parallel`)."""
@@ -243,12 +244,13 @@ class CacheJob:
     folder: Path
     capture: Capture
     shard_cut: ShardCut
-    full: bool
+    verify: Verify
     progress: bool
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.key.hooks, self.model.d_model, self.key.per_token, self.key.digest())
+        key = self.key
+        return Layout(key.hooks, self.model.d_model, key.per_token, key.digest(), key.dtype)
 
     def encode(self, i: int) -> EncodedTranscript:
         return encode_transcript(
@@ -285,8 +287,8 @@ class CacheJob:
         return manifest
 
     def _verified(self, manifest: dict[str, Any]) -> bool:
-        """Whether ``manifest`` is complete and every shard it lists passes its checks (headers
-        only, unless ``full``); damage is reported."""
+        """Whether ``manifest`` is complete and every shard it lists passes its checks
+        (:func:`check_shard`); damage is reported."""
         if manifest.get("status") != "complete":
             return False
         try:
@@ -295,7 +297,9 @@ class CacheJob:
             if len(manifest.get("ids", [])) != self.key.n_transcripts:
                 raise Damage(f"{self.folder / MANIFEST} lists another number of ids")
             for record in records:
-                verify_shard(self.folder / record.name, record, self.layout, self.full)
+                check_shard(
+                    self.folder / record.name, record, self.layout, self.verify, caching=True
+                )
         except Damage as err:
             _repair(f"{err}; rebuilding what is damaged")
             return False
@@ -312,7 +316,7 @@ class CacheJob:
         items = list(split.items(len(plan.shards))) if split else list(range(len(plan.shards)))
         checked = items if split else None  # None: every shard, strays removed
         records = _usable_shards(
-            self.folder, manifest, plan.shards, self.layout, self.full, checked
+            self.folder, manifest, plan.shards, self.layout, self.verify, checked
         )
         return cut, plan, records, [i for i in items if i not in records]
 
@@ -341,10 +345,11 @@ class CacheJob:
             records[i] = write_shard(self.folder, i, tensors, self.key.digest())
         bar.close()
 
-    def _complete(self, cut: ShardCut, records: dict[int, ShardRecord]) -> None:
-        self.manifest(cut, records, "complete")
+    def _complete(self, cut: ShardCut, records: dict[int, ShardRecord]) -> dict[str, Any]:
+        manifest = self.manifest(cut, records, "complete")
         for path in self.folder.glob("shard-*.json"):
             path.unlink(missing_ok=True)
+        return manifest
 
     def run(self) -> ActivationSet:
         """The whole job in one process (holding the folder's lock): keep each shard that
@@ -352,14 +357,16 @@ class CacheJob:
         manifest = _resume_manifest(self.folder, self.key)
         if manifest is not None and manifest.get("status") == "complete":
             try:
-                return load_complete(self.folder, manifest, self.key, self.full)
+                return load_complete(self.folder, manifest, self.key, self.verify, caching=True)
             except Damage as err:
                 _repair(f"{err}; rebuilding what is damaged")
         cut, plan, records, todo = self._check(manifest)
         self.manifest(cut, records, "incomplete")
         self._write(plan, records, todo)
-        self._complete(cut, records)
-        return load_activation_set(self.folder, expect=self.key, verify=False)
+        manifest = self._complete(cut, records)
+        # every shard was just written or checked whole: reads check what they read
+        verify = Verify.OFF if self.verify is Verify.OFF else Verify.READ
+        return load_complete(self.folder, manifest, self.key, verify, caching=True)
 
     def _claim(self) -> dict[str, Any] | None:
         """The manifest the workers share (the caller holds the plan lock): the first worker
@@ -418,7 +425,7 @@ class CacheJob:
         return len(plan.shards)
 
 
-def _reuse(folder: Path, key: CacheKey, full: bool) -> ActivationSet | None:
+def _reuse(folder: Path, key: CacheKey, verify: Verify) -> ActivationSet | None:
     """The complete cache in ``folder`` if every check passes, else None (the writing pass
     then reports what is wrong and rebuilds it). A manifest of other inputs is refused."""
     try:
@@ -429,7 +436,7 @@ def _reuse(folder: Path, key: CacheKey, full: bool) -> ActivationSet | None:
     if manifest.get("status") != "complete":
         return None
     try:
-        return load_complete(folder, manifest, key, full)
+        return load_complete(folder, manifest, key, verify, caching=True)
     except Damage:
         return None
 
@@ -480,7 +487,7 @@ def make_job(
         folder,
         capture,
         ShardCut(shard_size, shard_tokens),
-        full_check(verify),
+        verify_mode(verify),
         progress,
     )
 
@@ -514,11 +521,14 @@ def cache_activations(
     A shard holds ``shard_size`` transcripts, or fewer when ``shard_tokens`` caps its selected
     tokens (a per-token shard is held in memory until it is written).
 
-    What the folder already holds is checked first (see :func:`load_activation_set`;
-    ``verify=True`` or ``INTERP_CACHE_VERIFY=1`` compares checksums too): a damaged file is
-    reported (:class:`CacheRepairWarning`, naming it) and written again. One process at a
-    time writes a folder (:func:`interp.locks.folder_lock`); another waits, then reuses it.
-    To split the work over processes, see :mod:`interp.cache.parallel`.
+    What the folder already holds is checked first (see :func:`load_activation_set`): by
+    default every shard written, copied or replaced since the cache wrote or last checked it
+    is checked whole, and the others by their headers (their vectors are checked as they are
+    read); ``verify=True`` (``INTERP_CACHE_VERIFY=1``) checks every shard whole, ``verify=False``
+    (``INTERP_CACHE_VERIFY=0``) compares no checksum (:class:`~interp.cache.key.Verify`). A
+    damaged file is reported (:class:`CacheRepairWarning`, naming it) and written again. One
+    process at a time writes a folder (:func:`interp.locks.folder_lock`); another waits, then
+    reuses it. To split the work over processes, see :mod:`interp.cache.parallel`.
     """
     job = make_job(
         model,
@@ -537,7 +547,7 @@ def cache_activations(
         verify=verify,
     )
     with folder_lock(job.folder, shared=True):
-        reused = _reuse(job.folder, job.key, job.full)
+        reused = _reuse(job.folder, job.key, job.verify)
     if reused is not None and not find_orphans(job.folder):
         return reused
     with folder_lock(job.folder):
