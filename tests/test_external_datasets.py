@@ -103,7 +103,9 @@ def test_insider_trading_labels_and_the_report_read_after_action(tiny_model):
     assert [t.label for t in data] == [0, 1, 1, 0]
     assert data[0].meta["grader"].startswith("Apollo's insider-trading")
     doubled = data[3]  # the doubling-down exchange is dropped: the report is the reply
-    assert doubled.reply.startswith('Reasoning: """I should tell Amy') and len(doubled.messages) == 5
+    assert (
+        doubled.reply.startswith('Reasoning: """I should tell Amy') and len(doubled.messages) == 5
+    )
     tokenizer = tiny_model.tokenizer
     spec = next(s for s in EXTERNAL_SETS if s.name == "apollo-insider-trading")
     marked = encode_transcript(tokenizer, data[1], check_tokens(spec.tokens), 4096)
@@ -115,7 +117,9 @@ def test_insider_trading_labels_and_the_report_read_after_action(tiny_model):
 
 
 def test_marker_selection_without_marker_reads_the_whole_reply(tiny_model):
-    t = Transcript("x", "g", ({"role": "user", "content": "q"}, {"role": "assistant", "content": "a b"}))
+    t = Transcript(
+        "x", "g", ({"role": "user", "content": "q"}, {"role": "assistant", "content": "a b"})
+    )
     enc = encode_transcript(tiny_model.tokenizer, t, "after:Action:", 64)
     assert not enc.answer_found
     assert enc.selected == encode_transcript(tiny_model.tokenizer, t, "reply", 64).selected
@@ -146,7 +150,7 @@ def test_rollout_folder_with_two_models_asks_for_the_file(tmp_path):
     src = APOLLO / "data/rollouts/alpaca__plain__llama-70b-3.3.json"
     for model in ("a", "b"):
         (folder / f"alpaca__plain__{model}.json").write_text(src.read_text())
-    with pytest.raises(ExternalDataError, match="alpaca__plain__a.json, alpaca__plain__b.json"):
+    with pytest.raises(ExternalDataError, match=r"alpaca__plain__a\.json, alpaca__plain__b\.json"):
         _load("apollo-alpaca", tmp_path)
     assert len(_load("apollo-alpaca", folder / "alpaca__plain__b.json")) == 2
 
@@ -159,7 +163,10 @@ def test_instructed_pairs_same_statement_under_two_instructions():
     assert (honest.messages[0]["content"], honest.label) == (HONEST, 0)
     assert (dishonest.messages[0]["content"], dishonest.label) == (DISHONEST, 1)
     assert honest.group == dishonest.group
-    assert len(build_instructed_pairs(APOLLO / "data/repe/true_false_facts.csv", true_only=False)) == 12
+    assert (
+        len(build_instructed_pairs(APOLLO / "data/repe/true_false_facts.csv", true_only=False))
+        == 12
+    )
     for seed in range(5):
         train, test = split_transcripts(data, 0.5, seed)
         train_text = {data[i].reply for i in train.tolist()}
