@@ -60,11 +60,11 @@ def test_training_lowers_reconstruction_loss(trained, tiny_model):
     assert math.isfinite(q["loss"]["loss_increase"]) and q["loss"]["n_tokens"] > 0
     # the same held-out tokens through an untrained SAE of the same shape
     from interp.cache import load_activation_set
-    from interp.sae.data import shard_paths, shard_tokens
+    from interp.sae.data import checked_shards, shard_tokens
 
     acts = load_activation_set(loaded.manifest.activation_cache)
     heldout_rows = {i for i, t in enumerate(acts.ids) if t.startswith(tuple(_test_groups(loaded)))}
-    tokens = torch.cat([shard_tokens(p, HOOK, heldout_rows) for p in shard_paths(acts)])
+    tokens = torch.cat([shard_tokens(s, HOOK, heldout_rows) for s in checked_shards(acts)])
     fresh = make_training_sae(config, tiny_model.d_model, 96, "cpu")
     before = reconstruction_stats(fresh, [tokens])
     after = reconstruction_stats(loaded.sae, [tokens])

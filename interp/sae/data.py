@@ -4,29 +4,33 @@
 transcripts asked for, mixes them in a shuffle buffer and yields ``[batch, d_model]``
 tensors forever (epoch after epoch, each in a new shard order). Memory holds one shard plus
 the buffer, whatever the dataset's size.
+
+Shards are the ones the cache's manifest lists and its reader checked
+(:attr:`~interp.cache.ActivationSet.checked`), read through that reader, so every byte is
+checked against its checksum; a stray file in the folder (``shard-00003 copy.safetensors``,
+a shard left by another run) is never read.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file
 from torch import Tensor
 
 from interp.cache import ActivationSet
+from interp.cache.activation_set import CheckedShard
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import Transcript
 
 
-def shard_paths(acts: ActivationSet) -> list[Path]:
-    paths = sorted(Path(acts.path).glob("shard-*.safetensors"))
-    if not paths:
+def checked_shards(acts: ActivationSet) -> list[CheckedShard]:
+    """The shards of ``acts`` in the manifest's order, as its reader checked them."""
+    if not acts.checked:
         raise FileNotFoundError(f"{acts.path} holds no activation shards")
-    return paths
+    return list(acts.checked)
 
 
 def _check_per_token(acts: ActivationSet, hook: str) -> None:
@@ -38,14 +42,15 @@ def _check_per_token(acts: ActivationSet, hook: str) -> None:
         raise KeyError(f"hook {hook!r} is not in {acts.path}; it holds {list(acts.key.hooks)}")
 
 
-def shard_tokens(path: Path, hook: str, keep: set[int] | None) -> Float[Tensor, "tokens d_model"]:
+def shard_tokens(
+    shard: CheckedShard, hook: str, keep: set[int] | None
+) -> Float[Tensor, "tokens d_model"]:
     """The per-token activations of one shard, only of transcripts in ``keep`` (all if None)."""
-    data = load_file(path)
-    tokens = data[f"tokens.{hook}"]
+    tokens = shard.read(f"tokens.{hook}")
     if keep is None:
         return tokens.float()
-    offsets = data["token_offsets"].tolist()
-    index = data["index"].tolist()
+    offsets = shard.read("token_offsets").tolist()
+    index = shard.rows.tolist()
     parts = [tokens[offsets[j] : offsets[j + 1]] for j, i in enumerate(index) if i in keep]
     if not parts:
         return tokens[:0].float()
@@ -53,7 +58,7 @@ def shard_tokens(path: Path, hook: str, keep: set[int] | None) -> Float[Tensor, 
 
 
 def count_tokens(acts: ActivationSet, hook: str, keep: set[int] | None) -> int:
-    return sum(len(shard_tokens(p, hook, keep)) for p in shard_paths(acts))
+    return sum(len(shard_tokens(s, hook, keep)) for s in checked_shards(acts))
 
 
 def token_batches(
@@ -73,17 +78,17 @@ def token_batches(
     spread over many batches. ``keep`` restricts training to those transcripts (dataset rows).
     """
     _check_per_token(acts, hook)
-    paths = shard_paths(acts)
+    shards = checked_shards(acts)
     wanted = set(keep) if keep is not None else None
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     buffer = torch.empty(0, acts.d_model)
     yielded_any = False
     while True:
-        order = list(paths)
+        order = list(shards)
         rng.shuffle(order)
-        for path in order:
-            buffer = torch.cat([buffer, shard_tokens(path, hook, wanted)])
+        for shard in order:
+            buffer = torch.cat([buffer, shard_tokens(shard, hook, wanted)])
             while len(buffer) >= buffer_tokens:
                 buffer = buffer[torch.randperm(len(buffer), generator=gen)]
                 n_out = max(batch_size, (len(buffer) // 2) // batch_size * batch_size)

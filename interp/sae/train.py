@@ -29,7 +29,7 @@ from interp.hooks import check_layer, hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.sae.config import SAEConfig
-from interp.sae.data import shard_paths, shard_tokens, token_batches
+from interp.sae.data import checked_shards, shard_tokens, token_batches
 from interp.sae.quality import loss_increase, reconstruction_stats
 from interp.sae.store import MANIFEST, LoadedSAE, SAEManifest, SAEMismatchError, load_sae
 
@@ -122,8 +122,8 @@ def make_training_sae(config: SAEConfig, d_in: int, d_sae: int, device: str) -> 
 def _token_stream(data: SAEData, rows: Sequence[int], chunk: int = 4096) -> Iterator[Tensor]:
     """Tokens of ``rows``, shard by shard, in chunks (for measurements, not training)."""
     keep = set(rows)
-    for path in shard_paths(data.acts):
-        tokens = shard_tokens(path, data.hook, keep)
+    for shard in checked_shards(data.acts):
+        tokens = shard_tokens(shard, data.hook, keep)
         yield from tokens.split(chunk)
 
 
