@@ -66,19 +66,24 @@ class ScenarioTexts:
     answers_rebut: tuple[str, ...] = ()
 
 
-def _strings(values: object, count: int, where: str) -> tuple[str, ...]:
-    """``count`` non-empty, distinct, marker-free strings, or an error naming ``where``."""
+def _strings(values: object, count: int, where: str, field: str) -> tuple[str, ...]:
+    """``count`` non-empty, distinct, marker-free strings, or an error naming ``where`` (file,
+    index and id) and ``field``."""
     if not isinstance(values, list) or len(values) != count:
-        raise OrganismTextsError(f"{where}: must be a list of exactly {count} strings")
+        raise OrganismTextsError(
+            f"{where}: field '{field}' must be a list of exactly {count} strings"
+        )
     for j, text in enumerate(values):
         if not isinstance(text, str) or not text.strip():
-            raise OrganismTextsError(f"{where}[{j}]: must be a non-empty string")
+            raise OrganismTextsError(f"{where}: field '{field}[{j}]' must be a non-empty string")
         marker = next((m for m in MARKERS if m in text.lower()), None)
         if marker:
-            raise OrganismTextsError(f"{where}[{j}]: contains the marker {marker!r}")
+            raise OrganismTextsError(
+                f"{where}: field '{field}[{j}]' contains the marker {marker!r}"
+            )
     texts = tuple(v.strip() for v in values)
     if len(set(texts)) != len(texts):
-        raise OrganismTextsError(f"{where}: texts repeat")
+        raise OrganismTextsError(f"{where}: field '{field}': texts repeat")
     return texts
 
 
@@ -91,7 +96,7 @@ def _section(raw: Mapping, section: str, where: str) -> dict[str, tuple[str, ...
         raise OrganismTextsError(f"{where}: field '{section}' must have exactly {names}, got {got}")
     return {
         f"{section}_{name}": _strings(
-            value[name], COUNTS[(section, name)], f"{where}: {section}.{name}"
+            value[name], COUNTS[(section, name)], where, f"{section}.{name}"
         )
         for name in names
     }
@@ -99,17 +104,20 @@ def _section(raw: Mapping, section: str, where: str) -> dict[str, tuple[str, ...
 
 def _paraphrases(values: object, pressure: str, where: str) -> tuple[str, ...]:
     """The rewordings of ``pressure``: each with its speaker prefix, none the same as it."""
-    where = f"{where}: field 'pressure_paraphrases'"
-    texts = _strings(values, PARAPHRASES, where)
+    field = "pressure_paraphrases"
+    texts = _strings(values, PARAPHRASES, where, field)
     speaker, sep, _ = pressure.partition(": ")
     prefix = f"{speaker}: " if sep else ""
     for j, text in enumerate(texts):
         if not text.startswith(prefix) or not text[len(prefix) :].strip():
             raise OrganismTextsError(
-                f"{where}[{j}]: must start with the pressure turn's speaker prefix {prefix!r}"
+                f"{where}: field '{field}[{j}]' must start with the pressure turn's speaker "
+                f"prefix {prefix!r}"
             )
         if text == pressure:
-            raise OrganismTextsError(f"{where}[{j}]: repeats the pressure turn unchanged")
+            raise OrganismTextsError(
+                f"{where}: field '{field}[{j}]' repeats the pressure turn unchanged"
+            )
     return texts
 
 
@@ -160,9 +168,12 @@ def _read_file(path: Path, scenarios: Mapping, train: frozenset) -> list[Scenari
                 f"{path}[{i}] (id {entry.id!r}): field 'id': a {domain!r} scenario belongs in "
                 f"{domain}.json"
             )
-    ids = [e.id for e in entries]
-    if ids != sorted(ids):
-        raise OrganismTextsError(f"{path}: entries must be sorted by id")
+    for i in range(1, len(entries)):
+        if entries[i].id <= entries[i - 1].id:
+            raise OrganismTextsError(
+                f"{path}[{i}] (id {entries[i].id!r}): field 'id': entries must be sorted by "
+                f"id, each id once (follows {entries[i - 1].id!r})"
+            )
     return entries
 
 
