@@ -231,17 +231,19 @@ def read_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tupl
                 ) from None
 
 
-def read_json(path: str | Path, error: type[Exception] = ValueError) -> Any:
+def read_json(path: str | Path, error: type[Exception] = ValueError, fix: str = "") -> Any:
     """The decoded contents of a JSON file; a file that is not valid JSON (empty, truncated,
-    not UTF-8) raises ``error`` naming the file: ``<path>: not valid JSON (<reason>)``."""
+    not UTF-8) raises ``error`` naming the file: ``<path>: not valid JSON (<reason>)``,
+    followed by ``; <fix>`` when the caller knows how to repair it."""
+    end = f"; {fix}" if fix else ""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise error(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno}){end}"
         ) from None
     except UnicodeDecodeError as err:
-        raise error(f"{path}: not valid JSON (not UTF-8 text: {err.reason})") from None
+        raise error(f"{path}: not valid JSON (not UTF-8 text: {err.reason}){end}") from None
 
 
 # --- provenance and checks -------------------------------------------------------------------

@@ -5,8 +5,9 @@ A probe maps activations ``[..., d]`` to a score per vector; higher means label 
 after checking it was made by the probe's model, at its hook, with its token selection.
 ``predict`` compares the score with the probe's ``threshold``. A saved probe is a folder
 with ``probe.safetensors`` (its tensors) and ``probe.json`` (its kind, settings, threshold
-and :class:`ProbeMeta`: which model, hook and token selection it reads), so applying it to
-activations of another model or hook fails loudly instead of giving silent nonsense.
+and :class:`ProbeMeta`: which model, hook and token selection it reads, plus the checksums of
+its files and of its own contents), so applying it to activations of another model or hook,
+or loading an edited or damaged probe, fails loudly instead of giving silent nonsense.
 
 This package never imports ``interp``: a probe can be fitted on any tensor.
 """
@@ -16,17 +17,27 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
-from probes.io import atomic_write
+from probes.io import (
+    SEAL_KEY,
+    UncheckedArtifactWarning,
+    atomic_write,
+    check_checksums,
+    check_seal,
+    record_checksums,
+    seal,
+)
 
 FORMAT_VERSION = 1
 
@@ -182,13 +193,23 @@ class Probe(ABC):
         self.load_state({k: v.to(device) for k, v in self.state().items()})
         return self
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``probe.safetensors`` and ``probe.json`` into folder ``path``."""
+    def state_bytes(self) -> bytes:
+        """The bytes :meth:`save` writes to ``probe.safetensors`` (its tensors on the CPU):
+        their checksum identifies the fitted probe (a saved eraser records it)."""
         if not self.fitted:
             raise NotFittedError("cannot save a probe that is not fitted")
+        return save({k: v.detach().cpu().contiguous() for k, v in self.state().items()})
+
+    def save(self, path: str | Path, with_files: Sequence[str] = ()) -> Path:
+        """Write ``probe.safetensors`` and ``probe.json`` into folder ``path``.
+
+        ``probe.json`` records the size and checksum of ``probe.safetensors`` and of the
+        files ``with_files`` already in the folder (a stance eraser) under ``files``, and the
+        checksum of its own contents under ``blake2b``; :meth:`load` checks both."""
+        data = self.state_bytes()
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state().items()}
+        atomic_write(folder / TENSORS, lambda p: p.write_bytes(data))
         config = {
             "format_version": FORMAT_VERSION,
             "kind": self.kind,
@@ -196,9 +217,10 @@ class Probe(ABC):
             "threshold": self.threshold,
             "d_in": self.d_in,
             "meta": asdict(self.meta),
+            "files": record_checksums(folder, [TENSORS, *with_files]),
         }
-        atomic_write(folder / "probe.safetensors", lambda p: save_file(tensors, str(p)))
-        atomic_write(folder / "probe.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+        text = json.dumps(seal(config), indent=2)
+        atomic_write(folder / "probe.json", lambda p: p.write_text(text))
         return folder
 
     def tensor_shapes(self, d_in: int) -> dict[str, tuple[int, ...]] | None:
@@ -214,20 +236,31 @@ class Probe(ABC):
         the keys :meth:`save` writes, its kind is registered and accepts the settings, the
         threshold is finite, ``d_in`` a positive integer, the hook (if set) a residual-stream
         hook name; ``probe.safetensors`` holds the kind's tensors, of floating dtype, with
-        shapes that fit ``d_in`` and finite values. Any failure raises
-        :class:`ProbeMismatchError` naming the folder, the problem and the fix.
+        shapes that fit ``d_in`` and finite values. Then the checksums: ``probe.json`` must
+        match the checksum of its own contents and every file it records (its tensors, a
+        stance eraser) its recorded size and checksum, so an edit that keeps the structure
+        (other finite weights, another token selection) is refused too. Any failure raises
+        :class:`ProbeMismatchError` naming the folder, the problem and the fix. A probe saved
+        before checksums were recorded loads with a
+        :class:`~probes.io.UncheckedArtifactWarning`.
         """
         folder = Path(path)
         if not (folder / "probe.json").is_file():
             raise FileNotFoundError(f"{folder} is not a saved probe (no probe.json)")
         config = _read_config(folder)
         probe = _probe_from_config(folder, config)
-        probe.load_state(_read_tensors(folder, probe, device))
+        tensors = _read_tensors(folder, probe, device)
+        _check_checksums(folder, config)
+        probe.load_state(tensors)
         return probe
 
 
 #: The keys :meth:`Probe.save` writes to ``probe.json``.
 CONFIG_KEYS = ("format_version", "kind", "settings", "threshold", "d_in", "meta")
+#: The checksum keys :meth:`Probe.save` adds (absent from probes saved before them).
+CHECKSUM_KEYS = ("files", SEAL_KEY)
+#: The tensors' file in a saved probe's folder.
+TENSORS = "probe.safetensors"
 #: A residual-stream hook name, as ``interp.hooks.hook_name`` builds them.
 HOOK_PATTERN = re.compile(r"^blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post)$")
 _RESAVE = "re-save the probe with probe.save(folder) or train it again"
@@ -254,13 +287,14 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise _bad(folder, f"probe.json holds a {type(config).__name__}, not a JSON object")
     missing = [k for k in CONFIG_KEYS if k not in config]
-    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    unknown = sorted(set(config) - set(CONFIG_KEYS) - set(CHECKSUM_KEYS))
     if missing:
         raise _bad(folder, f"probe.json lacks the keys {missing}")
     if unknown:
         raise _bad(
             folder,
-            f"probe.json has unknown keys {unknown} (expected exactly {list(CONFIG_KEYS)})",
+            f"probe.json has unknown keys {unknown} (expected exactly {list(CONFIG_KEYS)} "
+            f"and {list(CHECKSUM_KEYS)})",
             "remove them, or re-save the probe with probe.save(folder)",
         )
     if config["format_version"] != FORMAT_VERSION:
@@ -270,6 +304,33 @@ def _read_config(folder: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}",
         )
     return config
+
+
+def _check_checksums(folder: Path, config: dict[str, Any]) -> None:
+    """``probe.json`` matches the checksum of its contents and each file it records its size
+    and checksum; a probe saved without them (an older version) is read with a warning."""
+    present = [k for k in CHECKSUM_KEYS if k in config]
+    if not present:
+        warnings.warn(
+            f"{folder}: saved without checksums (by an older version), so an edit that keeps "
+            f"its structure cannot be detected; {_RESAVE} to record them",
+            UncheckedArtifactWarning,
+            stacklevel=4,
+        )
+        return
+    if len(present) < len(CHECKSUM_KEYS):
+        missing = sorted(set(CHECKSUM_KEYS) - set(present))
+        raise _bad(folder, f"probe.json has {present} but lacks {missing}")
+    fix = f"{_RESAVE} (or restore the folder from a copy)"
+    check_seal(config, where=folder / "probe.json", fix=fix, error=ProbeMismatchError)
+    check_checksums(
+        folder,
+        config["files"],
+        manifest="probe.json",
+        fix=fix,
+        error=ProbeMismatchError,
+        required=[TENSORS],
+    )
 
 
 def _read_meta(folder: Path, raw: object) -> ProbeMeta:
@@ -322,7 +383,7 @@ def _probe_from_config(folder: Path, config: dict[str, Any]) -> Probe:
 
 def _read_tensors(folder: Path, probe: Probe, device: str | torch.device) -> dict[str, Tensor]:
     """``probe.safetensors``, checked against the probe's kind and ``d_in``."""
-    file = folder / "probe.safetensors"
+    file = folder / TENSORS
     if not file.is_file():
         raise _bad(folder, "probe.safetensors is missing")
     try:

@@ -232,10 +232,12 @@ def test_a_missing_or_damaged_eraser_is_refused(erased_run, tmp_path):
     shutil.copytree(erased_run.out_dir, folder)
     eraser = folder / "probes" / "L1" / ERASER_FILE
     eraser.write_bytes(eraser.read_bytes()[:100])
-    with pytest.raises(ProbeMismatchError, match=r"eraser\.safetensors cannot be read"):
+    # probe.json records the eraser's size and checksum: the damage is found before reading it
+    cut = r"eraser\.safetensors: 100 bytes, but probe\.json records \d+ \(truncated"
+    with pytest.raises(ProbeMismatchError, match=cut):
         load_probe(folder, 1)
     eraser.unlink()
-    with pytest.raises(ProbeMismatchError, match=r"eraser\.safetensors is missing"):
+    with pytest.raises(ProbeMismatchError, match=r"eraser\.safetensors: missing"):
         load_probe(folder, 1)
 
 

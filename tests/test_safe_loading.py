@@ -326,7 +326,39 @@ TAMPERING = {
         lambda f: (f / "cfg.json").write_text("{"),
         r"cfg\.json: not valid JSON",
     ),
+    # damage that keeps the structure: only the checksums in manifest.json see it
+    "flipped weight bit": (
+        lambda f: _flip_bit(f / "sae_weights.safetensors"),
+        r"sae_weights\.safetensors: checksum differs from the one in manifest\.json.*"
+        r"train the SAE again",
+    ),
+    "edited cfg value": (
+        lambda f: _edit_json(f / "cfg.json", lambda c: c.update(apply_b_dec_to_input=False)),
+        r"cfg\.json: \d+ bytes, but manifest\.json records|cfg\.json: checksum differs",
+    ),
+    "edited manifest value": (
+        lambda f: _edit_json(f / "manifest.json", lambda m: m.update(n_train_transcripts=7)),
+        r"manifest\.json: its contents do not match the checksum recorded in it",
+    ),
+    "truncated cfg": (
+        lambda f: _truncate(f / "cfg.json"),
+        r"cfg\.json: not valid JSON .*; train the SAE again \(python -m interp\.sae",
+    ),
 }
+
+
+def _flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # a low bit of a float32 weight: still finite, still parses
+    path.write_bytes(bytes(data))
+
+
+def test_an_sae_saved_without_checksums_loads_with_a_warning(sae_folder):
+    from probes.io import UncheckedArtifactWarning
+
+    _edit_json(sae_folder / "manifest.json", lambda m: [m.pop("files"), m.pop("blake2b")])
+    with pytest.warns(UncheckedArtifactWarning, match=r"saved without checksums.*--overwrite"):
+        load_sae(sae_folder)
 
 
 @pytest.mark.parametrize("case", list(TAMPERING))

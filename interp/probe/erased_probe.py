@@ -13,12 +13,16 @@ On disk it is the inner probe's folder (``probe.safetensors``, ``probe.json``) p
 stances and the ``concept-erasure`` version), written atomically; ``probe.json`` records the
 file under ``meta.extra["stance_eraser"]``. :func:`interp.probe.load_probe` reads both back;
 ``probes.Probe.load`` alone (which never imports ``interp``) returns the inner probe, which
-expects erased activations: the ``meta.extra`` entry says so.
+expects erased activations: the ``meta.extra`` entry says so. ``probe.json`` records the
+eraser's checksum beside its own file's, and the eraser records its probe's model, hook and
+tensors' checksum, so an eraser copied from another run, a ``probe.json`` that no longer
+names its eraser, or an eraser of another dtype is refused naming the folder.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Self
@@ -29,14 +33,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from interp.artifacts import atomic_write
+from interp.artifacts import atomic_write, blake2b_hex, file_blake2b
 from interp.probe.erasure import STANCES, erase, eraser_to
 from probes import Probe, ProbeMeta, ProbeMismatchError
-from probes.base import NotFittedError
+from probes.base import TENSORS, NotFittedError
 
 #: The eraser's file in a saved probe's folder, and the ``ProbeMeta.extra`` key naming it.
 ERASER_FILE = "eraser.safetensors"
 ERASER_KEY = "stance_eraser"
+#: The dtype of a saved eraser's tensors: LEACE is fitted and applied in float64.
+ERASER_DTYPE = torch.float64
 _TENSORS = ("proj_left", "proj_right", "bias")
 
 
@@ -106,12 +112,14 @@ class ErasedProbe(Probe):
     def settings(self) -> dict[str, Any]:
         return self.probe.settings()
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, with_files: Sequence[str] = ()) -> Path:
         """The inner probe's folder plus :data:`ERASER_FILE` (written first, so a
-        ``probe.json`` that names it is never read without it)."""
+        ``probe.json`` that names it is never read without it; ``probe.json`` records its
+        checksum, and the eraser records the checksum of the probe's tensors)."""
         folder = Path(path)
-        save_eraser(self.eraser, folder / ERASER_FILE, self.probe.meta.hook)
-        return self.probe.save(folder)
+        probe_sum = blake2b_hex(self.probe.state_bytes())
+        save_eraser(self.eraser, folder / ERASER_FILE, self.probe.meta, probe_sum)
+        return self.probe.save(folder, with_files=[ERASER_FILE, *with_files])
 
 
 def _eraser_tensors(eraser: Any) -> dict[str, Tensor]:
@@ -120,13 +128,21 @@ def _eraser_tensors(eraser: Any) -> dict[str, Tensor]:
     return {name: getattr(eraser, name) for name in _TENSORS}
 
 
-def save_eraser(eraser: Any, path: Path, hook: str | None) -> None:
-    """Write ``eraser``'s tensors (CPU, contiguous) to ``path`` atomically, with the hook,
-    the erased stances and the ``concept-erasure`` version as metadata."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in _eraser_tensors(eraser).items()}
+def save_eraser(eraser: Any, path: Path, meta: ProbeMeta, probe_blake2b: str) -> None:
+    """Write ``eraser``'s tensors (CPU, contiguous, float64 as fitted) to ``path``
+    atomically, with what it belongs to as metadata: the probe's model (name, fingerprint),
+    hook and the checksum of its ``probe.safetensors`` (``probe_blake2b``), the erased stances
+    and the ``concept-erasure`` version."""
+    tensors = {
+        k: v.detach().cpu().to(ERASER_DTYPE).contiguous()
+        for k, v in _eraser_tensors(eraser).items()
+    }
     info = {
         "method": "leace",
-        "hook": hook or "",
+        "hook": meta.hook or "",
+        "model_name": meta.model_name or "",
+        "model_fingerprint": meta.model_fingerprint or "",
+        "probe_blake2b": probe_blake2b,
         "stances": json.dumps(STANCES),
         "concept_erasure": metadata.version("concept-erasure"),
     }
@@ -164,21 +180,37 @@ def load_eraser(folder: Path, probe: Probe, device: str | torch.device = "cpu") 
     d, k = probe.d_in, tensors["proj_left"].shape[-1]
     shapes = {"proj_left": (d, k), "proj_right": (k, d), "bias": (d,)}
     for name, tensor in tensors.items():
-        if tuple(tensor.shape) != shapes[name] or not tensor.is_floating_point():
+        if tuple(tensor.shape) != shapes[name] or tensor.dtype != ERASER_DTYPE:
             raise _bad(
                 folder,
-                f"eraser tensor {name!r} is {tensor.dtype} of shape {tuple(tensor.shape)}, "
-                f"expected a float tensor of shape {shapes[name]} (the probe reads {d} features)",
+                f"eraser tensor {name!r} in {folder / ERASER_FILE} is {tensor.dtype} of shape "
+                f"{tuple(tensor.shape)}, expected {ERASER_DTYPE} (the dtype the edit is "
+                f"computed in) of shape {shapes[name]} (the probe reads {d} features)",
             )
         if not bool(torch.isfinite(tensor).all()):
             raise _bad(folder, f"eraser tensor {name!r} holds NaN or infinite values")
-    saved_hook, hook = info.get("hook"), probe.meta.hook or ""
-    if saved_hook != hook:
-        raise _bad(
-            folder, f"the eraser was saved for hook {saved_hook!r}, the probe reads {hook!r}"
-        )
+    _check_owner(folder, probe, info)
     eraser = LeaceEraser(tensors["proj_left"], tensors["proj_right"], tensors["bias"])
     return eraser_to(eraser, device)
+
+
+def _check_owner(folder: Path, probe: Probe, info: dict[str, str]) -> None:
+    """The eraser was saved with this probe: same hook, model and probe tensors (erasers
+    saved before the model and probe were recorded are checked for the hook only)."""
+    wanted = {
+        "hook": probe.meta.hook or "",
+        "model_fingerprint": probe.meta.model_fingerprint or "",
+        "probe_blake2b": file_blake2b(folder / TENSORS),
+    }
+    for key, value in wanted.items():
+        if key != "hook" and key not in info:
+            continue  # an older eraser: probe.json's own checksums decide
+        if info.get(key) != value:
+            raise _bad(
+                folder,
+                f"{ERASER_FILE} was saved for {key} {info.get(key)!r}, but the probe beside it "
+                f"has {value!r}: the eraser belongs to another probe or run",
+            )
 
 
 def with_saved_eraser(probe: Probe, folder: Path, device: str | torch.device = "cpu") -> Probe:
@@ -186,6 +218,12 @@ def with_saved_eraser(probe: Probe, folder: Path, device: str | torch.device = "
     ``probe.json`` names one; ``probe`` itself otherwise."""
     name = probe.meta.extra.get(ERASER_KEY)
     if name is None:
+        if (folder / ERASER_FILE).exists():
+            raise _bad(
+                folder,
+                f"the folder holds {ERASER_FILE} but probe.json names no stance eraser "
+                f"(meta.extra[{ERASER_KEY!r}]): the probe would read un-erased activations",
+            )
         return probe
     if name != ERASER_FILE:
         raise _bad(folder, f"meta.extra[{ERASER_KEY!r}] is {name!r}, expected {ERASER_FILE!r}")

@@ -38,6 +38,8 @@ def score_transcripts(
             "the probe does not record its hook and token selection (ProbeMeta.hook/tokens); "
             "score activations yourself with probe.score(...)"
         )
+    # refuse another model before the forward passes, as score_set would after them
+    probe.check_compatible(model_fingerprint=model.fingerprint, hook=hook, tokens=tokens)
     check_model_dtype(probe, model.dtype_name)
     acts = cache_activations(
         model,

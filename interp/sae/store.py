@@ -6,8 +6,12 @@ A saved SAE is a folder ``<cache>/saes/<name>/`` holding SAELens' ``cfg.json`` a
 :func:`load_sae` refuses an SAE trained on another model or hook unless told otherwise, and
 checks the folder before SAELens reads it (:func:`check_sae_files`): each JSON file parses,
 ``cfg.json`` agrees with the manifest (d_in, d_sae, architecture, hook), and the weights have
-the shapes, dtype and finite values those say. A damaged folder raises :class:`SAEFormatError`
-naming the file and the problem. Only safetensors and JSON are read (never a pickle).
+the shapes, dtype and finite values those say; then (:func:`verify_checksums`) the manifest
+matches the checksum of its own contents and ``cfg.json`` and the weights the sizes and
+checksums it records, so a flipped bit or an edited value is refused too. A damaged folder
+raises :class:`SAEFormatError` naming the file, the problem and the fix. An SAE saved before
+checksums were recorded loads with a :class:`~probes.io.UncheckedArtifactWarning`. Only
+safetensors and JSON are read (never a pickle).
 """
 
 from __future__ import annotations
@@ -16,11 +20,20 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from interp.artifacts import read_json, write_json_atomic
+from interp.artifacts import (
+    check_checksums,
+    check_seal,
+    read_json,
+    record_checksums,
+    seal,
+    warn_unchecked,
+    write_json_atomic,
+)
 from interp.models import LoadedModel
 from interp.paths import cache_root
 
 MANIFEST = "manifest.json"
+SEAL_KEY = "blake2b"  # probes.io.SEAL_KEY (not imported: importing probes loads torch)
 CFG = "cfg.json"  # SAELens' config
 WEIGHTS = "sae_weights.safetensors"
 FORMAT_VERSION = 1
@@ -30,8 +43,12 @@ _FIELD_TYPES: dict[str, Any] = {
     "architecture": str, "data_hash": str, "datasets": list, "n_train_transcripts": int,
     "n_train_tokens_unique": int, "config": dict, "quality": dict,
     "train_seconds": (int, float, type(None)), "activation_cache": (str, type(None)),
-    "format_version": int,
+    "format_version": int, "files": (dict, type(None)),
 }  # fmt: skip
+#: The fix every damaged-SAE message ends with.
+RETRAIN = (
+    "train the SAE again (python -m interp.sae ... --overwrite), or restore the folder from a copy"
+)
 
 
 class SAEMismatchError(ValueError):
@@ -61,6 +78,8 @@ class SAEManifest:
     train_seconds: float | None = None
     activation_cache: str | None = None
     format_version: int = FORMAT_VERSION
+    # size and checksum of cfg.json and the weights (None: saved before they were recorded)
+    files: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, folder: Path) -> SAEManifest:
@@ -70,9 +89,10 @@ class SAEManifest:
                 f"{folder} has no {MANIFEST}: not an SAE saved by interp.sae "
                 "(SAELens' own folders load with sae_lens.SAE.load_from_disk)"
             )
-        raw = read_json(path, error=SAEFormatError)
+        raw = read_json(path, error=SAEFormatError, fix=RETRAIN)
         if not isinstance(raw, dict):
-            raise SAEFormatError(f"{path}: not a JSON object")
+            raise SAEFormatError(f"{path}: not a JSON object; {RETRAIN}")
+        raw = {k: v for k, v in raw.items() if k != SEAL_KEY}  # checked by verify_checksums
         names = {f.name for f in fields(cls)}
         required = {
             f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
@@ -81,16 +101,40 @@ class SAEManifest:
         if unknown or missing:
             raise SAEFormatError(
                 f"{path}: not an interp.sae manifest (missing: {', '.join(missing) or 'none'}; "
-                f"unknown: {', '.join(unknown) or 'none'})"
+                f"unknown: {', '.join(unknown) or 'none'}); {RETRAIN}"
             )
         for key, value in raw.items():
             kind = _FIELD_TYPES[key]
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-                raise SAEFormatError(f"{path}: {key} is {value!r}, not of type {kind}")
+                raise SAEFormatError(f"{path}: {key} is {value!r}, not of type {kind}; {RETRAIN}")
         return cls(**raw)
 
     def write(self, folder: Path) -> None:
-        write_json_atomic(Path(folder) / MANIFEST, self.__dict__)
+        """Write ``manifest.json`` into ``folder`` (which already holds SAELens' files),
+        recording their sizes and checksums and sealing its own contents."""
+        folder = Path(folder)
+        files = record_checksums(folder, [n for n in (CFG, WEIGHTS) if (folder / n).is_file()])
+        write_json_atomic(folder / MANIFEST, seal({**self.__dict__, "files": files}))
+
+
+def verify_checksums(folder: Path, manifest: SAEManifest) -> None:
+    """Raise :class:`SAEFormatError` naming the file unless ``manifest.json`` matches the
+    checksum of its contents and ``cfg.json`` and the weights their recorded sizes and
+    checksums; an SAE saved before they were recorded loads with a warning."""
+    if manifest.files is None:
+        warn_unchecked(folder, "train it again (--overwrite) to record them")
+        return
+    raw = read_json(folder / MANIFEST, error=SAEFormatError, fix=RETRAIN)
+    if not check_seal(raw, where=folder / MANIFEST, fix=RETRAIN, error=SAEFormatError):
+        raise SAEFormatError(f"{folder / MANIFEST}: records files but no {SEAL_KEY!r}; {RETRAIN}")
+    check_checksums(
+        folder,
+        manifest.files,
+        manifest=MANIFEST,
+        fix=RETRAIN,
+        error=SAEFormatError,
+        required=(CFG, WEIGHTS),
+    )
 
 
 def sae_dir(name_or_path: str | Path, root: Path | None = None) -> Path:
@@ -141,10 +185,10 @@ def _check_cfg(folder: Path, manifest: SAEManifest) -> dict[str, Any]:
     """SAELens' ``cfg.json``, checked against the manifest."""
     path = folder / CFG
     if not path.is_file():
-        raise SAEFormatError(f"{path}: missing (SAELens' config of the SAE)")
-    cfg = read_json(path, error=SAEFormatError)
+        raise SAEFormatError(f"{path}: missing (SAELens' config of the SAE); {RETRAIN}")
+    cfg = read_json(path, error=SAEFormatError, fix=RETRAIN)
     if not isinstance(cfg, dict):
-        raise SAEFormatError(f"{path}: not a JSON object")
+        raise SAEFormatError(f"{path}: not a JSON object; {RETRAIN}")
     meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     checks = [
         ("d_in", cfg.get("d_in"), manifest.d_model),
@@ -161,7 +205,7 @@ def _check_cfg(folder: Path, manifest: SAEManifest) -> dict[str, Any]:
         if found != wanted:
             raise SAEFormatError(
                 f"{path}: {key} is {found!r} but {MANIFEST} says {wanted!r}; the folder was "
-                "edited or mixes two SAEs: train it again"
+                f"edited or mixes two SAEs; {RETRAIN}"
             )
     return cfg
 
@@ -175,7 +219,7 @@ def _check_weights(folder: Path, manifest: SAEManifest, dtype: str) -> None:
 
     path = folder / WEIGHTS
     if not path.is_file():
-        raise SAEFormatError(f"{path}: missing")
+        raise SAEFormatError(f"{path}: missing; {RETRAIN}")
     d_in, d_sae = manifest.d_model, manifest.d_sae
     shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
     try:
@@ -184,22 +228,26 @@ def _check_weights(folder: Path, manifest: SAEManifest, dtype: str) -> None:
     except Exception as err:  # safetensors raises its own error types for damaged files
         raise SAEFormatError(
             f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); "
-            "truncated or replaced: train the SAE again"
+            f"truncated or replaced; {RETRAIN}"
         ) from None
     missing = sorted(set(shapes) - set(tensors))
     if missing:
-        raise SAEFormatError(f"{path}: no {', '.join(missing)} (holds {sorted(tensors)})")
+        raise SAEFormatError(
+            f"{path}: no {', '.join(missing)} (holds {sorted(tensors)}); {RETRAIN}"
+        )
     for key, tensor in tensors.items():
         wanted = shapes.get(key)
         if wanted is not None and tuple(tensor.shape) != wanted:
             raise SAEFormatError(
                 f"{path}: {key} has shape {tuple(tensor.shape)}, expected {wanted} "
-                f"(d_in {d_in}, d_sae {d_sae} in {MANIFEST})"
+                f"(d_in {d_in}, d_sae {d_sae} in {MANIFEST}); {RETRAIN}"
             )
         if str(tensor.dtype).removeprefix("torch.") != dtype:
-            raise SAEFormatError(f"{path}: {key} is {tensor.dtype}, but {CFG} says {dtype}")
+            raise SAEFormatError(
+                f"{path}: {key} is {tensor.dtype}, but {CFG} says {dtype}; {RETRAIN}"
+            )
         if not bool(torch.isfinite(tensor).all()):
-            raise SAEFormatError(f"{path}: {key} holds NaN or infinite values")
+            raise SAEFormatError(f"{path}: {key} holds NaN or infinite values; {RETRAIN}")
 
 
 def check_sae_files(folder: Path, manifest: SAEManifest) -> None:
@@ -260,6 +308,7 @@ def load_sae(
     elif hook is not None and hook != manifest.hook:
         raise SAEMismatchError(f"{folder} was trained on hook {manifest.hook!r}, not {hook!r}")
     check_sae_files(folder, manifest)
+    verify_checksums(folder, manifest)
     dev = device or (str(model.device) if model is not None else "cpu")
     sae = SAE.load_from_disk(folder, device=dev)
     sae.eval()
