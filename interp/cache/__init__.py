@@ -13,16 +13,21 @@ transcripts in shards is deterministic, so an interrupted run resumes at its fir
 shard. Memory holds one shard of vectors at a time, whatever the dataset's size.
 
 Nothing is read that was not written. The manifest (version :data:`MANIFEST_VERSION`) records
-each shard's size, BLAKE2b checksum and rows (:class:`ShardRecord`); while a run is under way
-each new shard's record waits beside it (``shard-00003.json``) and the manifest gathers them
-when it is marked complete. Every read checks each shard's size, safetensors header, tensor
-shapes and rows, and that the shards hold every row exactly once; ``verify=True`` (or
-``INTERP_CACHE_VERIFY=1``) compares the checksums as well. Reading a damaged cache raises
-:class:`CacheIntegrityError` naming the file; caching reports it (:class:`CacheRepairWarning`)
-and writes it again, as it does a shard without a record (a cut write), a shard planned with
-another shard size, and leftovers of cut writes (``.*.tmp``, ``*.partial``). A writer holds
-the folder's lock (:mod:`interp.locks`), so a second process waits and then reuses the cache.
-A folder of an older manifest version is rebuilt, with a message.
+each shard's size, rows, a checksum of its header and of each tensor, and the file's stamp
+(size, times, inode) when it was written (:class:`ShardRecord`); while a run is under way each
+new shard's record waits beside it (``shard-00003.json``) and the manifest gathers them when it
+is marked complete. Every read checks each shard's size, safetensors header, tensor dtypes,
+shapes and rows, that the shards hold every row exactly once, and, by default, every byte it
+reads against its checksum, as it reads it (no extra I/O). Caching checks a kept shard whole
+when its stamp changed since it was written. ``verify=True`` (``INTERP_CACHE_VERIFY=1``,
+``--verify``) checks every shard whole; ``verify=False`` (``INTERP_CACHE_VERIFY=0``,
+``--no-verify``) compares no checksum (:class:`~interp.cache.key.Verify`). Reading a damaged
+cache raises :class:`CacheIntegrityError` naming the file and the fix; caching reports it
+(:class:`CacheRepairWarning`) and writes it again, as it does a shard without a record (a cut
+write), a shard planned with another shard size, and leftovers of cut writes (``.*.tmp``,
+``*.partial``). Readers take the shards the manifest lists, never a glob of the folder. A
+writer holds the folder's lock (:mod:`interp.locks`), so a second process waits and then
+reuses the cache. A folder of an older manifest version is rebuilt, with a message.
 
 A forward pass holds at most ``batch_size`` transcripts and, with ``batch_tokens``, that many
 padded tokens; an out-of-memory error halves both and the run goes on. A per-token cache says
@@ -56,6 +61,7 @@ from interp.cache.key import (
     CacheKey,
     CacheMismatchError,
     CacheRepairWarning,
+    Verify,
 )
 from interp.cache.parallel import finalize, run_cache, write_share
 from interp.cache.shards import ShardRecord
@@ -78,6 +84,7 @@ __all__ = [
     "CacheMismatchError",
     "CacheRepairWarning",
     "ShardRecord",
+    "Verify",
     "cache_activations",
     "finalize",
     "load_activation_set",
