@@ -179,3 +179,74 @@ def test_an_eraser_of_another_dtype_is_refused_naming_the_file(tmp_path):
     text = str(info.value)
     assert f"in {path} is torch.float16" in text and "expected torch.float64" in text
     assert "train it again" in text
+
+
+def test_score_transcripts_refuses_another_model_before_caching(
+    tiny_model, small_dataset, tmp_path
+):
+    from interp.probe.score import score_transcripts
+
+    probe = _fitted()  # made for model fingerprint "fp", not the tiny model's
+    with pytest.raises(ProbeMismatchError, match="model_fingerprint='fp'"):
+        score_transcripts(tiny_model, probe, small_dataset[:4], cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before any forward pass
+
+
+# --- patching parts -------------------------------------------------------------------------
+
+
+def _part_sweep(model):
+    from interp.patching import LogProbDiff, PatchInput, Sweep
+
+    tok = model.tokenizer
+    target = PatchInput(tok("Please sell the old car today.", return_tensors="pt").input_ids[0])
+    source = PatchInput(tok("Please hide the old car today.", return_tensors="pt").input_ids[0])
+    metric = LogProbDiff.from_text(tok, "Sure, here it is", "I can't")
+    return Sweep(model, target, metric, source_input=source, sites=("resid_pre",), layers=(0,))
+
+
+def test_a_patching_part_with_edited_values_is_refused(tiny_model, tmp_path):
+    from interp.patching import PatchError
+    from interp.patching.parallel import merge_parts, run_part
+    from interp.workers import WorkerSplit
+
+    sweep = _part_sweep(tiny_model)
+    run_part(sweep, tmp_path, WorkerSplit(0, 1))
+    path = tmp_path / "part-0-of-1.json"
+    part = json.loads(path.read_text())
+    assert len(part["blake2b"]) == 64
+    part["values"][0][0] = -80.4
+    path.write_text(json.dumps(part))
+    with pytest.raises(PatchError) as info:
+        merge_parts(sweep, tmp_path)
+    text = str(info.value)
+    assert f"{path}: its contents do not match the checksum" in text
+    assert "delete it; the next run of the sweep computes its passes again" in text
+
+
+def test_a_truncated_patching_part_names_the_file_and_the_fix(tiny_model, tmp_path):
+    from interp.patching import PatchError
+    from interp.patching.parallel import merge_parts, run_part
+    from interp.workers import WorkerSplit
+
+    sweep = _part_sweep(tiny_model)
+    run_part(sweep, tmp_path, WorkerSplit(0, 1))
+    path = tmp_path / "part-0-of-1.json"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(PatchError, match=rf"{path}: not valid JSON .*; delete it; the next run"):
+        merge_parts(sweep, tmp_path)
+
+
+def test_an_edited_patching_result_is_refused(tiny_model, tmp_path):
+    from interp.patching import PatchResult, patch_sweep
+
+    sweep = _part_sweep(tiny_model)
+    result = patch_sweep(
+        tiny_model, sweep.target_input, sweep.metric, source_input=sweep.source_input,
+        sites=("resid_pre",), layers=(0,), progress=False,
+    )  # fmt: skip
+    path = result.save(tmp_path)
+    assert torch.equal(PatchResult.load(path).values, result.values)
+    _edit_json(path, lambda d: d.update(source_value=-80.4))
+    with pytest.raises(ValueError, match=r"patching\.json: its contents do not match.*again"):
+        PatchResult.load(path)

@@ -5,8 +5,10 @@ that depends only on the sweep's settings), so every patch is computed in the sa
 whichever worker runs it. Worker ``rank`` of ``world_size`` (:func:`interp.workers.worker_split`:
 arguments, torchrun, SLURM) runs chunks ``rank, rank + world_size, ...`` that no part on disk
 holds yet and writes them, atomically, as ``part-<rank>-of-<world_size>.json`` in the sweep's
-folder. The merge reads every part there, refuses one written by another sweep (other
-models, prompts, metric, sites, layers, columns or plan), and builds the result:
+folder, sealed with the checksum of its contents. The merge reads every part there, refuses
+one written by another sweep (other models, prompts, metric, sites, layers, columns or plan)
+and one that is damaged or was edited (it does not match its checksum), naming the file and
+the fix, and builds the result:
 
 - under torchrun, worker 0 merges after a barrier;
 - a SLURM array's tasks, or workers started by hand, cannot wait for each other: once they
@@ -23,7 +25,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import blake2b_hex, check_same, read_json, write_json_atomic
+from interp.artifacts import (
+    blake2b_hex,
+    check_same,
+    check_seal,
+    read_json,
+    seal,
+    warn_unchecked,
+    write_json_atomic,
+)
 from interp.patching.result import PatchResult
 from interp.patching.segments import PatchError
 from interp.patching.sweep import Sweep
@@ -62,15 +72,31 @@ def part_path(folder: str | Path, split: WorkerSplit) -> Path:
     return Path(folder) / f"part-{split.rank}-of-{split.world_size}.json"
 
 
+#: The fix of a damaged part: its passes are computed again.
+REDO = "delete it; the next run of the sweep computes its passes again"
+
+
+def read_part(path: Path) -> dict[str, Any]:
+    """One part file, checked: valid JSON with its sweep, chunks and values, matching the
+    checksum it carries (a part written before parts carried one is read with a warning)."""
+    part = read_json(path, error=PatchError, fix=REDO)
+    if not isinstance(part, dict) or not {"sweep", "chunks", "values"} <= set(part):
+        raise PatchError(f"{path} is not a part of a patching sweep; {REDO}")
+    if not check_seal(part, where=path, fix=REDO, error=PatchError):
+        warn_unchecked(path, f"{REDO} to record it")
+    chunks, values = part["chunks"], part["values"]
+    if not isinstance(chunks, list) or not isinstance(values, list) or len(chunks) != len(values):
+        raise PatchError(f"{path}: 'chunks' and 'values' are not two lists of one length; {REDO}")
+    return part
+
+
 def read_parts(sweep: Sweep, folder: str | Path) -> dict[int, list[float]]:
     """Chunk -> values of every part in ``folder``; a part of another sweep raises
-    :class:`PatchError` naming it and what differs."""
+    :class:`PatchError` naming it and what differs, and so does a damaged or edited part."""
     identity = sweep_identity(sweep)
     done: dict[int, list[float]] = {}
     for path in sorted(Path(folder).glob(PART_PATTERN)):
-        part = read_json(path, error=PatchError)
-        if not isinstance(part, dict) or not {"sweep", "chunks", "values"} <= set(part):
-            raise PatchError(f"{path} is not a part of a patching sweep; delete it")
+        part = read_part(path)
         check_same(
             part["sweep"],
             identity,
@@ -96,20 +122,18 @@ def run_part(
     path = part_path(folder, split)
     kept: dict[int, list[float]] = {}
     if path.exists():
-        old = read_json(path, error=PatchError)
+        old = read_part(path)
         kept = {int(c): v for c, v in zip(old["chunks"], old["values"], strict=True)}
     for chunk in tqdm(todo, desc="patching", unit="pass", disable=not progress):
         kept[chunk] = sweep.run_chunk(chunk).tolist()
-    write_json_atomic(
-        path,
-        {
-            "sweep": sweep_identity(sweep),
-            "rank": split.rank,
-            "world_size": split.world_size,
-            "chunks": sorted(kept),
-            "values": [kept[c] for c in sorted(kept)],
-        },
-    )
+    part = {
+        "sweep": sweep_identity(sweep),
+        "rank": split.rank,
+        "world_size": split.world_size,
+        "chunks": sorted(kept),
+        "values": [kept[c] for c in sorted(kept)],
+    }
+    write_json_atomic(path, seal(part))  # the checksum of its contents rides along
     return todo
 
 

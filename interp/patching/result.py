@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,14 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from interp.artifacts import write_figure, write_json_atomic
+from interp.artifacts import (
+    check_seal,
+    read_json,
+    seal,
+    warn_unchecked,
+    write_figure,
+    write_json_atomic,
+)
 
 AXES = ("site", "layer", "column")
 
@@ -85,15 +91,25 @@ class PatchResult:
         )
 
     def save(self, folder: str | Path, name: str = "patching") -> Path:
-        """Write ``<name>.json`` and ``<name>.html`` (the heatmap) into ``folder``."""
+        """Write ``<name>.json`` (sealed with the checksum of its contents) and
+        ``<name>.html`` (the heatmap) into ``folder``."""
         folder = Path(folder)
-        write_json_atomic(folder / f"{name}.json", self.to_dict())
+        write_json_atomic(folder / f"{name}.json", seal(self.to_dict()))
         write_figure(self.heatmap(), folder / f"{name}.html")
         return folder / f"{name}.json"
 
     @classmethod
     def load(cls, path: str | Path) -> PatchResult:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """A result saved by :meth:`save`; a file that is not valid JSON, or whose contents
+        no longer match its checksum, raises :class:`ValueError` naming it (a file saved
+        before results carried a checksum loads with a warning)."""
+        fix = "run the patching sweep again to rewrite it"
+        data = read_json(path, fix=fix)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a saved patching result (a JSON object); {fix}")
+        if not check_seal(data, where=path, fix=fix):
+            warn_unchecked(path, f"{fix} to record it")
+        return cls.from_dict({k: v for k, v in data.items() if k != "blake2b"})
 
     def heatmap(self, normalised: bool = True, title: str | None = None) -> go.Figure:
         """One heatmap per site: layer (rows) x column (patched positions or segments)."""
