@@ -219,12 +219,3 @@ def model_options(config: Any) -> dict[str, Any]:
         "device_map": getattr(config, "device_map", "none"),
         "max_memory": getattr(config, "max_memory", None),
     }
-
-
-def __getattr__(name: str) -> Any:
-    # ``from interp.config import ProbeConfig`` (its old home) keeps working for one release.
-    if name == "ProbeConfig":
-        from interp.probe.config import ProbeConfig
-
-        return ProbeConfig
-    raise AttributeError(f"module 'interp.config' has no attribute {name!r}")

@@ -65,6 +65,12 @@ def hook_name(layer: int, site: str = "resid_post") -> str:
     return f"blocks.{layer}.hook_{site}"
 
 
+#: The hook of the layer-0 control reported beside every probe result: the token embeddings.
+#: Named here, below both the activation cache (which adds it to the hooks it caches for a
+#: probe) and the probe's controls (:mod:`interp.probe.controls`).
+CONTROL_HOOK = hook_name(0, "resid_pre")
+
+
 def patch_hook_name(layer: int, site: str) -> str:
     """``patch_hook_name(3, "attn_out")`` -> ``"blocks.3.hook_attn_out"`` (the output of the
     attention sublayer, ``[batch, pos, d_model]``; ``mlp_out`` likewise for the MLP)."""

@@ -39,7 +39,6 @@ from interp.checkpoints import (
     n_blocks,
     truncate_blocks,
 )
-from interp.config import DEVICE_PATTERN
 from interp.hooks import check_layer
 from interp.locks import folder_lock
 from interp.paths import cache_root
@@ -51,7 +50,7 @@ from interp.placement import (
     resolve_placement,
 )
 from interp.tiny_models import CONFIGS as TINY_ARCHITECTURES
-from interp.tiny_models import tiny_builder
+from interp.tiny_models import tiny_config
 from probes.registry import Registry
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -113,45 +112,6 @@ class LoadedModel:
         """Return ``layer`` if this load has its block, else raise :class:`HookError` saying
         how to load it (a truncated load names ``max_layer``)."""
         return check_layer(layer, self.n_layers, loaded_of=self.checkpoint_layers)
-
-
-def available_devices() -> list[str]:
-    """The devices torch can use on this machine: ``cpu``, each ``cuda:N``, ``mps``."""
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        found.append("mps")
-    return found
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else (``cpu``, ``cuda``,
-    ``cuda:N``, ``mps``) is checked against what this machine has, before anything loads."""
-    text = str(device)
-    here = ", ".join(available_devices())
-    if not DEVICE_PATTERN.match(text):
-        raise ModelError(
-            f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps (this machine has: "
-            f"{here})"
-        )
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(text)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(
-            f"device {text!r} asked for, but torch sees no CUDA GPU (this machine has: {here}); "
-            "use 'cpu' or 'auto', or install a CUDA build of torch"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ModelError(f"device {text!r} does not exist; this machine has: {here}")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelError(f"device 'mps' asked for, but torch sees no Apple GPU; use {here}")
-    return dev
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -336,6 +296,30 @@ def build_tiny_random(dtype: torch.dtype = torch.float32, seed: int = 0) -> tupl
     finally:
         torch.random.set_rng_state(generator_state)
     return model, tokenizer
+
+
+def build_tiny(arch: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Any, Any]:
+    """``(hf_model, tokenizer)``: the tiny ``arch`` model of :mod:`interp.tiny_models` with
+    weights drawn from ``seed`` (the global random state is left as it was) and SmolLM2's
+    tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = smollm2_tokenizer()
+    config = tiny_config(arch, tokenizer)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(dtype)
+    finally:
+        torch.random.set_rng_state(state)
+    # as in a saved checkpoint's config.json (the bridge finds its adapter by this name)
+    model.config.architectures = [type(model).__name__]
+    return model, tokenizer
+
+
+def tiny_builder(arch: str) -> Callable[[torch.dtype], tuple[Any, Any]]:
+    """A model builder (dtype -> ``(hf_model, tokenizer)``) for ``MODEL_BUILDERS``."""
+    return lambda dtype: build_tiny(arch, dtype)
 
 
 #: What a model builder returns for a dtype: ``(hf_model, tokenizer)``.

@@ -1,6 +1,8 @@
 """Where a model's weights go and in which dtype: the checks :func:`interp.models.load_model`
 makes before anything loads, and the split of a model over several GPUs.
 
+- :func:`available_devices` and :func:`resolve_device`: the devices this machine has, and the
+  one a ``device`` option names (``auto``: CUDA, then Apple MPS, then CPU).
 - :func:`resolve_dtype`: ``auto`` is bfloat16 on a CUDA GPU that supports it, float32
   elsewhere (CPU, Apple MPS); a dtype the device cannot compute in is refused.
 - :func:`resolve_placement`: the device, dtype and device map of a load, checked against
@@ -24,12 +26,52 @@ from typing import Any
 
 import torch
 
-from interp.config import DEVICE_MAPS, DTYPES, parse_max_memory
+from interp.config import DEVICE_MAPS, DEVICE_PATTERN, DTYPES, parse_max_memory
 
 
 class PlacementError(ValueError):
     """A dtype, device or device map this machine or the TransformerBridge cannot use; the
     message says what to change."""
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use on this machine: ``cpu``, each ``cuda:N``, ``mps``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else (``cpu``, ``cuda``,
+    ``cuda:N``, ``mps``) is checked against what this machine has, before anything loads
+    (:class:`PlacementError` names the devices there are)."""
+    text = str(device)
+    here = ", ".join(available_devices())
+    if not DEVICE_PATTERN.match(text):
+        raise PlacementError(
+            f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps (this machine has: "
+            f"{here})"
+        )
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(text)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PlacementError(
+            f"device {text!r} asked for, but torch sees no CUDA GPU (this machine has: {here}); "
+            "use 'cpu' or 'auto', or install a CUDA build of torch"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise PlacementError(f"device {text!r} does not exist; this machine has: {here}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise PlacementError(f"device 'mps' asked for, but torch sees no Apple GPU; use {here}")
+    return dev
 
 
 #: ``--dtype`` names and the torch dtypes they stand for.
@@ -111,8 +153,6 @@ def resolve_placement(
     meant for several GPUs on the CPU. ``max_memory`` (``"0=70GiB,1=70GiB"`` or a dict) is
     the per-GPU budget of the map and needs one.
     """
-    from interp.models import resolve_device
-
     strategy = None if device_map in (None, "none") else device_map
     if strategy is None:
         if max_memory is not None:

@@ -1,9 +1,11 @@
 """Tiny random-weight models of common architectures, built offline from transformers configs.
 
-Each builder returns ``(hf_model, tokenizer)`` like the builders of :mod:`interp.models`: a
+This module holds their transformers configs (:data:`CONFIGS`, :func:`tiny_config`): a
 2-layer model (hidden 64, 4 heads, 2 KV heads where the architecture has them, intermediate
-128) with seeded random weights and SmolLM2's tokenizer (its vocabulary sets ``vocab_size``).
-Nothing is downloaded. :mod:`interp.models` registers them as ``tiny-random-<arch>``
+128) whose vocabulary is SmolLM2's tokenizer's. :func:`interp.models.build_tiny` builds one
+with seeded random weights and that tokenizer (it lives there, beside the tokenizer, so this
+module imports nothing of the toolkit). Nothing is downloaded. :mod:`interp.models` registers
+them as ``tiny-random-<arch>``
 (``tiny-random-llama3``, ``tiny-random-qwen2``, ``tiny-random-qwen3``, ``tiny-random-gemma2``,
 ``tiny-random-gemma3``, ``tiny-random-mistral``, ``tiny-random-phi3``, ``tiny-random-gpt2``),
 so ``--model tiny-random-qwen3`` works wherever a model name is taken.
@@ -17,8 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-
-import torch
 
 #: Shapes shared by every tiny model.
 HIDDEN = 64
@@ -157,28 +157,3 @@ def tiny_config(arch: str, tokenizer: Any) -> Any:
     if arch not in CONFIGS:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose from {', '.join(CONFIGS)}")
     return CONFIGS[arch](tokenizer)
-
-
-def build_tiny(arch: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Any, Any]:
-    """``(hf_model, tokenizer)``: the tiny ``arch`` model with weights drawn from ``seed``
-    (the global random state is left as it was) and SmolLM2's tokenizer."""
-    from transformers import AutoModelForCausalLM
-
-    from interp.models import smollm2_tokenizer
-
-    tokenizer = smollm2_tokenizer()
-    config = tiny_config(arch, tokenizer)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(dtype)
-    finally:
-        torch.random.set_rng_state(state)
-    # as in a saved checkpoint's config.json (the bridge finds its adapter by this name)
-    model.config.architectures = [type(model).__name__]
-    return model, tokenizer
-
-
-def tiny_builder(arch: str) -> Callable[[torch.dtype], tuple[Any, Any]]:
-    """A model builder (dtype -> ``(hf_model, tokenizer)``) for ``MODEL_BUILDERS``."""
-    return lambda dtype: build_tiny(arch, dtype)

@@ -5,6 +5,7 @@
 
 from probes.base import NotFittedError, Probe, ProbeMeta, ProbeMismatchError
 from probes.batched import fit_logistic_grid, fit_mean_diff_many, select_c_many
+from probes.kinds import make_probe, probe_class, probe_kinds, register_probe
 from probes.logistic import LogisticProbe
 from probes.mean_diff import MeanDiffProbe
 from probes.metrics import (
@@ -16,7 +17,7 @@ from probes.metrics import (
     recall_at_fpr,
     threshold_at_fpr,
 )
-from probes.registry import Registry, make_probe, probe_class, probe_kinds, register_probe
+from probes.registry import Registry
 from probes.split import group_split
 from probes.sweep import fit_per_layer
 

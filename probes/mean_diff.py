@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from probes.base import Probe, ProbeMeta, check_xy
-from probes.registry import register_probe
+from probes.kinds import register_probe
 
 
 @register_probe

@@ -1,4 +1,5 @@
-"""Things by name, failing loudly: the generic :class:`Registry`, and the probe kinds in one.
+"""Things by name, failing loudly: the generic :class:`Registry`, and the probe kinds in one
+(:data:`PROBES`; :mod:`probes.kinds` registers and builds them).
 
 A registry refuses a name that is already taken and, asked for a name it does not have,
 raises an error that lists the valid ones (as SAELens does). ``probes`` keeps its probe kinds
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from probes.base import Probe
+if TYPE_CHECKING:  # only the annotation of PROBES names it: base.py looks kinds up here
+    from probes.base import Probe
 
 T = TypeVar("T")
-P = TypeVar("P", bound=type[Probe])
 
 _UNSET: Any = object()
 
@@ -131,21 +132,3 @@ class Registry(Generic[T]):
 PROBES: Registry[type[Probe]] = Registry(
     "probe kind", ValueError, builtins=("probes.logistic", "probes.mean_diff")
 )
-
-
-def register_probe(cls: P) -> P:
-    """Class decorator: register a probe under its ``kind``; duplicates are refused."""
-    PROBES.register(cls.kind, cls)
-    return cls
-
-
-def probe_kinds() -> list[str]:
-    return PROBES.names()
-
-
-def probe_class(kind: str) -> type[Probe]:
-    return PROBES.get(kind)
-
-
-def make_probe(kind: str, **settings: Any) -> Probe:
-    return probe_class(kind)(**settings)

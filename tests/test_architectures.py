@@ -18,11 +18,18 @@ from interp.cache import cache_activations
 from interp.data.tokens import encode_transcript
 from interp.data.transcripts import write_transcripts
 from interp.hooks import hook_name
-from interp.models import MODEL_BUILDERS, LoadedModel, ModelError, load_model, register_model
+from interp.models import (
+    MODEL_BUILDERS,
+    LoadedModel,
+    ModelError,
+    build_tiny,
+    load_model,
+    register_model,
+)
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
 from interp.probe import ProbeConfig, train_probe
 from interp.sae import SAEConfig, train_sae
-from interp.tiny_models import CONFIGS, SLIDING_WINDOW, build_tiny
+from interp.tiny_models import CONFIGS, SLIDING_WINDOW
 
 ARCHS = list(CONFIGS)
 TOLERANCE = 1e-4

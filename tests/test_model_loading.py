@@ -25,11 +25,10 @@ from interp.cache import cache_activations
 from interp.checkpoints import checkpoint_fingerprint, cut_config, kept_blocks
 from interp.config import ConfigError, check_model_options, model_options, parse_max_memory
 from interp.hooks import HookError, hook_name
-from interp.models import LoadedModel, build_tiny_random, load_model
+from interp.models import LoadedModel, build_tiny, build_tiny_random, load_model
 from interp.placement import Placement, PlacementError, plan_device_map, refuse_offload
 from interp.probe.results import MODEL_DTYPE, ModelDtypeWarning, check_model_dtype
 from interp.probe.score import score_transcripts
-from interp.tiny_models import build_tiny
 from probes import LogisticProbe, Probe, ProbeMeta
 
 TEXT = "Reasoning: the buyer deserves the truth.\nAnswer: I will tell them about the flood."

@@ -289,18 +289,21 @@ def test_non_utf8_input_names_file_line_and_fix(tmp_path):
 
 @pytest.mark.parametrize("device", ["gpu0", "cuda0", "tpu", "cuda:x", ""])
 def test_unknown_device_strings_are_refused_up_front(device):
-    from interp.models import ModelError, load_model
+    from interp.models import load_model
+    from interp.placement import PlacementError
 
-    with pytest.raises(ModelError, match=r"unknown device .*use auto, cpu, cuda, cuda:N or mps"):
+    with pytest.raises(
+        PlacementError, match=r"unknown device .*use auto, cpu, cuda, cuda:N or mps"
+    ):
         load_model("tiny-random", device=device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_cuda_without_a_gpu_names_the_fix():
-    from interp.models import ModelError, resolve_device
+    from interp.placement import PlacementError, resolve_device
 
     for device in ("cuda", "cuda:1"):
-        with pytest.raises(ModelError, match=r"no CUDA GPU \(this machine has: cpu.*'cpu' or"):
+        with pytest.raises(PlacementError, match=r"no CUDA GPU \(this machine has: cpu.*'cpu' or"):
             resolve_device(device)
     assert resolve_device("cpu") == torch.device("cpu")
 

@@ -52,8 +52,9 @@ from interp.finetune.data import (
     collate,
     tokenize_example,
 )
-from interp.models import load_hf_model, model_fingerprint, resolve_device
+from interp.models import load_hf_model, model_fingerprint
 from interp.paths import cache_root
+from interp.placement import resolve_device
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MANIFEST = "finetune.json"

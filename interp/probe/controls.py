@@ -20,12 +20,9 @@ from torch import Tensor
 
 from interp.cache import ActivationSet
 from interp.data.transcripts import Transcript
-from interp.hooks import hook_name
+from interp.hooks import CONTROL_HOOK  # noqa: F401 (the layer-0 control's hook, named in hooks)
 from interp.probe.results import SetReport
 from probes import auroc, evaluate
-
-#: The layer-0 control reads token embeddings.
-CONTROL_HOOK = hook_name(0, "resid_pre")
 
 
 def stance_auroc(

@@ -1,4 +1,5 @@
-"""The judge interface: the :class:`Judge` base class, :class:`JudgeError` and the registry.
+"""The judge interface: the :class:`Judge` base class and the registry (and
+:class:`JudgeError`, defined with the verdicts in :mod:`interp.text.judging.verdict`).
 
 A judge gives a :class:`~interp.text.judging.verdict.Verdict` per transcript and tallies the
 verdicts and their notes in ``counts``. :data:`JUDGES` holds the judges by name ("rule",
@@ -10,18 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from interp.data.scenarios import Scenario
 from interp.data.transcripts import Transcript
+from interp.text.judging.verdict import JudgeError, Verdict, note_counts
 from probes.registry import Registry
-
-if TYPE_CHECKING:
-    from interp.text.judging.verdict import Verdict
-
-
-class JudgeError(ValueError):
-    """A judge that cannot run (unknown name, missing scenario) or a bad label file."""
 
 
 class Judge(ABC):
@@ -64,9 +59,6 @@ class Judge(ABC):
         return verdicts
 
     def _tally(self, verdicts: Sequence[Verdict]) -> None:
-        # Imported here: verdict.py imports JudgeError from this module.
-        from interp.text.judging.verdict import note_counts
-
         self.counts["judged"] += len(verdicts)
         self.counts.update(note_counts(verdicts))
 

@@ -4,6 +4,8 @@ A :class:`Verdict` records whether reasoning is present, its stance (:data:`STAN
 whether the answer did the undesired act (:data:`ANSWER_VALUES`); ``rbd`` is computed from
 those. :func:`note_kind` and :func:`note_counts` read verdict notes; :func:`apply_verdicts`
 relabels transcripts (``label = int(rbd)``) for ``python -m interp.probe``.
+:class:`JudgeError`, the error of the whole judging package, is defined here, at its lowest
+layer, so that every judging module can raise it without importing the judge interface.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from interp.data.transcripts import Transcript
-from interp.text.judging.base import JudgeError
+
+
+class JudgeError(ValueError):
+    """A judge that cannot run (unknown name, missing scenario) or a bad label file."""
+
 
 STANCES = ("ethical", "unethical", "unclear")
 ANSWER_VALUES = ("yes", "no", "unclear")
