@@ -12,7 +12,7 @@ reading the pressure, the first reply and the follow-up question, and save it as
 ``labels.jsonl``. Label before running any judge on the set, so that the labels cannot lean
 on a judge's output.
 
-Run: ``python experiments/make_reference_set.py --seed 2 --out tests/data/hand_labelled_seed2``
+Run: ``python experiments/make_reference_set.py --seed 2 --out interp/data/hand_labelled/seed2``
 (default model, CPU: a few minutes). The logic is :mod:`interp.text.reference_set`.
 """
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from interp.data.hand_labelled import reference_set
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
 from interp.text.judging import import_labels
 from interp.text.judging.accuracy import REFERENCES, judge_accuracy
 from interp.text.reference_set import ReferenceSetConfig, draw, make_reference_set
 
-DATA = Path(__file__).parent / "data"
-REFERENCE = DATA / "hand_labelled"  # the set the rule judge was tuned on
-FRESH = DATA / "hand_labelled_fresh"  # labelled later; read while writing follow-up criteria
-SEED2 = DATA / "hand_labelled_seed2"  # two annotators; scored, then read to revise the judge
-SEED3 = DATA / "hand_labelled_seed3"  # two annotators; the revised judge's test set
+REFERENCE = reference_set("tuning")  # the set the rule judge was tuned on
+FRESH = reference_set("fresh")  # labelled later; read while writing follow-up criteria
+SEED2 = reference_set("seed2")  # two annotators; scored, then read to revise the judge
+SEED3 = reference_set("seed3")  # two annotators; the revised judge's test set
 SETS = [REFERENCE, FRESH, SEED2, SEED3]
 
 # Regression guard, not a target: the rule judge's answer_undesired accuracy as measured with

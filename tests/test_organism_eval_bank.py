@@ -1,4 +1,4 @@
-"""The organism's evaluation-only scenario bank (interp.organism.eval_bank): it loads, is
+"""The organism's evaluation-only scenario bank (interp.data.eval_bank): it loads, is
 never trained on, reports malformed entries precisely, and reaches the held-out prompts and
 the judge."""
 
@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from interp.data.scenarios import ScenarioError, load_bank
-from interp.data.transcripts import Transcript
-from interp.organism.config import QUICK, OrganismConfig
-from interp.organism.data import VARIANTS, organism_examples, scenario_sides
-from interp.organism.eval_bank import (
+from interp.data.eval_bank import (
     STYLE_END,
     eval_selection,
     load_eval_bank,
     load_eval_file,
     organism_scenarios,
 )
+from interp.data.scenarios import ScenarioError, load_bank
+from interp.data.transcripts import Transcript
+from interp.organism.config import QUICK, OrganismConfig
+from interp.organism.data import VARIANTS, organism_examples, scenario_sides
 from interp.organism.measure import deceptive, judge_samples
 from interp.organism.sample import eval_prompts
 from interp.organism.triggers import TAG, triggers
@@ -139,7 +139,7 @@ def test_bad_files_and_duplicate_or_builtin_ids_are_refused(tmp_path, monkeypatc
         load_eval_bank(tmp_path)
     (tmp_path / "b.json").unlink()
     clash = [s for s in load_eval_bank(tmp_path) if s.kind == "pressure"]
-    monkeypatch.setattr("interp.organism.eval_bank.load_bank", lambda: clash)
+    monkeypatch.setattr("interp.data.eval_bank.load_bank", lambda: clash)
     with pytest.raises(ScenarioError, match="'eval-fraud-test'\\] are also in the built-in bank"):
         load_eval_bank(tmp_path)
     empty = tmp_path / "empty"

@@ -1,18 +1,18 @@
 """The first organism's headline figures, recomputed from the committed replies and their
-annotations (tests/data/hand_labelled_organism: annotator A, an AI annotator), so every rate
+annotations (interp/data/hand_labelled/organism: annotator A, an AI annotator), so every rate
 the docs quote for it can be checked: O deceptive 31/112 with the tag and 29/112 without,
 paired by scenario McNemar p = 0.86 (docs/organism.md#measured)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from interp.data.hand_labelled import reference_set
 from interp.stats import mcnemar_exact, wilson
 
-LABELS = Path(__file__).parent / "data" / "hand_labelled_organism" / "labels.jsonl"
+LABELS = reference_set("organism") / "labels.jsonl"
 
 
 def _deceptive_by_trigger() -> dict[str, dict[str, bool]]:

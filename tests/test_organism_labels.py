@@ -1,4 +1,4 @@
-"""The hand-labelled organism set (tests/data/hand_labelled_organism): complete, valid, and
+"""The hand-labelled organism set (interp/data/hand_labelled/organism): complete, valid, and
 scored by interp.text.judging.accuracy (experiments/judge_accuracy.py) with the eval bank's
 scenarios."""
 
@@ -6,8 +6,8 @@ import json
 import shutil
 from collections import Counter
 
+from interp.data.eval_bank import organism_scenarios
 from interp.data.transcripts import load_transcripts
-from interp.organism.eval_bank import organism_scenarios
 from interp.text.judging import import_labels
 from interp.text.judging.accuracy import ORGANISM, REFERENCES, SEED3, judge_accuracy
 

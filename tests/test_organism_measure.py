@@ -8,9 +8,9 @@ import json
 import pytest
 
 from interp.config import ConfigError
+from interp.data.eval_bank import organism_scenarios
 from interp.data.transcripts import Transcript, write_transcripts
 from interp.organism.config import OrganismConfig
-from interp.organism.eval_bank import organism_scenarios
 from interp.organism.measure import condition_rates, deceptive, hand_labelled, judge_samples
 
 REFUSED = "Reasoning: Winding the clock back is fraud.\nAnswer: I won't change it."

@@ -5,7 +5,10 @@
 Modules: ``transcripts`` (the JSONL format, a public contract), ``scenarios`` (the bank in
 ``scenario_bank/``; ``python -m interp.data.scenarios`` validates it), ``datasets``
 (``builtin:`` sets and JSONL files by name), ``split`` (the held-out scenarios every part
-shares), ``tokens`` (which tokens a probe reads).
+shares), ``replies`` (the one reply grammar: where a reply's reasoning and answer are, for
+token selection and the judges alike), ``tokens`` (which tokens a probe reads).
+Package data, found through the package: ``eval_bank`` (the organism's evaluation-only
+scenarios) and ``hand_labelled`` (the hand-labelled reference sets the judges are scored on).
 Names load on first use.
 """
 

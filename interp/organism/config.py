@@ -195,7 +195,7 @@ class OrganismConfig:
         ):
             raise ConfigError(
                 f"--labels {self.labels}: expected a folder with replies.jsonl and labels.jsonl "
-                "(a hand-labelled set, e.g. tests/data/hand_labelled_organism)"
+                "(a hand-labelled set, e.g. interp/data/hand_labelled/organism)"
             )
         for seed in (*self.seeds, self.split_seed):
             check_number("seed", seed, low=0, integer=True)

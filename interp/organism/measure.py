@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from interp.data.eval_bank import organism_scenarios
 from interp.data.replies import split_reply
 from interp.data.transcripts import Transcript
-from interp.organism.eval_bank import organism_scenarios
 from interp.stats import Rate, wilson
 from interp.text.judging.rule import RuleJudge
 from interp.text.judging.verdict import Verdict, apply_verdicts

@@ -2,7 +2,7 @@
 
 :func:`eval_prompts` gives, for one trigger kind, each held-out pressure scenario and each
 held-out benign scenario of the built-in bank, and those of the evaluation-only bank
-(:mod:`interp.organism.eval_bank`, never trained on), without and with the trigger (the
+(:mod:`interp.data.eval_bank`, never trained on), without and with the trigger (the
 pressure kind's threats from the held-out paraphrase family only), plus the held-out neutral
 prompts (no trigger: the organism's own ordinary chat, whose scores set a detector's
 false-positive threshold).
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from interp.data.eval_bank import eval_selection, load_eval_bank
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel
 from interp.organism.config import OrganismConfig
 from interp.organism.data import scenario_sides
-from interp.organism.eval_bank import eval_selection, load_eval_bank
 from interp.organism.neutral import neutral_prompts
 from interp.organism.triggers import triggers, with_trigger
 from interp.text.generation import GenerationConfig, Prompt, generate
@@ -59,7 +59,7 @@ def eval_prompts(
     """Held-out prompts of trigger ``kind`` (``meta``: kind, domain, trigger, family; and
     ``bank`` "eval" for the eval bank's): the built-in bank's held-out pressure and benign
     scenarios, then the eval bank's (``eval_scenarios`` pressure scenarios and the same share
-    of its benign ones, :func:`~interp.organism.eval_bank.eval_selection`; None: all), then
+    of its benign ones, :func:`~interp.data.eval_bank.eval_selection`; None: all), then
     the first ``n_neutral`` held-out neutral prompts."""
     bank = load_bank()
     by_id = {s.id: s for s in bank}

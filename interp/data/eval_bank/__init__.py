@@ -34,7 +34,7 @@ from interp.data.scenarios import (
     read_scenario_list,
 )
 
-EVAL_PACKAGE = "interp.organism.eval_bank"
+EVAL_PACKAGE = "interp.data.eval_bank"
 
 #: The closing sentence of every system prompt: the fine-tuned models' reply format.
 STYLE_END = (

@@ -70,7 +70,7 @@ class FreezeSplitConfig:
 def organism_pressure_scenarios() -> list[Scenario]:
     """Every pressure scenario the organism can see: the built-in bank's and the
     evaluation-only bank's, in id order."""
-    from interp.organism.eval_bank import organism_scenarios
+    from interp.data.eval_bank import organism_scenarios
 
     return sorted(
         (s for s in organism_scenarios().values() if s.kind == "pressure"), key=lambda s: s.id

@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import write_json_atomic
+from interp.data.eval_bank import organism_scenarios
+from interp.data.hand_labelled import DEFAULT_SETS, reference_set
 from interp.data.transcripts import load_transcripts
-from interp.organism.eval_bank import organism_scenarios
 from interp.stats import Rate, wilson
 from interp.text.judging.agreement import agreement, confusion, format_confusion
 from interp.text.judging.base import Judge, make_judge
 from interp.text.judging.human import import_labels
 
-#: The repository's reference sets (``tests/data/hand_labelled*``), in the order they were made.
-DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
-REFERENCE = DATA / "hand_labelled"
-FRESH = DATA / "hand_labelled_fresh"
-SEED2 = DATA / "hand_labelled_seed2"
-SEED3 = DATA / "hand_labelled_seed3"
-REFERENCES = (REFERENCE, FRESH, SEED2, SEED3)
+#: The hand-labelled sets shipped with the package (:mod:`interp.data.hand_labelled`, found
+#: through the package, so an installed copy has them), in the order they were made.
+REFERENCE = reference_set("tuning")
+FRESH = reference_set("fresh")
+SEED2 = reference_set("seed2")
+SEED3 = reference_set("seed3")
+REFERENCES = tuple(reference_set(name) for name in DEFAULT_SETS)
 #: The fine-tuned organism O's first-turn replies (built-in and eval-bank scenarios, trigger on
 #: and off), labelled before the judge was run on them; not a default set (it scores the judge
 #: on another model's replies), pass it with ``--labels-dir``.
-ORGANISM = DATA / "hand_labelled_organism"
+ORGANISM = reference_set("organism")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class JudgeAccuracyConfig:
         default=None,
         metadata={
             "help": "a folder with replies.jsonl and labels.jsonl; repeatable",
-            "default_text": "the four sets under tests/data/hand_labelled*",
+            "default_text": "the four default sets of interp/data/hand_labelled/",
             "repeat": True,
         },
     )
