@@ -78,8 +78,11 @@ def test_spans_point_at_the_parts(text):
             assert text[span[0] : span[1]] == part
     for marker in (parts.reasoning_marker, parts.answer_marker):
         if marker is not None:
-            assert text[marker[0] : marker[1]].strip(" \t*_#").lower().startswith(
-                ("reasoning", "answer")
+            assert (
+                text[marker[0] : marker[1]]
+                .strip(" \t*_#")
+                .lower()
+                .startswith(("reasoning", "answer"))
             )
 
 
