@@ -809,11 +809,30 @@ def _cache_then_corrupt(d: Path) -> list[str]:
     return [*argv, "--out", "second"]
 
 
+def _cache_then_flip(d: Path) -> list[str]:
+    """A probe run that filled the activation cache, then bytes of one shard's vectors flipped
+    (the numbers change, the header and sizes do not)."""
+    SMALL(d)
+    argv = [*FAST, "--dataset", "small.jsonl", "--control-dataset", "none"]
+    assert PROBE([*argv, "--out", "first"]) == 0
+    (shard,) = (d / "cache" / "activations").glob("*/shard-00000.safetensors")
+    blob = bytearray(shard.read_bytes())
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    name = next(k for k in header if k.startswith("pooled."))
+    begin, end = header[name]["data_offsets"]
+    for pos in range(8 + n + begin, 8 + n + end, 101):
+        blob[pos] ^= 0x08
+    shard.write_bytes(bytes(blob))
+    return [*argv, "--out", "second"]
+
+
 @pytest.mark.parametrize(
     ("setup", "command", "names"),
     [
         pytest.param(_checkpoint_then_corrupt, FINETUNE, "latest.json", id="finetune-latest-json"),
         pytest.param(_cache_then_corrupt, PROBE, "manifest.json", id="cache-manifest-json"),
+        pytest.param(_cache_then_flip, PROBE, "shard-00000.safetensors", id="cache-flipped-bytes"),
     ],
 )
 def test_damaged_state_is_named_and_rebuilt(setup, command, names, workdir, capsys):
