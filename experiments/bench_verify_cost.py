@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -183,26 +184,29 @@ def _tasks(folder: Path, copied: Path) -> dict[str, Callable[[], Any]]:
 
 
 def _hash_speeds(paths: Sequence[Path], repeats: int) -> dict[str, float]:
-    """GiB/s of reading the shard files and of each checksum over the same bytes (in memory)."""
+    """GiB/s of reading the shard files (from the page cache) and of each checksum over the
+    same bytes in memory; one file in memory at a time, median of ``repeats`` passes."""
     import xxhash
 
-    total = sum(p.stat().st_size for p in paths)
-    blobs: list[bytes] = []
-    start = time.perf_counter()
-    blobs = [p.read_bytes() for p in paths]
-    speeds = {"read_bytes": total / 2**30 / (time.perf_counter() - start)}
-    for name, fn in {
+    hashes: dict[str, Callable[[bytes], str]] = {
         "blake2b": lambda b: hashlib.blake2b(b, digest_size=32).hexdigest(),
         "xxh3_128": xxhash.xxh3_128_hexdigest,
-    }.items():
-        times = []
-        for _ in range(repeats):
+    }
+    total = sum(p.stat().st_size for p in paths)
+    passes: dict[str, list[float]] = {name: [] for name in ("read_bytes", *hashes)}
+    for _ in range(repeats):
+        seconds = dict.fromkeys(passes, 0.0)
+        for path in paths:
             start = time.perf_counter()
-            for blob in blobs:
+            blob = path.read_bytes()
+            seconds["read_bytes"] += time.perf_counter() - start
+            for name, fn in hashes.items():
+                start = time.perf_counter()
                 fn(blob)
-            times.append(time.perf_counter() - start)
-        speeds[name] = total / 2**30 / statistics.median(times)
-    return speeds
+                seconds[name] += time.perf_counter() - start
+        for name, value in seconds.items():
+            passes[name].append(value)
+    return {name: total / 2**30 / statistics.median(t) for name, t in passes.items()}
 
 
 def measure(folder: Path, copied: Path, repeats: int) -> dict[str, Any]:
@@ -247,6 +251,7 @@ def _report(result: dict[str, Any]) -> None:
     )
     for name, ratio in ratios.items():
         print(f"RATIO {name} = {ratio:.3f}")
+    print(f"load average (1, 5, 15 min) at start {result['load_average']['start']}")
 
 
 def run(config: VerifyCostConfig) -> Path:
@@ -259,7 +264,9 @@ def run(config: VerifyCostConfig) -> Path:
         shutil.copytree(folder, copied)
         for path in _shard_paths(folder):  # warm the page cache: every mode reads from memory
             path.read_bytes()
+        load = list(os.getloadavg())
         result = {"kind": kind, "folder": str(folder), **measure(folder, copied, config.repeats)}
+    result["load_average"] = {"start": load, "end": list(os.getloadavg())}
     result["ratios"] = _ratios(result["median_s"])
     _report(result)
     return write_result("verify_cost", config, result, config.out)
