@@ -20,7 +20,13 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load on fi
         load_activation_set,
     )
     from interp.config import ConfigError
-    from interp.data.datasets import build_benign, build_consistency, list_datasets, load_dataset
+    from interp.data.datasets import (
+        build_benign,
+        build_consistency,
+        dataset_sources,
+        list_datasets,
+        load_dataset,
+    )
     from interp.data.transcripts import (
         Transcript,
         TranscriptError,
@@ -67,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "cache_activations": "interp.cache",
     "generate": "interp.text.generation",
     "hook_name": "interp.hooks",
+    "dataset_sources": "interp.data.datasets",
     "list_datasets": "interp.data.datasets",
     "list_models": "interp.models",
     "load_activation_set": "interp.cache",
@@ -103,6 +110,7 @@ __all__ = [
     "build_benign",
     "build_consistency",
     "cache_activations",
+    "dataset_sources",
     "generate",
     "hook_name",
     "list_datasets",
