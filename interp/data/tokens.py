@@ -6,6 +6,11 @@ the answer starts and ends is decided by the one reply grammar,
 :func:`interp.data.replies.split_reply`, the same one the judges use. A reply without an
 answer marker (or with nothing after it) is read whole under ``answer`` and flagged
 (``answer_found=False``), so callers can count such replies instead of crashing on them.
+
+``after:<marker>`` reads the tokens after the last ``<marker>`` of the reply (e.g.
+``after:Action:`` scores an insider-trading report after its ``Action:`` line, as Apollo's
+deception-detection does, without cutting the text the model reads); a reply without the
+marker is read whole and flagged like a missing ``Answer:``.
 """
 
 from __future__ import annotations
@@ -16,20 +21,42 @@ from typing import Any, Literal, get_args
 from interp.data.replies import Span, split_reply
 from interp.data.transcripts import Transcript
 
-TokenSelection = Literal["answer", "reply", "last"]
-TOKEN_SELECTIONS: tuple[str, ...] = get_args(TokenSelection)
+#: The named selections; :func:`check_tokens` also accepts ``after:<marker>``.
+TOKEN_SELECTIONS: tuple[str, ...] = get_args(Literal["answer", "reply", "last"])
+#: A token selection: one of :data:`TOKEN_SELECTIONS` or ``after:<marker>`` (a ``str``, so
+#: marker selections pass the run-time annotation checks; :func:`check_tokens` validates).
+TokenSelection = str
 
 
 class TokenSelectionError(ValueError):
     """An unknown token selection, or a transcript the template cannot place."""
 
 
+#: Prefix of a marker selection: ``after:Action:`` reads the reply after its last ``Action:``.
+AFTER_PREFIX = "after:"
+
+
 def check_tokens(tokens: str) -> TokenSelection:
+    if tokens.startswith(AFTER_PREFIX) and tokens[len(AFTER_PREFIX) :].strip():
+        return tokens  # type: ignore[return-value]
     if tokens not in TOKEN_SELECTIONS:
         raise TokenSelectionError(
-            f"unknown token selection {tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"
+            f"unknown token selection {tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)} "
+            f"or {AFTER_PREFIX}<marker> (e.g. {AFTER_PREFIX}Action:)"
         )
     return tokens  # type: ignore[return-value]
+
+
+def marker_start(reply: str, marker: str) -> int | None:
+    """Character offset in ``reply`` just after its last ``marker`` (leading whitespace
+    skipped), or None when the marker is absent or ends the reply."""
+    at = reply.rfind(marker)
+    if at < 0:
+        return None
+    start = at + len(marker)
+    while start < len(reply) and reply[start].isspace():
+        start += 1
+    return start if start < len(reply) else None
 
 
 def answer_span(reply: str) -> Span | None:
@@ -70,12 +97,17 @@ def encode_transcript(
             f"transcript {transcript.id!r}: the chat template changed the reply's text, so its "
             "tokens cannot be located; check the tokenizer's chat template"
         )
-    span = answer_span(reply)
+    end = len(reply.rstrip())
+    if tokens.startswith(AFTER_PREFIX):
+        at = marker_start(reply, tokens[len(AFTER_PREFIX) :].strip())
+        span = (at, end) if at is not None else None
+    else:
+        span = answer_span(reply)
     answer_found = span is not None
-    if tokens == "answer" and span is not None:
+    if tokens != "reply" and tokens != "last" and span is not None:
         lo, hi = reply_at + span[0], reply_at + span[1]
     else:
-        lo, hi = reply_at, reply_at + len(reply.rstrip())
+        lo, hi = reply_at, reply_at + end
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = enc["input_ids"]
     offsets: list[tuple[int, int]] = enc["offset_mapping"]
