@@ -103,6 +103,13 @@ def file_blake2b(path: str | Path) -> str:
 # --- checksums of saved artefacts (the one mechanism: probes.io) -----------------------------
 
 
+def new_blake2b() -> Any:
+    """An incremental BLAKE2b hash for a file written by appends (:func:`probes.io.new_blake2b`)."""
+    from probes.io import new_blake2b as fresh
+
+    return fresh()
+
+
 def record_checksums(folder: str | Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The ``files`` record (size and BLAKE2b of each of ``names`` in ``folder``) that an
     artefact's manifest keeps; see :func:`probes.io.record_checksums`."""

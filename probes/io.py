@@ -94,9 +94,15 @@ class UncheckedArtifactWarning(UserWarning):
     checks only; re-saving it (or re-running what made it) records them."""
 
 
+def new_blake2b() -> Any:
+    """A fresh BLAKE2b hash (32-byte digest) to feed bytes as they are written (a file that
+    grows by appends); ``.hexdigest()`` equals :func:`file_blake2b` of the same bytes."""
+    return hashlib.blake2b(digest_size=32)
+
+
 def file_blake2b(path: str | Path) -> str:
     """The BLAKE2b checksum (32-byte digest, hex) of the file at ``path``, read in chunks."""
-    digest = hashlib.blake2b(digest_size=32)
+    digest = new_blake2b()
     with Path(path).open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)

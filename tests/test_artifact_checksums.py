@@ -250,3 +250,50 @@ def test_an_edited_patching_result_is_refused(tiny_model, tmp_path):
     _edit_json(path, lambda d: d.update(source_value=-80.4))
     with pytest.raises(ValueError, match=r"patching\.json: its contents do not match.*again"):
         PatchResult.load(path)
+
+
+# --- generation files -----------------------------------------------------------------------
+
+
+def _generate(model, path: Path):
+    from interp.text.generation import GenerationConfig, Prompt, generate
+
+    prompts = [
+        Prompt(f"p{i}", f"g{i}", ({"role": "user", "content": f"Say something {i}."},))
+        for i in range(3)
+    ]
+    config = GenerationConfig(max_new_tokens=4, temperature=1.0, n=1, batch_size=2)
+    return generate(model, prompts, config, path, progress=False)
+
+
+def test_an_edited_sample_in_a_generation_file_is_refused(tiny_model, tmp_path):
+    from interp.text.generation import GenerationError, sidecar_path
+
+    path = tmp_path / "samples.jsonl"
+    first = _generate(tiny_model, path)
+    record = json.loads(sidecar_path(path).read_text())["files"]["samples.jsonl"]
+    assert record["bytes"] == path.stat().st_size and len(record["batches"]) == 3
+    assert _generate(tiny_model, path) == first  # an intact file resumes as it was
+    rows = path.read_text().splitlines()
+    sample = json.loads(rows[0])
+    sample["messages"][-1]["content"] = "Answer: something else"
+    rows[0] = json.dumps(sample)
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(GenerationError) as info:
+        _generate(tiny_model, path)
+    text = str(info.value)
+    assert (
+        f"{path}: its first" in text and "differ from the checksum in samples.config.json" in text
+    )
+    assert "delete the out file and its sidecar" in text
+
+
+def test_a_generation_file_without_a_record_resumes_with_a_warning(tiny_model, tmp_path):
+    from interp.text.generation import sidecar_path
+
+    path = tmp_path / "samples.jsonl"
+    first = _generate(tiny_model, path)
+    _edit_json(sidecar_path(path), lambda s: s.pop("files"))
+    with pytest.warns(UncheckedArtifactWarning, match="samples.jsonl: saved without checksums"):
+        assert _generate(tiny_model, path) == first
+    assert "files" in json.loads(sidecar_path(path).read_text())  # recorded from now on

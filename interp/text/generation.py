@@ -24,7 +24,12 @@ Runs are resumable and reproducible:
 - each finished batch is appended to ``out_path`` and synced to disk; a rerun skips prompts
   whose samples are all in the file, and drops a last line cut short by a crash;
 - a sidecar ``<out_path stem>.config.json`` records the settings and the model, and a rerun
-  with other settings or another model is refused instead of mixing samples in one file.
+  with other settings or another model is refused instead of mixing samples in one file;
+- after each batch the sidecar records the out file's size and checksum (``files``); a rerun
+  checks that the file still begins with exactly those bytes (lines past them are a batch
+  whose record a crash cut off, and are checked line by line), so an edited or damaged
+  sample is refused naming the file. An out file whose sidecar has no record (an older
+  version) is resumed with a warning.
 """
 
 from __future__ import annotations
@@ -43,7 +48,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import atomic_write, check_same, library_versions, write_json_atomic
+from interp.artifacts import (
+    atomic_write,
+    blake2b_hex,
+    check_same,
+    library_versions,
+    new_blake2b,
+    warn_unchecked,
+    write_json_atomic,
+)
 from interp.config import check_number
 from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
@@ -224,8 +237,9 @@ def _sidecar(model: LoadedModel, config: GenerationConfig, stops: list[int]) -> 
 _COMPARED = ("format_version", "config", "model", "stop_token_ids")
 
 
-def _check_sidecar(out_path: Path, expected: dict[str, Any]) -> None:
-    """Refuse to add to an out file made with other settings (or of unknown settings)."""
+def _check_sidecar(out_path: Path, expected: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to add to an out file made with other settings (or of unknown settings);
+    returns the sidecar found."""
     side = sidecar_path(out_path)
     if not side.is_file():
         raise GenerationError(
@@ -245,10 +259,71 @@ def _check_sidecar(out_path: Path, expected: dict[str, Any]) -> None:
         fix="use the same settings to resume it, or write to another out_path",
         error=GenerationError,
     )
+    return found
 
 
-def _read_existing(out_path: Path, prompts: Sequence[Prompt], n: int) -> dict[str, Transcript]:
-    """Samples already in ``out_path`` by transcript id, repairing a cut-off last line."""
+class SamplesRecord:
+    """The out file's size and checksum, recorded in its sidecar under ``files`` after every
+    appended batch, with one ``[bytes, blake2b]`` entry per batch boundary (``batches``), so a
+    rerun can check the samples were not changed since, even when a crash cut the file back.
+    The hash grows with each batch (the file is never re-read to record it)."""
+
+    def __init__(self, out_path: Path, sidecar: dict[str, Any], batches: list[list[Any]]):
+        self.out_path, self.sidecar = out_path, sidecar
+        data = out_path.read_bytes() if out_path.is_file() else b""
+        self.hash = new_blake2b()
+        self.hash.update(data)
+        self.size = len(data)
+        self.batches = [b for b in batches if b[0] < self.size]
+        self.batches.append([self.size, self.hash.hexdigest()])
+        self.write()
+
+    def add(self, blob: bytes) -> None:
+        """Record ``blob``, just appended to the out file."""
+        self.hash.update(blob)
+        self.size += len(blob)
+        self.batches.append([self.size, self.hash.hexdigest()])
+        self.write()
+
+    def write(self) -> None:
+        record = {"bytes": self.size, "blake2b": self.hash.hexdigest(), "batches": self.batches}
+        files = {self.out_path.name: record}
+        write_json_atomic(sidecar_path(self.out_path), {**self.sidecar, "files": files})
+
+
+def _check_recorded(out_path: Path, data: bytes, found: dict[str, Any]) -> list[list[Any]]:
+    """Check that the out file's bytes ``data`` begin with the longest batch boundary its
+    sidecar ``found`` recorded that fits in them (lines past it are checked line by line);
+    returns the boundaries so checked. An older sidecar without a record is accepted with a
+    warning."""
+    record = (found.get("files") or {}).get(out_path.name)
+    side = sidecar_path(out_path).name
+    fix = "delete the out file and its sidecar to generate again, or restore them"
+    if not isinstance(record, dict):
+        warn_unchecked(out_path, "its samples are resumed after line checks only")
+        return []
+    batches = record.get("batches")
+    ok = isinstance(batches, list) and all(
+        isinstance(b, list) and len(b) == 2 and isinstance(b[0], int) for b in batches
+    )
+    if not ok or not batches:
+        raise GenerationError(f"{sidecar_path(out_path)}: 'files' record is damaged; {fix}")
+    kept = [b for b in batches if b[0] <= len(data)]
+    size, checksum = max(kept, key=lambda b: b[0]) if kept else (0, blake2b_hex(b""))
+    if blake2b_hex(data[:size]) != checksum:
+        raise GenerationError(
+            f"{out_path}: its first {size} bytes differ from the checksum in {side} (samples "
+            f"edited or damaged after they were written); {fix}"
+        )
+    return kept
+
+
+def _read_existing(
+    out_path: Path, prompts: Sequence[Prompt], n: int, sidecar: dict[str, Any]
+) -> tuple[dict[str, Transcript], list[list[Any]]]:
+    """Samples already in ``out_path`` by transcript id, each line checked, then the bytes
+    checked against the record of the found ``sidecar`` (:func:`_check_recorded`, whose
+    result comes second), then a cut-off last line repaired."""
     data = out_path.read_bytes()
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -295,19 +370,23 @@ def _read_existing(out_path: Path, prompts: Sequence[Prompt], n: int) -> dict[st
             )
         found[t.id] = t
         keep.append(line)
+    checked = _check_recorded(out_path, data, sidecar)
     if dropped or (data and not data.endswith(b"\n")):
         blob = b"".join(line + b"\n" for line in keep)
         atomic_write(out_path, lambda tmp: tmp.write_bytes(blob))
-    return found
+    return found, checked
 
 
-def _append(out_path: Path, transcripts: Sequence[Transcript]) -> None:
-    """Append transcripts as JSONL lines in one write, then flush and sync to disk."""
-    blob = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts)
+def _append(out_path: Path, transcripts: Sequence[Transcript]) -> bytes:
+    """Append transcripts as JSONL lines in one write, then flush and sync to disk; returns
+    the bytes appended."""
+    text = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts)
+    blob = text.encode("utf-8")
     with out_path.open("ab") as handle:
-        handle.write(blob.encode("utf-8"))
+        handle.write(blob)
         handle.flush()
         os.fsync(handle.fileno())
+    return blob
 
 
 def batch_seed(seed: int, first_prompt_id: str) -> int:
@@ -349,14 +428,15 @@ def _check_prompts(prompts: Sequence[Prompt]) -> None:
 
 def _open_out_file(
     out_path: Path, sidecar: dict[str, Any], prompts: Sequence[Prompt], n: int
-) -> dict[str, Transcript]:
-    """The samples already in ``out_path`` after checking its sidecar; for a new (or empty)
-    out file, write the sidecar and start from nothing."""
+) -> tuple[dict[str, Transcript], SamplesRecord]:
+    """The samples already in ``out_path`` after checking its sidecar and recorded checksums,
+    and the record that follows the batches appended next; for a new (or empty) out file,
+    write the sidecar and start from nothing."""
     if out_path.is_file() and out_path.stat().st_size > 0:
-        _check_sidecar(out_path, sidecar)
-        return _read_existing(out_path, prompts, n)
-    write_json_atomic(sidecar_path(out_path), sidecar)
-    return {}
+        found = _check_sidecar(out_path, sidecar)
+        existing, checked = _read_existing(out_path, prompts, n, found)
+        return existing, SamplesRecord(out_path, sidecar, checked)  # the file as repaired
+    return {}, SamplesRecord(out_path, sidecar, [])
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
@@ -474,7 +554,8 @@ def generate(
     tokenizer = model.tokenizer
     stops = stop_token_ids(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    existing = _open_out_file(out_path, _sidecar(model, config, stops), prompts, config.n)
+    sidecar = _sidecar(model, config, stops)
+    existing, record = _open_out_file(out_path, sidecar, prompts, config.n)
 
     # Batches come from the whole prompt list (never only the missing prompts), so a batch,
     # its padding and its seed are the same in every run.
@@ -512,7 +593,7 @@ def generate(
             ]
             existing.update((t.id, t) for t in written)
             n_empty += sum(t.messages[-1]["content"] == "" for t in written)
-            _append(out_path, written)
+            record.add(_append(out_path, written))
             bar.update(pending)
             rate = new_tokens / gen_seconds if gen_seconds > 0 else 0.0
             bar.set_postfix(new_tok_per_s=f"{rate:.0f}", empty=n_empty, refresh=False)
