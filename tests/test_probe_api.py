@@ -113,3 +113,64 @@ def test_score_keeps_leading_dimensions():
     assert probe.score(per_token[0, 0]).shape == ()
     with pytest.raises(ProbeMismatchError, match="fitted on 8 features"):
         probe.score(torch.randn(4, 9))
+
+
+# --- run folders: identity and one writer (issue 20, point 4) --------------------------------
+
+
+def test_a_run_folder_of_another_dtype_is_not_replaced(run, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from interp.models import load_model
+
+    folder = tmp_path / "run"
+    shutil.copytree(run.out_dir, folder)
+    half = load_model("tiny-random", device="cpu", dtype="bfloat16")
+    for dtype in ("bfloat16", "auto"):  # auto: as it resolves on a GPU that has bfloat16
+        config = replace(run.config, dtype=dtype, out=str(folder))
+        with pytest.raises(ConfigError) as info:
+            train_probe(config, model=half)
+        assert "model_dtype: saved 'float32', requested 'bfloat16'" in str(info.value)
+        assert f"delete {folder}" in str(info.value)
+    assert load_run(folder).to_json() == run.to_json()
+
+
+def test_an_auto_dtype_run_names_its_default_folder_by_the_resolved_dtype(tmp_path):
+    from interp.probe.pipeline import default_out_dir
+
+    cpu = default_out_dir(ProbeConfig(), "m", tmp_path, "float32")
+    gpu = default_out_dir(ProbeConfig(), "m", tmp_path, "bfloat16")
+    assert cpu == default_out_dir(ProbeConfig(), "m", tmp_path)  # the name runs always had
+    assert gpu.name == cpu.name + "-bfloat16"
+    explicit = ProbeConfig(dtype="bfloat16")
+    assert default_out_dir(explicit, "m", tmp_path, "bfloat16").name == cpu.name + "-bfloat16"
+
+
+def test_a_second_writer_of_a_run_folder_waits_then_is_refused(run, tiny_model, tmp_path):
+    import json
+    import threading
+    from dataclasses import replace
+
+    from interp.locks import folder_lock
+
+    folder = tmp_path / "run"
+    errors: list[Exception] = []
+
+    def second() -> None:
+        try:
+            train_probe(replace(run.config, out=str(folder)), model=tiny_model)
+        except Exception as err:
+            errors.append(err)
+
+    with folder_lock(folder):  # a first writer is busy in the folder
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=3)
+        assert thread.is_alive()  # the second run waits for it
+        saved = json.loads((run.out_dir / "config.json").read_text())
+        saved["config"]["seed"] = 5  # the first writer saves a run of other settings
+        (folder / "config.json").write_text(json.dumps(saved))
+    thread.join(timeout=300)
+    assert len(errors) == 1 and "seed: saved 5, requested 0" in str(errors[0])
+    assert not (folder / "metrics.json").exists()  # never both "saved"

@@ -37,6 +37,7 @@ from interp.data.datasets import load_dataset, subset_groups
 from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
 from interp.hooks import hook_name
+from interp.locks import folder_lock
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
@@ -304,6 +305,9 @@ def evaluate_layer(
 #: not overwritten. The other fields change where and how it runs (device, batch_size, out,
 #: json, cache_dir, progress) or add a section beside the main results (eval_dataset,
 #: control_dataset): rerunning with other values of those replaces the folder's contents.
+#: The dtype the model ran in (``--dtype`` as resolved: ``auto`` is bfloat16 on a GPU) is
+#: compared too, by :func:`check_run_folder`, from the loaded model; the device is not (on
+#: one dtype it moves results only in the last float digits).
 RUN_IDENTITY = (
     "model",
     "dataset",
@@ -333,18 +337,25 @@ _SUFFIX = {
 }
 
 
-def run_suffix(config: ProbeConfig) -> str:
+def run_suffix(config: ProbeConfig, model_dtype: str | None = None) -> str:
     """``""`` for the default settings, else e.g. ``-seed3-max4-c0.1-test0.3``: one part per
-    result-changing setting that differs from its default."""
+    result-changing setting that differs from its default. ``--dtype auto`` that resolved to
+    another dtype than float32 (``model_dtype``: bfloat16 on a GPU) adds that dtype, so a GPU
+    run's default folder is not a CPU run's."""
     defaults = {f.name: f.default for f in fields(ProbeConfig)}
-    return "".join(
+    suffix = "".join(
         "-" + part.format(getattr(config, name))
         for name, part in _SUFFIX.items()
         if getattr(config, name) != defaults[name]
     )
+    if config.dtype == "auto" and model_dtype not in (None, "float32"):
+        suffix += f"-{model_dtype}"
+    return suffix
 
 
-def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
+def default_out_dir(
+    config: ProbeConfig, model_name: str, root: Path, model_dtype: str | None = None
+) -> Path:
     """``<root>/runs/<model>/<data>-<site>-<tokens>-<probe>-L<layers><suffix>``: the default
     settings keep the suffix-free name; see :func:`run_suffix`."""
     model_slug = Path(model_name).name if "/" in model_name else model_name
@@ -359,7 +370,7 @@ def default_out_dir(config: ProbeConfig, model_name: str, root: Path) -> Path:
         else f"L{config.layers[0]}-{config.layers[-1]}x{len(config.layers)}"
     )
     name = f"{data_slug}-{config.site}-{config.tokens}-{config.probe}-{layers}"
-    return root / "runs" / model_slug / (name + run_suffix(config))
+    return root / "runs" / model_slug / (name + run_suffix(config, model_dtype))
 
 
 def check_out_file(config: ProbeConfig) -> None:
@@ -370,14 +381,28 @@ def check_out_file(config: ProbeConfig) -> None:
         )
 
 
-def check_run_folder(out: Path, config: ProbeConfig) -> None:
+def _saved_dtype(out: Path, saved: dict[str, Any]) -> str | None:
+    """The dtype a saved run's model ran in: ``config.json``'s ``model_dtype``, else (runs
+    saved before it was recorded there) ``metrics.json``'s ``model.dtype``, else None."""
+    if isinstance(saved.get(MODEL_DTYPE), str):
+        return saved[MODEL_DTYPE]
+    try:
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))["model"]["dtype"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_run_folder(out: Path, config: ProbeConfig, model_dtype: str | None = None) -> None:
     """Refuse to overwrite a run folder whose ``config.json`` differs from ``config`` in a
-    result-changing field (:data:`RUN_IDENTITY`)."""
+    result-changing field (:data:`RUN_IDENTITY`) or, given ``model_dtype`` (the dtype the
+    model resolved to: ``--dtype auto`` is bfloat16 on a GPU), in the dtype its model ran in
+    (a run whose dtype is not recorded is not compared on it)."""
     saved_file = out / "config.json"
     if not saved_file.is_file():
         return
     try:
-        saved = json.loads(saved_file.read_text(encoding="utf-8"))["config"]
+        whole = json.loads(saved_file.read_text(encoding="utf-8"))
+        saved = whole["config"]
     except (ValueError, KeyError, TypeError):
         raise ConfigError(
             f"{saved_file} is not a run's config.json; pass --out DIR for a new folder, or "
@@ -386,9 +411,14 @@ def check_run_folder(out: Path, config: ProbeConfig) -> None:
     wanted = json.loads(json.dumps(config.to_dict()))
     # A field absent from a saved config is younger than the run: it ran with the default.
     defaults = json.loads(json.dumps(ProbeConfig().to_dict()))
+    found = {k: saved.get(k, defaults[k]) for k in RUN_IDENTITY}
+    asked = {k: wanted[k] for k in RUN_IDENTITY}
+    saved_dtype = _saved_dtype(out, whole)
+    if model_dtype is not None and saved_dtype is not None:
+        found[MODEL_DTYPE], asked[MODEL_DTYPE] = saved_dtype, model_dtype
     check_same(
-        {k: saved.get(k, defaults[k]) for k in RUN_IDENTITY},
-        {k: wanted[k] for k in RUN_IDENTITY},
+        found,
+        asked,
         where=f"run folder {out}",
         fix=f"pass --out DIR to keep both runs, or delete {out} to replace it",
         error=ConfigError,
@@ -481,10 +511,24 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
     check_erasable(config, data)
     # only the blocks up to the deepest probed layer are loaded
     model = model or load_model(config.model, **model_options(config), max_layer=max(config.layers))
-    out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root)
-    check_run_folder(out_dir, config)
+    dtype = model.dtype_name
+    out_dir = Path(config.out) if config.out else default_out_dir(config, model.name, root, dtype)
+    check_run_folder(out_dir, config, dtype)
     for layer in config.layers:
         model.check_layer(layer)
+    # One writer per run folder: a second run on it waits here, then finds this run's
+    # config.json and is refused (other settings) or rewrites the same results.
+    with folder_lock(out_dir):
+        check_run_folder(out_dir, config, dtype)
+        run = fit_run(config, model, data, root)
+        run.out_dir = out_dir
+        save_run(run)
+    return run
+
+
+def fit_run(config: ProbeConfig, model: LoadedModel, data: Datasets, root: Path) -> ProbeRun:
+    """Cache the activations, fit and evaluate every layer's probe (twice with
+    ``erase_stances``): the run :func:`train_probe` saves."""
     hooks = [hook_name(layer, config.site) for layer in config.layers]
     cache_kwargs: dict[str, Any] = dict(
         tokens=config.tokens,
@@ -515,10 +559,7 @@ def train_probe(config: ProbeConfig, model: LoadedModel | None = None) -> ProbeR
             layer: ErasedProbe(probe, erasers[hook_name(layer, config.site)])
             for layer, probe in fitted.probes.items()
         }
-    run = make_run(config, model, s, fitted, before)
-    run.out_dir = out_dir
-    save_run(run)
-    return run
+    return make_run(config, model, s, fitted, before)
 
 
 def make_run(

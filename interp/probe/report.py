@@ -179,6 +179,7 @@ def save_run(run: ProbeRun) -> None:
             "config": run.config.to_dict(),
             "model": run.model_name,
             "model_fingerprint": run.model_fingerprint,
+            "model_dtype": run.model_dtype,  # part of the run identity (check_run_folder)
             "dataset_hash": run.dataset_hash,
             "versions": library_versions(),
         },
