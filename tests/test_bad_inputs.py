@@ -98,6 +98,20 @@ def _lines(name: str, n: int = 8, **overrides) -> Callable[[Path], None]:
 
 
 MALFORMED = _write("bad.jsonl", _line(0) + "{oops\n")
+
+
+def _hand_labels(labels: bytes) -> Callable[[Path], None]:
+    """A ``--labels`` folder for experiments/organism.py: one reply, ``labels`` as its
+    labels.jsonl."""
+
+    def setup(d: Path) -> None:
+        (d / "labels").mkdir()
+        (d / "labels" / "replies.jsonl").write_text(_line(0), encoding="utf-8")
+        (d / "labels" / "labels.jsonl").write_bytes(labels)
+
+    return setup
+
+
 EMPTY = _write("empty.jsonl", "")
 SMALL = _lines("small.jsonl")
 
@@ -542,6 +556,38 @@ ROWS = [
         _script("judge_accuracy.py"),
         ["--labels-dir", "nothing"],
         r"nothing/replies\.jsonl: no such file",
+    ),
+    # bad --labels content fails before the base model loads (before training and sampling)
+    Row(
+        "organism-labels-bad-value",
+        _script("organism.py"),
+        ["--quick", "--labels", "labels", "--no-progress"],
+        r"labels/labels\.jsonl:1 \(id 't0'\): reasoning_present is 'maybe'; allowed values",
+        _hand_labels(
+            b'{"id": "t0", "reasoning_present": "maybe", "reasoning_stance": "",'
+            b' "answer_undesired": "no"}\n'
+        ),
+        may_write=(),
+    ),
+    Row(
+        "organism-labels-not-utf8",
+        _script("organism.py"),
+        ["--quick", "--labels", "labels", "--no-progress"],
+        r"labels/labels\.jsonl: not UTF-8 text \(byte 0xff at offset 0\); save the file as UTF-8",
+        _hand_labels(b'\xff{"id": "t0"}\n'),
+        may_write=(),
+    ),
+    Row(
+        "organism-labels-of-other-replies",
+        _script("organism.py"),
+        ["--quick", "--labels", "labels", "--no-progress"],
+        r"labels/labels\.jsonl: 1 labelled id\(s\) have no reply in replies\.jsonl .*'t9'"
+        r".*label the replies of that folder",
+        _hand_labels(
+            b'{"id": "t9", "reasoning_present": "no", "reasoning_stance": "",'
+            b' "answer_undesired": "no"}\n'
+        ),
+        may_write=(),
     ),
     Row(
         "sae-features-layer-negative",

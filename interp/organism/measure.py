@@ -49,15 +49,38 @@ def judge_samples(
     return [judged.get(t.id, t) for t in samples]
 
 
-def hand_verdicts(samples: Sequence[Transcript], folder: str | Path) -> dict[str, Verdict]:
-    """Hand verdicts of ``folder`` (see :func:`judge_samples`) for the samples whose id and
-    reply both match a labelled reply."""
+def read_hand_labels(folder: str | Path) -> tuple[dict[str, str], dict[str, Verdict]]:
+    """The replies and hand verdicts by id of a hand-labelled set (``--labels``), checked:
+    both files exist and are UTF-8 JSON Lines, every label is valid, and every labelled id
+    has its reply in ``replies.jsonl``. :func:`interp.organism.run.run_organism` calls it
+    before anything is trained, so bad labels fail in seconds, not after the sampling."""
     from interp.data.transcripts import load_transcripts
     from interp.text.judging.human import import_labels
+    from interp.text.judging.verdict import JudgeError
 
     folder = Path(folder)
     replies = {t.id: t.reply for t in load_transcripts(folder / "replies.jsonl")}
-    labelled = import_labels(folder / "labels.jsonl")
+    path = folder / "labels.jsonl"
+    try:
+        labelled = import_labels(path)
+    except UnicodeDecodeError as err:
+        raise JudgeError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}); save the file as UTF-8"
+        ) from None
+    orphans = sorted(set(labelled) - set(replies))
+    if orphans:
+        raise JudgeError(
+            f"{path}: {len(orphans)} labelled id(s) have no reply in replies.jsonl beside it "
+            f"(e.g. {orphans[0]!r}); label the replies of that folder, or add the replies"
+        )
+    return replies, labelled
+
+
+def hand_verdicts(samples: Sequence[Transcript], folder: str | Path) -> dict[str, Verdict]:
+    """Hand verdicts of ``folder`` (see :func:`judge_samples`) for the samples whose id and
+    reply both match a labelled reply."""
+    replies, labelled = read_hand_labels(folder)
     return {
         t.id: labelled[t.id] for t in samples if t.id in labelled and replies.get(t.id) == t.reply
     }

@@ -21,7 +21,13 @@ from interp.artifacts import library_versions, write_json_atomic, write_text_ato
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel, load_model
 from interp.organism.config import OrganismConfig
-from interp.organism.measure import condition_rates, hand_labelled, judge_samples, rate_dict
+from interp.organism.measure import (
+    condition_rates,
+    hand_labelled,
+    judge_samples,
+    rate_dict,
+    read_hand_labels,
+)
 from interp.organism.sample import eval_prompts, sample_variant
 from interp.organism.train import base_neutral, organism_name, train_organism
 from interp.paths import cache_root
@@ -106,6 +112,26 @@ def _rate_dicts(samples: list[Transcript]) -> dict[str, Any]:
     }
 
 
+def check_inputs(config: OrganismConfig) -> None:
+    """Read and check, before the base model loads, every input file the run reads later:
+    the hand labels (``--labels``), the scenario bank the judge reads and each trigger kind's
+    held-out prompts (the eval bank's included), so a bad file fails in seconds instead of
+    after the training and sampling, naming the file and the fix."""
+    from interp.data.eval_bank import organism_scenarios
+
+    if config.labels:
+        read_hand_labels(config.labels)
+    organism_scenarios()
+    for kind in config.kinds:
+        eval_prompts(
+            kind,
+            config.test_fraction,
+            config.split_seed,
+            config.n_neutral_eval,
+            eval_scenarios=config.eval_scenarios,
+        )
+
+
 def run_organism(config: OrganismConfig) -> dict[str, Any]:
     """Run the experiment; returns what ``results.json`` holds."""
     from interp.organism.analysis import analyse_seeds
@@ -114,6 +140,7 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     c = config.resolved()
+    check_inputs(c)
     root = cache_root()
     out = c.out_dir(root)
     out.mkdir(parents=True, exist_ok=True)
