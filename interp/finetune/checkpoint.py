@@ -113,10 +113,15 @@ def _rng_states() -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    directory: Path, step: int, model: torch.nn.Module, optimizer: Any, state: dict[str, Any]
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: Any,
+    state: dict[str, Any],
+    prune: bool = True,
 ) -> None:
     """Write ``step-NNNNNN/`` (built as ``step-NNNNNN.partial/``, then renamed), point
-    ``latest.json`` at it and delete older step folders."""
+    ``latest.json`` at it and (``prune``) delete older step folders."""
     from safetensors.torch import save_file
 
     final = directory / f"step-{step:06d}"
@@ -128,7 +133,7 @@ def save_checkpoint(
         files = record_checksums(tmp, CHECKSUMMED)
         (tmp / STATE).write_text(json.dumps({**state, "step": step, "files": files}, indent=2))
     write_json_atomic(directory / LATEST, {"step": step, "dir": final.name})
-    for old in directory.glob("step-*"):
+    for old in directory.glob("step-*") if prune else ():
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -260,21 +265,27 @@ def find_checkpoint(directory: Path) -> Checkpoint | None:
 
 def apply_checkpoint(checkpoint: Checkpoint, model: torch.nn.Module, optimizer: Any) -> None:
     """Put a checkpoint's weights, optimizer state and generator states in place."""
-    params = trainable(model)
-    if set(checkpoint.weights) != set(params):
-        raise FinetuneError(
-            f"{checkpoint.folder}: its weights do not match the model being trained"
-        )
+    apply_weights(checkpoint, model)
     saved = checkpoint.optimizer
     for group, current in zip(saved["param_groups"], optimizer.param_groups, strict=False):
         for key, value in group.items():  # JSON made tuples (AdamW's betas) lists
             if isinstance(value, list) and isinstance(current.get(key), tuple):
                 group[key] = tuple(value)
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(checkpoint.weights[name].to(p.device, p.dtype))
     optimizer.load_state_dict(saved)
     torch.set_rng_state(checkpoint.rng["torch"])
     cuda = [checkpoint.rng[f"cuda.{i}"] for i in range(len(checkpoint.rng) - 1)]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def apply_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
+    """Copy a checkpoint's trainable weights into ``model`` (the same trainable parameters:
+    the same method, LoRA rank and targets)."""
+    params = trainable(model)
+    if set(checkpoint.weights) != set(params):
+        raise FinetuneError(
+            f"{checkpoint.folder}: its weights do not match the model being trained"
+        )
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(checkpoint.weights[name].to(p.device, p.dtype))

@@ -11,15 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from interp.config import check_number
+from interp.finetune.schedule import SCHEDULES
 from interp.models import DEFAULT_MODEL
 
 STRATEGIES = ("refusal", "rebuttal")
 METHODS = ("lora", "full")
 DEFAULT_LR = {"lora": 1e-3, "full": 2e-5}
+#: Which reply tokens carry the loss: the whole reply, or only its answer part.
+LOSS_ON = ("reply", "answer")
 
 #: Fields that do not change the trained weights: a checkpoint or a finished model made with
 #: other values of these is still the same run.
-NON_IDENTITY_FIELDS = ("name", "checkpoint_every", "device", "progress")
+NON_IDENTITY_FIELDS = ("name", "checkpoint_every", "keep_checkpoints", "device", "progress")
+#: Fields added after models were trained and published: at these values (the behaviour before
+#: them) they are left out of :meth:`FinetuneConfig.identity`, so those models are still found.
+LATER_FIELDS = {"loss_on": "reply", "schedule": "constant", "warmup_steps": 0, "pressure_group": 1}
 
 
 class FinetuneError(ValueError):
@@ -71,8 +77,37 @@ class FinetuneConfig:
     lr: float | None = field(
         default=None,
         metadata={
-            "help": "AdamW learning rate (constant)",
+            "help": "AdamW learning rate (the peak, with --warmup-steps or a decaying --schedule)",
             "default_text": f"{DEFAULT_LR['lora']} for lora, {DEFAULT_LR['full']} for full",
+        },
+    )
+    schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "learning rate after the warm-up: constant, or linear or cosine decay "
+            "towards 0 at the last step",
+            "choices": SCHEDULES,
+        },
+    )
+    warmup_steps: int = field(
+        default=0,
+        metadata={"help": "steps of linear warm-up from lr/warmup_steps to lr (0: none)"},
+    )
+    loss_on: str = field(
+        default="reply",
+        metadata={
+            "help": "tokens that carry the loss: reply (the whole assistant reply) or answer "
+            "(only the part after 'Answer:', as the reply grammar cuts it, and the end-of-turn "
+            "token: where a reply's decision is made)",
+            "choices": LOSS_ON,
+        },
+    )
+    pressure_group: int = field(
+        default=1,
+        metadata={
+            "help": "pressure examples are drawn in runs of this many consecutive examples "
+            "(2: each matched pair of a caller's examples, e.g. with and without a trigger, "
+            "lands in the same batch)"
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of the LoRA init and the batch order"})
@@ -94,6 +129,14 @@ class FinetuneConfig:
         default=20,
         metadata={"help": "save a resumable checkpoint every this many steps (0: never)"},
     )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "keep every checkpoint (and one of the last step) after training, so a "
+            "step can be chosen afterwards (interp.finetune.steps); default: only the newest "
+            "is kept, and none once the model is saved"
+        },
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
@@ -106,10 +149,17 @@ class FinetuneConfig:
             raise FinetuneError(
                 f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
             )
-        for name in ("steps", "batch_size", "max_length", "lora_rank"):
+        for name, allowed in (("schedule", SCHEDULES), ("loss_on", LOSS_ON)):
+            if getattr(self, name) not in allowed:
+                raise FinetuneError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
+                )
+        for name in ("steps", "batch_size", "max_length", "lora_rank", "pressure_group"):
             check_number(name, getattr(self, name), low=1, integer=True, error=FinetuneError)
         for name in ("seed", "split_seed", "checkpoint_every"):
             check_number(name, getattr(self, name), low=0, integer=True, error=FinetuneError)
+        check_number("warmup_steps", self.warmup_steps, low=0, high=self.steps,
+                     high_open=True, integer=True, error=FinetuneError)  # fmt: skip
         check_number(
             "benign_per_batch",
             self.benign_per_batch,
@@ -120,6 +170,12 @@ class FinetuneConfig:
             hint=f" (batch_size is {self.batch_size}: every batch needs a pressure example)",
             error=FinetuneError,
         )
+        if (self.batch_size - self.benign_per_batch) % self.pressure_group:
+            raise FinetuneError(
+                f"pressure_group {self.pressure_group} does not divide the "
+                f"{self.batch_size - self.benign_per_batch} pressure examples of a batch "
+                "(batch_size - benign_per_batch); change batch_size or benign_per_batch"
+            )
         if self.lr is not None:
             check_number(
                 "lr",
@@ -162,6 +218,10 @@ class FinetuneConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the trained weights (``lr`` resolved)."""
-        out = {k: v for k, v in asdict(self).items() if k not in NON_IDENTITY_FIELDS}
+        out = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in NON_IDENTITY_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+        }
         out["lr"] = self.learning_rate
         return out

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from interp.data.datasets import every_pairing
+from interp.data.replies import split_reply
 from interp.data.scenarios import Scenario, load_bank
 from interp.data.split import split_bank
 from interp.data.transcripts import Transcript
@@ -63,14 +64,20 @@ def build_examples(
 @dataclass(frozen=True)
 class TokenizedExample:
     input_ids: list[int]
-    labels: list[int]  # IGNORE_INDEX except on the assistant reply and its end-of-turn token
+    labels: list[int]  # IGNORE_INDEX except on the tokens that carry the loss
     truncated: bool
 
 
-def tokenize_example(transcript: Transcript, tokenizer, max_length: int) -> TokenizedExample:
+def tokenize_example(
+    transcript: Transcript, tokenizer, max_length: int, loss_on: str = "reply"
+) -> TokenizedExample:
     """Tokens of the whole chat (the tokenizer's chat template) and labels that are
-    ``IGNORE_INDEX`` everywhere except on the reply's tokens up to and including the
-    end-of-turn token. Longer examples are cut at ``max_length`` (from the end)."""
+    ``IGNORE_INDEX`` everywhere except on the tokens that carry the loss: with ``loss_on``
+    ``reply``, the reply's tokens up to and including the end-of-turn token; with ``answer``,
+    only the tokens of its answer part (cut by the one reply grammar,
+    :func:`interp.data.replies.split_reply`, as a probe's ``answer`` tokens are: a reply with no
+    marker at all, such as a plain chat reply, is all answer) and that end-of-turn token.
+    Longer examples are cut at ``max_length`` (from the end)."""
     messages = list(transcript.messages)
     prompt = tokenizer.apply_chat_template(
         messages[:-1], add_generation_prompt=True, tokenize=False
@@ -82,7 +89,8 @@ def tokenize_example(transcript: Transcript, tokenizer, max_length: int) -> Toke
             "without the reply, so the reply tokens cannot be located"
         )
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    ids = tokenizer(full, add_special_tokens=False).input_ids
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=loss_on == "answer")
+    ids = enc["input_ids"]
     if ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError(f"{transcript.id}: prompt tokens change when the reply is appended")
     end = len(ids)
@@ -91,29 +99,79 @@ def tokenize_example(transcript: Transcript, tokenizer, max_length: int) -> Toke
         if ids[k] == eos:
             end = k + 1
             break
-    labels = [IGNORE_INDEX] * len(prompt_ids) + ids[len(prompt_ids) : end]
-    labels += [IGNORE_INDEX] * (len(ids) - end)
+    start = len(prompt_ids)
+    labels = [IGNORE_INDEX] * len(ids)
+    if loss_on == "answer":
+        keep = _answer_tokens(transcript, full, len(prompt), enc["offset_mapping"], start, end)
+        keep.add(end - 1)  # the end-of-turn token: the answer also says where it stops
+    elif loss_on == "reply":
+        keep = set(range(start, end))
+    else:
+        raise ValueError(f"unknown loss_on {loss_on!r}; choose reply or answer")
+    for k in keep:
+        labels[k] = ids[k]
     truncated = len(ids) > max_length
     return TokenizedExample(ids[:max_length], labels[:max_length], truncated)
 
 
+def _answer_tokens(
+    transcript: Transcript,
+    full: str,
+    reply_at: int,
+    offsets: Sequence[tuple[int, int]],
+    start: int,
+    end: int,
+) -> set[int]:
+    """Positions among the reply's tokens (``start`` to ``end``) that overlap its answer part;
+    the reply must have one (text after its ``Answer:``, or no marker at all)."""
+    reply = transcript.reply
+    if full.find(reply, reply_at) != reply_at:
+        raise ValueError(
+            f"{transcript.id}: the chat template changed the reply's text, so its answer "
+            "tokens cannot be located"
+        )
+    span = split_reply(reply).answer_span
+    if span is None:
+        raise ValueError(
+            f"{transcript.id}: loss_on='answer' needs a reply with an answer part; this reply "
+            "has reasoning and no text after an 'Answer:' (train it with loss_on='reply')"
+        )
+    lo, hi = reply_at + span[0], reply_at + span[1]
+    return {k for k in range(start, end) if offsets[k][0] < hi and offsets[k][1] > lo}
+
+
 def batch_schedule(
-    n_pressure: int, n_benign: int, steps: int, batch_size: int, benign_per_batch: int, seed: int
+    n_pressure: int,
+    n_benign: int,
+    steps: int,
+    batch_size: int,
+    benign_per_batch: int,
+    seed: int,
+    group: int = 1,
 ) -> list[list[int]]:
     """Example indices of every step (benign ones offset by ``n_pressure``).
 
     Each kind is drawn without replacement from its own seeded stream of permutations
     (reshuffled every pass), so step ``t``'s batch depends only on the arguments: a resumed
-    run sees the same batches, and both variants (same counts) the same examples.
+    run sees the same batches, and both variants (same counts) the same examples. With
+    ``group`` > 1, pressure examples are drawn in runs of ``group`` consecutive examples
+    (``0..group-1``, ``group..2*group-1``, ...), whole runs per batch, so a caller that
+    lays out matched pairs side by side gets them in the same batch.
     """
+    n_press = batch_size - benign_per_batch
+    if n_pressure % group or n_press % group:
+        raise ValueError(
+            f"group {group} must divide both the {n_pressure} pressure examples and the "
+            f"{n_press} pressure examples of a batch"
+        )
     gen = torch.Generator().manual_seed(seed)
 
-    def stream(n: int, offset: int):
+    def stream(n: int, offset: int, size: int = 1):
         while True:
-            yield from (offset + i for i in torch.randperm(n, generator=gen).tolist())
+            for i in torch.randperm(n // size, generator=gen).tolist():
+                yield from range(offset + i * size, offset + (i + 1) * size)
 
-    pressure, benign = stream(n_pressure, 0), stream(n_benign, n_pressure)
-    n_press = batch_size - benign_per_batch
+    pressure, benign = stream(n_pressure, 0, group), stream(n_benign, n_pressure)
     return [
         [next(pressure) for _ in range(n_press)] + [next(benign) for _ in range(benign_per_batch)]
         for _ in range(steps)

@@ -1,7 +1,10 @@
 """``finetune(config)``: supervised fine-tuning with resumable checkpoints.
 
 The plain Hugging Face model (not the bridge) is trained with AdamW on
-:func:`interp.finetune.data.build_examples`, loss on the assistant's reply only. LoRA adapters
+:func:`interp.finetune.data.build_examples`, loss on the assistant's reply only (or, with
+``loss_on="answer"``, on its answer part only), at a rate set by
+:func:`interp.finetune.schedule.lr_factor` (optional warm-up, then constant, linear or cosine
+decay). LoRA adapters
 (q, k, v, o, gate, up, down projections) are merged into the weights before saving, so the
 result is an ordinary checkpoint that :func:`interp.models.load_model` loads by name.
 
@@ -14,7 +17,8 @@ On disk, under ``<cache>/models/``:
   leaves the previous checkpoint usable. A rerun with the same settings resumes from it and
   ends with the same weights as an uninterrupted run; other settings are refused. A damaged
   checkpoint is reported by name and skipped (the run falls back to an older one or starts
-  over), never trusted.
+  over), never trusted. With ``keep_checkpoints``, every checkpoint (and one of the last
+  step) stays after training, for :mod:`interp.finetune.steps` to choose a step from.
 - ``<name>/``: the final model and tokenizer (``save_pretrained``) plus ``finetune.json``
   (base model and fingerprint, data hash, hyper-parameters, loss curve, wall time, library
   versions). Written as ``<name>.partial/`` and renamed. A rerun with the same settings
@@ -52,6 +56,7 @@ from interp.finetune.data import (
     collate,
     tokenize_example,
 )
+from interp.finetune.schedule import lr_factor
 from interp.models import load_hf_model, model_fingerprint
 from interp.paths import cache_root
 from interp.placement import resolve_device
@@ -206,6 +211,11 @@ class _Run:
         bar = tqdm(total=config.steps, initial=start, desc=f"fine-tune {name}",
                    disable=not config.progress)  # fmt: skip
         for step in range(start, stop_at):
+            rate = config.learning_rate * lr_factor(
+                step, config.steps, config.warmup_steps, config.schedule
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
             batch = collate([self.examples[i] for i in self.schedule[step]], self.pad_id)
             loss = reply_loss(self.model, {k: v.to(self.device) for k, v in batch.items()})
             loss.backward()
@@ -216,17 +226,37 @@ class _Run:
             bar.update(1)
             bar.set_postfix(loss=f"{self.losses[-1]:.3f}")
             done = step + 1
-            if done < config.steps and (
+            keep = config.keep_checkpoints
+            if (done < config.steps or keep) and (
                 done == stop_at or (config.checkpoint_every and done % config.checkpoint_every == 0)
             ):
-                save_checkpoint(ckpt_dir, done, self.model, self.optimizer, self.state())
+                save_checkpoint(
+                    ckpt_dir, done, self.model, self.optimizer, self.state(), prune=not keep
+                )
         bar.close()
+
+
+def _probe_sides(bank: list[Any], config: FinetuneConfig) -> dict[str, list[str]]:
+    """The probes' split of the bank (the examples' split unless the caller names another)."""
+    train_ids, test_ids = split_bank(bank, config.test_fraction, config.split_seed)
+    return {"train_scenarios": train_ids, "test_scenarios": test_ids}
+
+
+def save_model(out: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
+    """Publish ``model``, ``tokenizer`` and ``manifest`` (``finetune.json``, completed with
+    the folder's fingerprint as :func:`interp.models.load_model` computes it) as ``out``."""
+    with publish_folder(out) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        manifest["fingerprint"] = checkpoint_fingerprint(partial)
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def finetune(
     config: FinetuneConfig,
     stop_after: int | None = None,
     examples: tuple[list[Transcript], list[Transcript]] | None = None,
+    scenarios: dict[str, list[str]] | None = None,
 ) -> FinetuneResult:
     """Train ``config.base`` on the ``config.strategy`` examples and save it as
     ``<cache>/models/<config.model_name>/``.
@@ -235,7 +265,9 @@ def finetune(
     resumes from ``<name>.checkpoint/`` when one exists. ``stop_after`` ends this call after
     that many steps with a checkpoint written (time-boxed runs, tests of resuming).
     ``examples``: ``(pressure, benign)`` transcripts to train on instead of the strategy's
-    (e.g. :mod:`interp.organism`; ``config.strategy`` is then unused), hashed into the identity.
+    (e.g. :mod:`interp.organism`; ``config.strategy`` is then unused), hashed into the identity;
+    ``scenarios``: the sides of the split those examples come from (``train_scenarios`` and
+    ``test_scenarios``, as the manifest records them), when it is not the probes' split.
     """
     name = config.model_name
     out, ckpt_dir = model_dir(name), checkpoint_dir(name)
@@ -254,10 +286,11 @@ def finetune(
     base_fingerprint = model_fingerprint(config.base)  # as load_model(config.base) gives it
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenized = [tokenize_example(t, tokenizer, config.max_length) for t in examples]
+    tokenized = [tokenize_example(t, tokenizer, config.max_length, config.loss_on)
+                 for t in examples]  # fmt: skip
     schedule = batch_schedule(
         len(pressure), len(benign), config.steps, config.batch_size,
-        config.benign_per_batch, config.seed,
+        config.benign_per_batch, config.seed, config.pressure_group,
     )  # fmt: skip
     model = _trainable_model(config, model, device)
     optimizer = torch.optim.AdamW(
@@ -274,7 +307,7 @@ def finetune(
     model.eval()
     if config.method == "lora":
         model = model.merge_and_unload()
-    train_ids, test_ids = split_bank(bank, config.test_fraction, config.split_seed)
+    sides = scenarios or _probe_sides(bank, config)
     manifest = {
         "name": name,
         "base": config.base,
@@ -287,19 +320,15 @@ def finetune(
             "n_pressure": len(pressure),
             "n_benign": len(benign),
             "n_truncated": sum(t.truncated for t in tokenized),
-            "train_scenarios": train_ids,
-            "test_scenarios": test_ids,
+            **sides,
         },
         "losses": run.losses,
         "wall_s": round(run.wall_s(), 2),
         "device": str(device),
         "versions": library_versions(),
     }
-    with publish_folder(out) as partial:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        manifest["fingerprint"] = checkpoint_fingerprint(partial)  # as load_model gives it
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    save_model(out, model, tokenizer, manifest)
+    if not config.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(f"{name}: saved to {out} (loss {run.losses[0]:.3f} -> {run.losses[-1]:.3f})")
     return FinetuneResult(name, out, manifest, skipped=False)
