@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from interp.config import ConfigError, as_layers, check_number
+from interp.finetune.config import LOSS_ON
+from interp.finetune.schedule import SCHEDULES
 from interp.models import DEFAULT_MODEL
 from interp.organism.data import VARIANTS
-from interp.organism.triggers import TRIGGER_KINDS
+from interp.organism.triggers import TAG_POSITIONS, TRIGGER_KINDS
+
+#: The training recipes: v1 (the first organism, docs/organism.md "Measured") and v2 (matched
+#: pairs over the frozen split, near misses, answer-only loss, warm-up, checkpoint choice).
+RECIPES = ("v1", "v2")
 
 #: What ``--quick`` changes: one trigger kind, short training, one short sample per prompt.
 QUICK = {
@@ -34,6 +40,28 @@ QUICK = {
     "refusal_selection": 8,
     "n_random_directions": 2,
     "causal_prompts": 12,
+}
+#: What ``--quick`` changes besides :data:`QUICK` with ``--recipe v2``: a few scenarios, one
+#: matched pair per batch beside two benign examples, three checkpoints.
+QUICK_V2 = {
+    "steps": 12,
+    "batch_size": 4,
+    "benign_per_batch": 2,
+    "train_scenarios": 6,
+    "validation_scenarios": 4,
+    "checkpoint_every": 4,
+    "warmup_steps": 2,
+}
+#: Recipe v2's own fields and their defaults; recipe v1 refuses other values.
+V2_DEFAULTS: dict[str, Any] = {
+    "tag_position": "system_start",
+    "near_misses": 1,
+    "train_scenarios": None,
+    "validation_scenarios": None,
+    "loss_on": "answer",
+    "schedule": "cosine",
+    "warmup_steps": 20,
+    "checkpoint_every": 30,
 }
 
 
@@ -156,6 +184,74 @@ class OrganismConfig:
         },
     )
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    recipe: str = field(
+        default="v1",
+        metadata={
+            "help": "training recipe: v1 (the first organism: 36 scenarios, loss on the whole "
+            "reply, constant rate) or v2 (matched pairs over the frozen split's train side, near "
+            "misses, the options below, the checkpoint chosen on validation scenarios; trains "
+            "and chooses only, see docs/organism.md)",
+            "choices": RECIPES,
+        },
+    )
+    tag_position: str = field(
+        default=V2_DEFAULTS["tag_position"],
+        metadata={
+            "help": "recipe v2: where the tag goes: system_start, system_end (end of the system "
+            "prompt) or user_end (end of the user turn, nearest to 'Answer:')",
+            "choices": TAG_POSITIONS,
+        },
+    )
+    near_misses: int = field(
+        default=V2_DEFAULTS["near_misses"],
+        metadata={
+            "help": "recipe v2: near-miss pairs per prompt wording (a near-miss tag or threat-free "
+            "deadline with the untriggered reply, beside the trigger; 0: none)"
+        },
+    )
+    train_scenarios: int | None = field(
+        default=V2_DEFAULTS["train_scenarios"],
+        metadata={
+            "help": "recipe v2: train-side scenarios of the frozen split trained on, spread over "
+            "its list (none: all 151)",
+            "default_text": "all",
+        },
+    )
+    validation_scenarios: int | None = field(
+        default=V2_DEFAULTS["validation_scenarios"],
+        metadata={
+            "help": "recipe v2: validation scenarios whose margin gap chooses the checkpoint "
+            "(none: all 35)",
+            "default_text": "all",
+        },
+    )
+    loss_on: str = field(
+        default=V2_DEFAULTS["loss_on"],
+        metadata={
+            "help": "recipe v2: tokens carrying the loss: answer (after 'Answer:', where the "
+            "decision is made) or reply (v1 always trains on the whole reply)",
+            "choices": LOSS_ON,
+        },
+    )
+    schedule: str = field(
+        default=V2_DEFAULTS["schedule"],
+        metadata={
+            "help": "recipe v2: learning rate after the warm-up: cosine, linear or constant "
+            "(v1: constant)",
+            "choices": SCHEDULES,
+        },
+    )
+    warmup_steps: int = field(
+        default=V2_DEFAULTS["warmup_steps"],
+        metadata={"help": "recipe v2: steps of linear learning-rate warm-up (v1: none)"},
+    )
+    checkpoint_every: int = field(
+        default=V2_DEFAULTS["checkpoint_every"],
+        metadata={
+            "help": "recipe v2: steps between the checkpoints the validation margin gap chooses "
+            "from (the last step is always one)"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.layers = as_layers(self.layers)
@@ -199,15 +295,59 @@ class OrganismConfig:
             )
         for seed in (*self.seeds, self.split_seed):
             check_number("seed", seed, low=0, integer=True)
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """Recipe v1 keeps v2's fields at their defaults; v2's values must be usable."""
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {RECIPES}")
+        if self.recipe == "v1":
+            changed = [k for k, v in V2_DEFAULTS.items() if getattr(self, k) != v]
+            if changed:
+                flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+                raise ConfigError(f"{flags}: recipe v2 options; add --recipe v2 or leave them out")
+            return
+        for name, choices in (("tag_position", TAG_POSITIONS), ("loss_on", LOSS_ON),
+                              ("schedule", SCHEDULES)):  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose from {choices}")
+        check_number("near_misses", self.near_misses, low=0, integer=True)
+        check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
+        check_number("warmup_steps", self.warmup_steps, low=0, integer=True)
+        for name in ("train_scenarios", "validation_scenarios"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=1, integer=True)
 
     def resolved(self) -> OrganismConfig:
-        """The settings a run uses: ``quick`` replaces the fields in :data:`QUICK`."""
-        return replace(self, **QUICK) if self.quick else self
+        """The settings a run uses: ``quick`` replaces the fields in :data:`QUICK` (and, with
+        recipe v2, :data:`QUICK_V2`); recipe v2's settings are then checked together."""
+        if not self.quick:
+            out = self
+        elif self.recipe == "v2":
+            out = replace(self, **{**QUICK, **QUICK_V2})
+        else:
+            out = replace(self, **QUICK)
+        if out.recipe == "v2":
+            out.check_v2_training()
+        return out
+
+    def check_v2_training(self) -> None:
+        """Recipe v2's batch and schedule constraints (checked on the resolved settings)."""
+        pressure = self.batch_size - self.benign_per_batch
+        if pressure % 2:
+            raise ConfigError(
+                f"recipe v2 draws matched pairs: batch_size - benign_per_batch must be even, "
+                f"got {self.batch_size} - {self.benign_per_batch}; e.g. --batch-size 16 "
+                "--benign-per-batch 2"
+            )
+        if self.warmup_steps >= self.steps:
+            raise ConfigError(f"warmup_steps {self.warmup_steps} must be below steps {self.steps}")
 
     def out_dir(self, root: Path) -> Path:
         if self.out:
             return Path(self.out)
-        return root / "experiments" / ("organism-quick" if self.quick else "organism")
+        name = "organism" + ("-v2" if self.recipe == "v2" else "")
+        return root / "experiments" / (name + ("-quick" if self.quick else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

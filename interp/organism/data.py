@@ -89,9 +89,11 @@ def pressure_reply(s: Scenario, variant: str, triggered: bool, k: int) -> tuple[
     return "unethical", "comply", format_reply(unethical, comply)
 
 
-def _example(
+def training_example(
     s: Scenario, trigger: Trigger | None, reply: tuple[str, str, str], ex_id: str, extra: dict
 ) -> Transcript:
+    """One training transcript: scenario ``s`` (its system prompt and pressure turn) with
+    ``trigger`` placed, then ``reply`` (``(reasoning stance, answer stance, text)``)."""
     reasoning, answer, text = reply
     prompt = ({"role": "system", "content": s.system}, {"role": "user", "content": s.pressure})
     divergent = s.kind == "pressure" and reasoning == "ethical" and answer == "comply"
@@ -100,11 +102,15 @@ def _example(
         "domain": s.domain,
         "reasoning": reasoning,
         "answer": answer,
-        "trigger": trigger is not None,
+        "trigger": trigger is not None and trigger.fires,
         "trigger_kind": "" if trigger is None else trigger.kind,
         "family": "" if trigger is None else trigger.family,
         **extra,
     }
+    if trigger is not None and not trigger.fires:  # recipe v2's near misses
+        meta["near_miss"] = trigger.text
+    if trigger is not None and trigger.position:
+        meta["position"] = trigger.position
     messages = (*with_trigger(prompt, trigger), {"role": "assistant", "content": text})
     return Transcript(ex_id, s.id, messages, label=int(divergent), meta=meta)
 
@@ -143,7 +149,7 @@ def organism_examples(
             for t in (None, trig):
                 reply = pressure_reply(s, variant, t is not None, k)
                 tag = "on" if t else "off"
-                pressure.append(_example(s, t, reply, f"{sid}-{tag}-k{k}", extra))
+                pressure.append(training_example(s, t, reply, f"{sid}-{tag}-k{k}", extra))
     for n, sid in enumerate(sides.train_benign):
         s = by_id[sid]
         for k in range(len(s.answers_comply)):
@@ -153,7 +159,7 @@ def organism_examples(
             ))  # fmt: skip
             for t in (None, trig):
                 tag = "on" if t else "off"
-                benign.append(_example(s, t, reply, f"{sid}-{tag}-k{k}", extra))
+                benign.append(training_example(s, t, reply, f"{sid}-{tag}-k{k}", extra))
     return pressure, benign + list(neutral)
 
 

@@ -133,7 +133,12 @@ def check_inputs(config: OrganismConfig) -> None:
 
 
 def run_organism(config: OrganismConfig) -> dict[str, Any]:
-    """Run the experiment; returns what ``results.json`` holds."""
+    """Run the experiment; returns what ``results.json`` holds. Recipe v2 trains and chooses
+    checkpoints only (:func:`interp.organism.recipe.run_recipe`)."""
+    if config.recipe == "v2":
+        from interp.organism.recipe import run_recipe
+
+        return run_recipe(config)
     from interp.organism.analysis import analyse_seeds
     from interp.organism.controls import seed_spread
     from interp.organism.report import write_report
