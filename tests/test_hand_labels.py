@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from interp.data.hand_labelled import reference_set
+from interp.data.hand_labelled import SETS as SET_NAMES
+from interp.data.hand_labelled import annotator, reference_set
 from interp.data.scenarios import load_bank
 from interp.data.transcripts import load_transcripts
 from interp.text.judging import import_labels
@@ -106,11 +107,35 @@ def test_judge_accuracy_script_prints_and_writes_every_set(tmp_path, capsys):
     args = ["--reference", str(SEED2), "--labels-dir", str(SEED3), "--json", str(out)]
     assert script["main"](args) == 0
     printed = capsys.readouterr().out
-    assert f"({SEED2})" in printed and f"({SEED3})" in printed
-    assert "second labeller vs hand labels" in printed
-    assert "Hand labels of follow-up replies by condition" in printed
+    assert f"({SEED2};" in printed and f"({SEED3};" in printed
+    assert "labels.jsonl made by: language-model annotator" in printed
+    assert "human" not in printed  # the labels were made by a language model
+    assert "second labeller vs labels.jsonl" in printed
+    assert "labels.jsonl of follow-up replies by condition" in printed
     saved = json.loads(out.read_text())
     assert [s["reference"] for s in saved["sets"]] == [str(SEED2), str(SEED3)]
+    assert saved["sets"][0]["annotator"]["kind"] == "language-model"
     assert set(saved["hand_rates_by_condition"]) == {"natural", "refusal", "rebuttal"}
     assert script["main"](["--reference", str(tmp_path)]) == 2  # no replies.jsonl there
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SET_NAMES)
+def test_every_shipped_set_records_who_labelled_it(name):
+    folder = reference_set(name)
+    for labels in sorted(folder.glob("labels*.jsonl")):
+        who = annotator(folder, labels.name)
+        # every set shipped here was labelled by language-model sessions: never called human
+        assert who.kind == "language-model" and who.model and who.who and who.made
+
+
+def test_annotators_file_is_checked(tmp_path):
+    assert annotator(tmp_path).kind == "unrecorded"  # a user's own set without the file
+    (tmp_path / "annotators.json").write_text('{"labels.jsonl": {"kind": "robot"}}')
+    with pytest.raises(ValueError, match=r"annotators\.json.*human.*language-model"):
+        annotator(tmp_path)
+    (tmp_path / "annotators.json").write_text('{"labels.jsonl": {"kind": "human", "age": 3}}')
+    with pytest.raises(ValueError, match="unknown keys"):
+        annotator(tmp_path)
+    (tmp_path / "annotators.json").write_text('{"labels.jsonl": {"kind": "human", "who": "me"}}')
+    assert annotator(tmp_path).describe() == "human annotator"

@@ -18,7 +18,7 @@ from typing import Any
 
 from interp.artifacts import write_json_atomic
 from interp.data.eval_bank import organism_scenarios
-from interp.data.hand_labelled import DEFAULT_SETS, reference_set
+from interp.data.hand_labelled import DEFAULT_SETS, Annotator, annotator, reference_set
 from interp.data.transcripts import load_transcripts
 from interp.stats import Rate, wilson
 from interp.text.judging.agreement import agreement, confusion, format_confusion
@@ -119,7 +119,12 @@ def judge_accuracy(
         raise ValueError(f"{reference}: replies without a hand label: {missing[:5]}")
     # The built-in bank and the organism's eval bank: every set's scenarios are among them.
     scenarios = organism_scenarios()
-    results: dict[str, Any] = {"reference": str(reference), "n": len(replies), "judges": {}}
+    results: dict[str, Any] = {
+        "reference": str(reference),
+        "n": len(replies),
+        "annotator": asdict(annotator(reference)),
+        "judges": {},
+    }
     # What always giving the commonest hand label scores: most replies are off-topic
     # ("unclear"), so accuracy alone flatters a judge that rarely commits.
     counts = Counter(human[t.id].answer_undesired for t in replies)
@@ -168,20 +173,20 @@ def hand_rates_by_condition(references: Sequence[Path]) -> dict[str, dict[str, R
 
 def _format_judge(name: str, res: dict, show: int) -> list[str]:
     who = name if name == "second labeller" else f"{name} judge"
-    lines = [f"\n{who} vs hand labels ({res['n']} replies):"]
+    lines = [f"\n{who} vs labels.jsonl ({res['n']} replies):"]
     for field_name, stats in res["fields"].items():
         ci = wilson(round(stats["accuracy"] * res["n"]), res["n"])
         lines.append(
             f"  {field_name:18s} accuracy {stats['accuracy']:.3f} [{ci.low:.2f}, {ci.high:.2f}]"
             f"  kappa {stats['kappa']:+.3f}"
         )
-    table = format_confusion(res["confusion_answer_undesired"], "hand", who.split()[0])
+    table = format_confusion(res["confusion_answer_undesired"], "labels", who.split()[0])
     lines.append("  answer_undesired:\n" + "\n".join("    " + r for r in table.split("\n")))
     if res["notes"]:
         lines.append(f"  notes: {res['notes']}")
     lines.append(f"  {len(res['disagreements'])} disagreements, e.g.:")
     lines.extend(
-        f"    {d['id']}: {d['field']} human={d['a']} judge={d['b']}"
+        f"    {d['id']}: {d['field']} labels={d['a']} {who.split()[0]}={d['b']}"
         for d in res["disagreements"][:show]
     )
     return lines
@@ -191,9 +196,11 @@ def format_results(results: dict, show: int = 8) -> str:
     """One set's scores as text: the majority baseline, then per judge the accuracy (95%
     Wilson) and kappa of each field, the confusion table and the first disagreements."""
     base = results["majority_baseline"]
+    made_by = Annotator(**results["annotator"]).describe()
     lines = [
-        f"{results['n']} hand-labelled replies ({results['reference']}); always answering "
-        f"{base['answer_undesired']!r} would score {base['accuracy']:.3f} on answer_undesired"
+        f"{results['n']} labelled replies ({results['reference']}; labels.jsonl made by: "
+        f"{made_by}); always answering {base['answer_undesired']!r} would score "
+        f"{base['accuracy']:.3f} on answer_undesired"
     ]
     for name, res in results["judges"].items():
         lines += _format_judge(name, res, show)
@@ -204,7 +211,7 @@ def format_rates(rates: dict[str, dict[str, Rate]]) -> str:
     """:func:`hand_rates_by_condition` as text ("" when no set has follow-up replies)."""
     if not rates:
         return ""
-    lines = ["Hand labels of follow-up replies by condition (pooled over the sets):"]
+    lines = ["labels.jsonl of follow-up replies by condition (pooled over the sets):"]
     for condition, r in rates.items():
         lines.append(
             f"  {condition:9s} undesired {r['yes']!s}   truthful/refused {r['no']!s}   "
