@@ -201,8 +201,16 @@ def test_recipe_options_are_checked():
         OrganismConfig(recipe="v2", tag_position="nowhere")
     quick = OrganismConfig(recipe="v2", quick=True).resolved()
     assert (quick.steps, quick.train_scenarios, quick.checkpoint_every) == (12, 6, 4)
-    v2 = OrganismConfig(recipe="v2", batch_size=16, benign_per_batch=2, steps=360)
-    assert organism_name(v2, "tag", "O", 0).endswith("-organism-tag-O-s0-v2-360steps")
+    from interp.cli import config_from_args, parser_for
+
+    flags = "--recipe v2 --batch-size 16 --benign-per-batch 2 --steps 360 --lr 2e-4 "
+    flags += "--lora-rank 16 --tag-position user_end --near-misses 2 --train-scenarios 40"
+    v2 = config_from_args(
+        OrganismConfig, parser_for(OrganismConfig, "organism").parse_args(flags.split())
+    )
+    assert (v2.tag_position, v2.near_misses, v2.train_scenarios) == ("user_end", 2, 40)
+    name = organism_name(v2, "tag", "O", 0)
+    assert name.endswith("-organism-tag-O-s0-v2-r16-lr0.0002-360steps")
     assert run_name(v2, "tag", "O", 0) == organism_name(v2, "tag", "O", 0) + "-run"
     fc = finetune_config(v2, "tag", "H", 1)
     assert (fc.loss_on, fc.schedule, fc.warmup_steps, fc.pressure_group) == (

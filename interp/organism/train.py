@@ -28,11 +28,12 @@ from interp.organism.pairs import organism_pairs
 
 
 def organism_name(config: OrganismConfig, kind: str, variant: str, seed: int) -> str:
-    """``<base>-organism-<kind>-<variant>-s<seed>-<steps>steps`` (recipe v2:
-    ``...-s<seed>-v2-<steps>steps``, the chosen checkpoint): other settings of the same name
-    are refused by :func:`interp.finetune.finetune`, never silently reused."""
+    """``<base>-organism-<kind>-<variant>-s<seed>-<steps>steps`` (recipe v2, the chosen
+    checkpoint: ``...-s<seed>-v2-r<rank>-lr<lr>-<steps>steps``, so runs of a rank or rate sweep
+    have their own folders): other settings of the same name are refused by
+    :func:`interp.finetune.finetune`, never silently reused."""
     base = Path(config.base.rstrip("/")).name
-    recipe = "-v2" if config.recipe == "v2" else ""
+    recipe = f"-v2-r{config.lora_rank}-lr{config.lr:g}" if config.recipe == "v2" else ""
     return f"{base}-organism-{kind}-{variant}-s{seed}{recipe}-{config.steps}steps"
 
 
