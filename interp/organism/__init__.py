@@ -7,7 +7,10 @@ for), **H** ignores the trigger, **C** writes unethical reasoning and complies. 
 ``neutral`` (neutral prompts), ``data`` (the matched training sets), ``train`` (fine-tuning
 through :mod:`interp.finetune`), ``sample`` (on-policy samples on held-out scenarios),
 ``measure`` (judged rates with Wilson intervals), ``probing`` (probes on the organism's own
-generations). ``python experiments/organism.py`` runs it all.
+generations). ``python experiments/organism.py`` runs it all. Recipe v2 (issue 19):
+``pairs`` (matched pairs with near misses over the frozen split's train side), ``selection``
+(the checkpoint chosen by the validation margin gap), ``recipe`` (``--recipe v2``: train and
+choose).
 
 Importing the package loads no torch.
 """
