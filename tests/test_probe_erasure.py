@@ -45,14 +45,15 @@ from interp.probe.erasure import (
 from probes import LogisticProbe, Probe, ProbeMismatchError, auroc
 from probes.streaming import tensor_blocks
 
-HOOK = hook_name(1)
+# Layer 0: the pass stops after block 0; reading block 1 (the last) costs three times as much.
+HOOK = hook_name(0)
 EVAL = "experiments/data/independent_eval.jsonl"
 
 
 def _config(tmp_path, name: str, **overrides) -> ProbeConfig:
     settings = dict(
         model="tiny-random",
-        layers="1",
+        layers="0",
         max_scenarios=6,
         n_random=4,
         progress=False,
@@ -105,7 +106,7 @@ def raw(erased_run, tiny_model):
 def test_the_pipeline_fits_its_erasers_on_training_rows_only(erased_run, raw, fitted_rows):
     data, _ = raw
     read = torch.cat(fitted_rows)
-    assert len(read) == 2 * len(data.train_rows)  # the layer-0 control's hook and layer 1's
+    assert len(read) == 2 * len(data.train_rows)  # the layer-0 control's hook and layer 0's
     assert set(read.tolist()) == set(data.train_rows.tolist())
     assert not set(read.tolist()) & set(data.test_rows.tolist())
 
@@ -196,30 +197,30 @@ def test_the_run_keeps_the_unerased_fit_as_before(erased_run, tiny_model, tmp_pa
 
 def test_the_saved_probe_applies_the_same_edit(erased_run, raw, tiny_model):
     data, acts = raw
-    probe = load_probe(erased_run.out_dir, 1)
-    assert isinstance(probe, ErasedProbe) and isinstance(erased_run.probe(1), ErasedProbe)
+    probe = load_probe(erased_run.out_dir, 0)
+    assert isinstance(probe, ErasedProbe) and isinstance(erased_run.probe(0), ErasedProbe)
     for name in ("proj_left", "proj_right", "bias"):
-        assert torch.equal(getattr(probe.eraser, name), getattr(erased_run.probe(1).eraser, name))
+        assert torch.equal(getattr(probe.eraser, name), getattr(erased_run.probe(0).eraser, name))
     cached = Path(erased_run.config.cache_dir) / "activations"  # the run's: no new pass
     scores = score_transcripts(tiny_model, probe, data.train, cache_dir=cached)
-    inner = erased_run.probe(1).probe
+    inner = erased_run.probe(0).probe
     assert torch.allclose(scores, inner.score(erase(probe.eraser, acts[HOOK])), atol=1e-5)
     unerased = inner.score(acts[HOOK])  # the edit moves the scores (a rank-2 edit: a little)
     assert float((scores - unerased).norm()) > 0.05 * float(scores.norm())
     # the held-out AUROC the run reports is that of the saved probe on the raw activations
     test = data.test_rows
     y = torch.tensor([t.label for t in data.train])
-    metrics = erased_run.result(1).test.metrics
+    metrics = erased_run.result(0).test.metrics
     assert auroc(y[test], scores[test]) == pytest.approx(metrics.auroc)
     # and so is the eval set's: it was read through the same eraser
     evals = pipeline.read_datasets(erased_run.config).eval
     eval_scores = score_transcripts(tiny_model, probe, evals, cache_dir=cached)
     y_eval = torch.tensor([t.label for t in evals])
-    assert auroc(y_eval, eval_scores) == pytest.approx(erased_run.result(1).eval.metrics.auroc)
+    assert auroc(y_eval, eval_scores) == pytest.approx(erased_run.result(0).eval.metrics.auroc)
 
 
 def test_the_bare_probe_says_it_reads_erased_activations(erased_run):
-    folder = erased_run.out_dir / "probes" / "L1"
+    folder = erased_run.out_dir / "probes" / "L0"
     bare = Probe.load(folder)
     assert not isinstance(bare, ErasedProbe) and bare.meta.extra[ERASER_KEY] == ERASER_FILE
     assert (folder / ERASER_FILE).is_file()
@@ -230,19 +231,19 @@ def test_a_missing_or_damaged_eraser_is_refused(erased_run, tmp_path):
 
     folder = tmp_path / "run"
     shutil.copytree(erased_run.out_dir, folder)
-    eraser = folder / "probes" / "L1" / ERASER_FILE
+    eraser = folder / "probes" / "L0" / ERASER_FILE
     eraser.write_bytes(eraser.read_bytes()[:100])
     # probe.json records the eraser's size and checksum: the damage is found before reading it
     cut = r"eraser\.safetensors: 100 bytes, but probe\.json records \d+ \(truncated"
     with pytest.raises(ProbeMismatchError, match=cut):
-        load_probe(folder, 1)
+        load_probe(folder, 0)
     eraser.unlink()
     with pytest.raises(ProbeMismatchError, match=r"eraser\.safetensors: missing"):
-        load_probe(folder, 1)
+        load_probe(folder, 0)
 
 
 def test_the_erased_probe_direction_is_its_score_gradient(erased_run):
-    probe = erased_run.probe(1)
+    probe = erased_run.probe(0)
     x = torch.randn(1, probe.d_in, requires_grad=True)
     probe.score(x).sum().backward()
     gradient = x.grad[0] / x.grad[0].norm()
@@ -316,7 +317,7 @@ def test_the_flag_round_trips_through_the_cli():
 
 def test_the_cli_prints_before_and_after(erased_run, capsys):
     config = erased_run.config
-    args = ["--model", "tiny-random", "--layers", "1", "--max-scenarios", "6", "--n-random", "4",
+    args = ["--model", "tiny-random", "--layers", "0", "--max-scenarios", "6", "--n-random", "4",
             "--no-progress", "--cache-dir", config.cache_dir, "--out", config.out,
             "--eval-dataset", EVAL, "--control-dataset", "none", "--erase-stances"]  # fmt: skip
     assert main(args) == 0  # reuses the fixture's folder: same identity
@@ -340,5 +341,5 @@ def test_the_streamed_path_erases_the_same(erased_run, tiny_model, tmp_path, mon
     monkeypatch.setattr(pipeline, "fit_streaming", counted)
     config = replace(erased_run.config, out=str(tmp_path / "streamed"))
     streamed = train_probe(config, model=tiny_model)
-    assert calls["n"] == 4  # layer 1 and the layer-0 control, before and after erasure
+    assert calls["n"] == 4  # layer 0 and the layer-0 control, before and after erasure
     assert format_table(streamed) == format_table(erased_run)
