@@ -155,6 +155,10 @@ def tiny_config(probe_data: str, **overrides) -> OrganismConfig:
         n_neutral=2, n_neutral_eval=2, samples=1, max_new_tokens=4, layers=(0,),
         n_random=50, n_boot=20, progress=False, device="cpu", gen_batch_size=32,
         probe_dataset=probe_data, eval_scenarios=0,
+        # part 4 on two prompts (defaults: 12 patched, 200 sampled per intervention, capped by
+        # the 12 held-out scenarios); test_organism_causal.py checks those steps themselves
+        patch_prompts=2, answer_tokens=3, refusal_selection=2, n_random_directions=1,
+        causal_prompts=2,
     )  # fmt: skip
     return OrganismConfig(**{**settings, **overrides})
 
@@ -233,6 +237,10 @@ def _flags(config: OrganismConfig) -> list[str]:
         "--layers", "0", "--n-random", str(config.n_random), "--n-boot", str(config.n_boot),
         "--gen-batch-size", "32", "--probe-dataset", config.probe_dataset,
         "--eval-scenarios", str(config.eval_scenarios),
+        "--patch-prompts", str(config.patch_prompts), "--answer-tokens", str(config.answer_tokens),
+        "--refusal-selection", str(config.refusal_selection),
+        "--n-random-directions", str(config.n_random_directions),
+        "--causal-prompts", str(config.causal_prompts),
         "--no-progress", "--device", "cpu",
     ]  # fmt: skip
 
