@@ -47,6 +47,137 @@ for _config in (ProbeConfig, CacheConfig, SAEConfig, Prompt, GenerationConfig):
     _config.__init__ = getattr(_config.__init__, "__wrapped__", _config.__init__)  # type: ignore[method-assign]
 
 
+# --- test tiers -------------------------------------------------------------------------------
+#
+# ``pytest`` runs everything; ``pytest -m "not slow"`` is the fast tier (under 2 minutes on an
+# idle 2-core CPU), which still runs every package on the tiny models. A test is slow when it is
+# marked ``real_model`` (the 135M model), or named below: each entry is ``file::test`` (every
+# parametrization) or ``file::test[id]`` (one), grouped by why it takes seconds, not
+# milliseconds. tests/test_tiers.py checks that every entry names a test that exists and that
+# each package of interp/ and probes/ keeps fast tests.
+SLOW: dict[str, tuple[str, ...]] = {
+    # other processes: torchrun, CLI workers, `python -m` / script subprocesses (each imports
+    # torch and TransformerLens again, 5-10 s)
+    "subprocess": (
+        "test_bad_inputs.py::test_commands_as_processes_print_one_error_line",
+        "test_bad_inputs.py::test_debug_shows_the_traceback",
+        "test_bench_cache_memory.py::test_cache_then_fit_children",
+        "test_bench_cache_memory.py::test_out_of_core_fit_under_a_data_limit_equals_the_in_memory_fit",
+        "test_bench_cache_parallel.py::test_bench_cache_parallel",
+        "test_bench_model_loading.py::test_bench_model_loading_tiny",
+        "test_cache_integrity.py::test_killed_writers_resume_to_the_clean_run",
+        "test_cache_integrity.py::test_two_processes_share_the_work_and_agree",
+        "test_cache_parallel.py::test_cli_cache_is_reused_by_the_probe",
+        "test_cache_parallel.py::test_torchrun_two_workers_equal_one_process",
+        "test_cli.py::test_importing_interp_loads_nothing_until_a_name_is_used",
+        "test_cli.py::test_module_entry_points_report_bad_input_without_a_traceback",
+        "test_gpu_check.py::test_quick_cpu_run_runs_every_step",
+        "test_patching_parallel.py::test_cli_workers_then_a_lone_run_equal_one_process",
+        "test_patching_parallel.py::test_torchrun_two_workers_equal_one_process",
+        "test_probes.py::test_probes_does_not_import_interp",
+    ),
+    # a whole pipeline or experiment end to end (the fast tier runs its parts)
+    "pipeline": (
+        "test_bench_generation.py::test_bench_generation_tiny",
+        "test_benchmarks.py::test_bench_probe_fit_synthetic",
+        "test_cli.py::test_api_and_cli_share_the_config",
+        "test_cli.py::test_cli_end_to_end",
+        "test_hand_labels.py::test_make_reference_set_writes_replies_and_a_labelling_template",
+        "test_organism.py::test_experiment_runs_end_to_end_on_the_tiny_model",
+        "test_organism.py::test_planted_deception_is_measured_and_probed",
+        "test_organism_causal.py::test_causal_checks_end_to_end",
+        "test_organism_causal.py::test_patching_o_and_h",
+        "test_organism_controls.py::test_projection_removes_the_trigger_direction_from_the_probe",
+        "test_out_of_core.py::test_the_pipeline_streams_past_its_budget_with_the_same_results",
+        "test_probe_api.py::test_score_set_refuses_other_tokens_hook_or_model",
+        "test_probe_api.py::test_score_transcripts_equals_the_pipeline",
+        "test_probe_erasure.py::test_the_cli_prints_before_and_after",
+        "test_probe_erasure.py::test_the_streamed_path_erases_the_same",
+        "test_refusal_vs_rebuttal.py::test_runs_every_condition_and_wording_and_writes_its_outputs",
+        "test_sae.py::test_experiment_end_to_end",
+        "test_token_scores.py::test_per_token_scores_average_to_the_pooled_score",
+        "test_token_scores.py::test_probe_generations_experiment_reports_auroc_with_intervals",
+        "test_validation.py::test_training_set_counts_are_printed",
+        "test_weight_diff.py::test_experiment_script_on_a_tiny_variant",
+        "test_weight_diff.py::test_modules_and_loaded_models_are_accepted",
+    ),
+    # documentation blocks that train probes or SAEs (the short blocks stay fast)
+    "docs": (
+        "test_docs.py::test_python_block[README.md-1+2]",
+        "test_docs.py::test_python_block[finetune-and-patching.md-0]",
+        "test_docs.py::test_python_block[probing.md-1]",
+        "test_docs.py::test_python_block[probing.md-3]",
+        "test_docs.py::test_python_block[sae.md-0+1+2]",
+        "test_docs.py::test_python_block[scaling.md-0]",
+        "test_docs.py::test_python_block[text.md-0]",
+    ),
+    # fine-tuning runs (several optimizer steps, checkpoints, resumes)
+    "finetune": (
+        "test_finetune.py::test_checkpoint_of_other_settings_is_refused",
+        "test_finetune.py::test_cli_trains_and_reports",
+        "test_finetune.py::test_corrupt_model_manifest_is_named",
+        "test_finetune.py::test_damaged_checkpoint_is_named_and_never_used",
+        "test_finetune.py::test_damaged_newest_checkpoint_falls_back_to_the_older_one_bit_identically",
+        "test_finetune.py::test_damaged_only_checkpoint_restarts_from_scratch_bit_identically",
+        "test_finetune.py::test_lora_model_merges_and_loads_by_name_through_the_bridge",
+        "test_finetune.py::test_manifest_records_the_run_and_a_rerun_skips_training",
+        "test_finetune.py::test_resumed_run_equals_uninterrupted_run",
+        "test_finetune.py::test_short_run_lowers_the_loss",
+        "test_safe_loading.py::test_checkpoint_of_the_old_pickle_format_is_never_unpickled",
+        "test_safe_loading.py::test_pickles_planted_beside_a_checkpoint_are_ignored",
+    ),
+    # the other architectures (tiny-random is a Llama: the fast tier keeps llama3) and the
+    # probe pipeline on each of them
+    "architectures": (
+        "test_architectures.py::test_probe_pipeline_runs",
+        *(
+            f"test_architectures.py::{test}[{arch}]"
+            for test in (
+                "test_residual_hooks_equal_hf_hidden_states",
+                "test_loading_only_the_first_block_gives_the_full_models_activations",
+                "test_cache_with_early_stop_equals_full_run",
+                "test_sae_trains",
+            )
+            for arch in ("qwen2", "qwen3", "gemma2", "gemma3", "mistral", "phi3", "gpt2")
+        ),
+    ),
+    # more forward passes than the fast tier needs for the same code (dispatched and truncated
+    # loading, dtypes, select_c grids)
+    "passes": (
+        "test_batched_fit.py::test_select_c_many_matches_select_c",
+        "test_cache.py::test_other_model_or_dataset_is_never_read",
+        "test_cache_parallel.py::test_per_token_shards_cut_by_tokens_hold_the_same_vectors",
+        "test_dispatched.py::test_patch_sweep_equals_the_undispatched_model",
+        "test_dispatched.py::test_sae_interventions_and_splice_loss_equal_the_undispatched_model",
+        "test_model_loading.py::test_a_bfloat16_load_keeps_the_fingerprint_and_runs_in_bfloat16",
+        "test_model_loading.py::test_a_probe_applied_in_another_dtype_warns",
+        "test_model_loading.py::test_a_truncated_checkpoint_reads_only_the_kept_blocks",
+        "test_model_loading.py::test_planning_reads_no_weight_and_refuses_a_model_that_does_not_fit",
+        "test_model_loading.py::test_reading_the_last_block_skips_the_unembedding",
+        "test_probes.py::test_select_c_uses_whole_groups_and_finds_no_signal_in_noise",
+        "test_safe_loading.py::test_pickle_beside_safetensors_is_never_read",
+    ),
+}
+
+
+def _slow_entry(nodeid: str) -> bool:
+    """Whether ``tests/file.py::test[id]`` is named in :data:`SLOW`."""
+    path, _, name = nodeid.partition("::")
+    here = f"{path.rsplit('/', 1)[-1]}::{name}"
+    bare = here.split("[", 1)[0]
+    return here in _SLOW_IDS or bare in _SLOW_IDS
+
+
+_SLOW_IDS = frozenset(entry for entries in SLOW.values() for entry in entries)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("real_model") is not None or _slow_entry(item.nodeid):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
