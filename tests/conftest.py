@@ -75,6 +75,7 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_patching_parallel.py::test_cli_workers_then_a_lone_run_equal_one_process",
         "test_patching_parallel.py::test_torchrun_two_workers_equal_one_process",
         "test_probes.py::test_probes_does_not_import_interp",
+        "test_verified_reads.py::test_python_m_interp_cache_rebuilds_a_damaged_shard",
     ),
     # a whole pipeline or experiment end to end (the fast tier runs its parts)
     "pipeline": (
@@ -89,8 +90,17 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_organism_causal.py::test_patching_o_and_h",
         "test_organism_controls.py::test_projection_removes_the_trigger_direction_from_the_probe",
         "test_out_of_core.py::test_the_pipeline_streams_past_its_budget_with_the_same_results",
+        # the module's trained run (two layers, six scenarios) and every test that reads it
+        "test_probe_api.py::test_a_run_folder_of_another_dtype_is_not_replaced",
+        "test_probe_api.py::test_a_second_writer_of_a_run_folder_waits_then_is_refused",
+        "test_probe_api.py::test_load_probe_and_its_errors",
+        "test_probe_api.py::test_load_run_rebuilds_the_run",
         "test_probe_api.py::test_score_set_refuses_other_tokens_hook_or_model",
         "test_probe_api.py::test_score_transcripts_equals_the_pipeline",
+        # the module's cross-dataset matrix and the tests that read it
+        "test_probe_matrix.py::test_adding_a_set_costs_only_its_forward_passes",
+        "test_probe_matrix.py::test_every_train_test_pair_has_a_cell_with_its_controls",
+        "test_probe_matrix.py::test_the_run_folder_table_and_figure",
         "test_probe_erasure.py::test_the_cli_prints_before_and_after",
         "test_probe_erasure.py::test_the_streamed_path_erases_the_same",
         "test_refusal_vs_rebuttal.py::test_runs_every_condition_and_wording_and_writes_its_outputs",
@@ -123,20 +133,22 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_finetune.py::test_manifest_records_the_run_and_a_rerun_skips_training",
         "test_finetune.py::test_resumed_run_equals_uninterrupted_run",
         "test_finetune.py::test_short_run_lowers_the_loss",
+        "test_organism_recipe.py::test_checkpoint_with_the_largest_validation_gap_is_chosen_and_published",
         "test_safe_loading.py::test_checkpoint_of_the_old_pickle_format_is_never_unpickled",
         "test_safe_loading.py::test_pickles_planted_beside_a_checkpoint_are_ignored",
     ),
-    # the other architectures (tiny-random is a Llama: the fast tier keeps llama3) and the
-    # probe pipeline on each of them
+    # the other architectures (tiny-random is a Llama: the fast tier keeps llama3), and the
+    # probe pipeline and SAE training on each of them (test_sae.py trains SAEs in the fast tier)
     "architectures": (
         "test_architectures.py::test_probe_pipeline_runs",
+        "test_architectures.py::test_sae_trains",
         *(
             f"test_architectures.py::{test}[{arch}]"
             for test in (
                 "test_residual_hooks_equal_hf_hidden_states",
                 "test_loading_only_the_first_block_gives_the_full_models_activations",
                 "test_cache_with_early_stop_equals_full_run",
-                "test_sae_trains",
+                "test_patch_sweep_equals_transformer_lens_patching",
             )
             for arch in ("qwen2", "qwen3", "gemma2", "gemma3", "mistral", "phi3", "gpt2")
         ),
