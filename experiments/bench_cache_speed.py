@@ -61,9 +61,7 @@ from interp.cache import cache_activations, mean_pool, pad_batch
 from interp.cli import run_cli
 from interp.config import (
     ConfigError,
-    check_model_options,
-    device_field,
-    dtype_field,
+    ModelOptions,
     model_options,
 )
 from interp.data.datasets import build_consistency
@@ -74,7 +72,7 @@ from interp.models import DEFAULT_MODEL, LoadedModel, load_hf_model, load_model
 
 
 @dataclass
-class CacheSpeedConfig:
+class CacheSpeedConfig(ModelOptions):
     """Time caching one hook vs a plain HF forward pass on the same batches."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
@@ -82,8 +80,6 @@ class CacheSpeedConfig:
     n: int = field(default=32, metadata={"help": "transcripts of builtin:consistency"})
     batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
     repeats: int = field(default=3, metadata={"help": "timed repeats (median reported)"})
-    device: str = device_field()
-    dtype: str = dtype_field()
     max_layer: int | None = field(
         default=None,
         metadata={
@@ -121,7 +117,7 @@ class CacheSpeedConfig:
         for name in ("n", "batch_size", "repeats", "max_tokens", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-        check_model_options(self)
+        super().__post_init__()
         if self.max_layer is not None and self.max_layer < self.layer:
             raise ConfigError(
                 f"--max-layer {self.max_layer} leaves out block {self.layer}, the one cached; "

@@ -40,7 +40,7 @@ from typing import Any
 
 from interp.benchmarks import write_result
 from interp.cli import run_cli
-from interp.config import ConfigError, check_model_options, device_field, dtype_field
+from interp.config import ConfigError, ModelOptions
 from interp.models import DEFAULT_MODEL
 
 VARIANTS = ("full", "truncated")
@@ -48,15 +48,13 @@ MIB = 1024 * 1024
 
 
 @dataclass
-class ModelLoadingConfig:
+class ModelLoadingConfig(ModelOptions):
     """Load time, memory and forward time of a model loaded whole vs only up to a layer."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
     layer: int = field(default=14, metadata={"help": "the layer read (resid_post)"})
     batch: int = field(default=8, metadata={"help": "transcripts per forward pass"})
     repeats: int = field(default=3, metadata={"help": "forward passes per variant (median)"})
-    device: str = device_field()
-    dtype: str = dtype_field()
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     out: str | None = field(
         default=None,
@@ -74,7 +72,7 @@ class ModelLoadingConfig:
                 raise ConfigError(f"--{name} must be >= 1")
         if self.threads < 0:
             raise ConfigError("--threads must be >= 0")
-        check_model_options(self)
+        super().__post_init__()
 
 
 # --- the child: one variant ------------------------------------------------------------------

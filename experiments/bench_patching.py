@@ -46,11 +46,7 @@ from interp.benchmarks import sync, write_result
 from interp.cli import run_cli
 from interp.config import (
     ConfigError,
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.hooks import parse_layer_steps
@@ -62,14 +58,10 @@ CORRUPT = "The seller knew the brakes were fine. When the buyer asked if the car
 
 
 @dataclass
-class PatchingBenchConfig:
+class PatchingBenchConfig(ModelOptions):
     """Batched activation patching (interp.patching) against transformer_lens.patching."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec, as for load_model"})
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     sites: str = field(
         default="resid_pre,attn_out,mlp_out", metadata={"help": "sites, comma-separated"}
     )
@@ -85,7 +77,7 @@ class PatchingBenchConfig:
 
     def __post_init__(self) -> None:
         parse_layer_steps(self.layers)  # says how to write layers if it cannot read them
-        check_model_options(self)
+        super().__post_init__()
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")

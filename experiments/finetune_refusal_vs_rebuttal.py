@@ -37,20 +37,13 @@ import plotly.graph_objects as go
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.cli import run_cli
-from interp.config import (
-    ProbeConfig,
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
-    model_options,
-)
+from interp.config import ModelOptions, model_options
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
 from interp.finetune import FinetuneConfig, FinetuneResult, finetune
 from interp.models import DEFAULT_MODEL, load_model
 from interp.paths import cache_root
+from interp.probe.config import ProbeConfig
 from interp.probe.pipeline import train_probe
 from interp.text.generation import GenerationConfig, Prompt, generate
 
@@ -58,7 +51,7 @@ STRATEGIES = ("refusal", "rebuttal")
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(ModelOptions):
     """Fine-tune refusal and rebuttal variants and compare them with the base model."""
 
     base: str = field(default=DEFAULT_MODEL, metadata={"help": "model to fine-tune"})
@@ -73,15 +66,11 @@ class ExperimentConfig:
     )
     n_prompts: int = field(default=3, metadata={"help": "held-out prompts to answer"})
     max_new_tokens: int = field(default=96, metadata={"help": "length cap of sample replies"})
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
-        check_model_options(self)
+        super().__post_init__()
 
     def finetune_config(self, strategy: str) -> FinetuneConfig:
         return FinetuneConfig(

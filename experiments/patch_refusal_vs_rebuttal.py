@@ -54,11 +54,7 @@ from interp.artifacts import write_figure, write_json_atomic
 from interp.cli import run_cli
 from interp.config import (
     ConfigError,
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.data.scenarios import Scenario, load_bank
@@ -88,7 +84,7 @@ METRICS = ("logprob", "kl", "probe")
 
 
 @dataclass
-class PatchExperimentConfig:
+class PatchExperimentConfig(ModelOptions):
     """Activation patching between refusal and rebuttal, in context and across models."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model for the in-context sweep"})
@@ -123,10 +119,6 @@ class PatchExperimentConfig:
         default=0.05, metadata={"help": "leave out sweeps whose clean values differ less (nats)"}
     )
     batch_size: int = field(default=16, metadata={"help": "patches per forward pass"})
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     rank: int | None = field(
         default=None,
         metadata={"help": "this worker's number (default: torchrun's or SLURM's, else 0)"},
@@ -144,7 +136,7 @@ class PatchExperimentConfig:
     )
 
     def __post_init__(self) -> None:
-        check_model_options(self)
+        super().__post_init__()
         if self.metric == "probe" and self.probe is None:
             raise ConfigError("--metric probe needs --probe PATH (a folder with probe.json)")
         for name in ("scenarios", "continuation_tokens", "batch_size"):

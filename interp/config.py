@@ -3,11 +3,11 @@ API accept what the CLI accepts (``layers=14``, ``layers="0-3"``, ``layers=[0, 7
 
 The configs themselves live with their feature (``interp.probe.config.ProbeConfig``,
 ``interp.finetune.config.FinetuneConfig``, ``interp.sae.config.SAEConfig``). Every config
-that loads a model takes the same four loading options, declared with :func:`device_field`,
-:func:`dtype_field`, :func:`device_map_field` and :func:`max_memory_field` (one spelling and
-help text everywhere) and checked by :func:`check_model_options`; :func:`model_options` hands
-them to :func:`interp.models.load_model`. Nothing here imports torch: what the machine has
-(CUDA, bfloat16 support) is checked by ``load_model`` before anything loads.
+that loads a model derives from :class:`ModelOptions`, so it takes the same four loading
+options (``device``, ``dtype``, ``device_map``, ``max_memory``: one spelling, help text and
+check everywhere, and the same flat keys in a saved ``config.json``); :func:`model_options`
+hands them to :func:`interp.models.load_model`. Nothing here imports torch: what the machine
+has (CUDA, bfloat16 support) is checked by ``load_model`` before anything loads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from interp.hooks import HookError, parse_layers
@@ -108,7 +108,7 @@ _MAX_MEMORY_FORM = "write budgets per device as 0=70GiB,1=70GiB (GPU index=size;
 
 def device_field(default: str = "auto") -> Any:
     """The ``device`` option: where a whole model is loaded (without ``device_map``)."""
-    return field(default=default, metadata={"help": f"device: {_DEVICE_HELP}"})
+    return field(default=default, kw_only=True, metadata={"help": f"device: {_DEVICE_HELP}"})
 
 
 def dtype_field(default: str = "auto") -> Any:
@@ -116,6 +116,7 @@ def dtype_field(default: str = "auto") -> Any:
     (a command whose numbers need float32, such as weight differences, defaults to it)."""
     return field(
         default=default,
+        kw_only=True,
         metadata={
             "help": "model dtype: auto (bfloat16 on a CUDA GPU that supports it, float32 "
             "elsewhere), float32, bfloat16 or float16; probes are fitted in float32 whatever "
@@ -129,6 +130,7 @@ def device_map_field() -> Any:
     """The ``device_map`` option: split the model's blocks over the CUDA GPUs."""
     return field(
         default="none",
+        kw_only=True,
         metadata={
             "help": "split the model over the CUDA GPUs: auto or balanced (even split), "
             "sequential (fill GPU 0 first); none loads it whole on --device. Placements that "
@@ -142,6 +144,7 @@ def max_memory_field() -> Any:
     """The ``max_memory`` option: the weight budget of each device for ``device_map``."""
     return field(
         default=None,
+        kw_only=True,
         metadata={
             "help": "with --device-map: weight budget per device, e.g. 0=70GiB,1=70GiB "
             "(default: what each GPU has free)"
@@ -180,42 +183,63 @@ def parse_max_memory(text: str) -> dict[int | str, int]:
     return budgets
 
 
-def check_model_options(config: Any) -> None:
+def check_model_options(config: ModelOptions) -> None:
     """Refuse a config's malformed model loading options (``device``, ``dtype``,
     ``device_map``, ``max_memory``) with a message naming the option and the fix. Only the
-    spelling is checked here; :func:`interp.models.load_model` checks what the machine has.
-    A config without ``device_map``/``max_memory`` fields loads models whole."""
-    device_map = getattr(config, "device_map", "none")
-    max_memory = getattr(config, "max_memory", None)
+    spelling is checked here; :func:`interp.models.load_model` checks what the machine has."""
     if not DEVICE_PATTERN.match(str(config.device)):
         raise ConfigError(f"unknown device {config.device!r}; use auto, cpu, cuda, cuda:N or mps")
     if config.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
-    if device_map not in DEVICE_MAPS:
+    if config.device_map not in DEVICE_MAPS:
         raise ConfigError(
-            f"unknown device_map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
+            f"unknown device_map {config.device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
         )
-    if device_map != "none" and config.device not in ("auto", "cuda"):
+    if config.device_map != "none" and config.device not in ("auto", "cuda"):
         raise ConfigError(
-            f"device_map {device_map!r} places the model on the CUDA GPUs itself, so "
+            f"device_map {config.device_map!r} places the model on the CUDA GPUs itself, so "
             f"device {config.device!r} cannot be honoured: pass --device auto, or drop "
             "--device-map to load the model whole on one device"
         )
-    if max_memory is not None:
-        if device_map == "none":
+    if config.max_memory is not None:
+        if config.device_map == "none":
             raise ConfigError(
                 "max_memory is a per-GPU budget for device_map; add --device-map auto, or "
                 "drop --max-memory"
             )
-        parse_max_memory(max_memory)
+        parse_max_memory(config.max_memory)
 
 
-def model_options(config: Any) -> dict[str, Any]:
+@dataclass
+class ModelOptions:
+    """How a command's model is loaded: the base of every config that loads one.
+
+    A config derives from it (``class ProbeConfig(ModelOptions)``) instead of declaring the
+    four options itself, so each command has the same ``--device``, ``--dtype``,
+    ``--device-map`` and ``--max-memory`` flags (:func:`interp.cli.parser_for` sees them as
+    ordinary fields), an API user writes ``ProbeConfig(model=..., device_map="auto")``, and a
+    saved ``config.json`` keeps them as flat keys. The fields are keyword-only, so a config's
+    own required fields may follow them. A config whose numbers need another default
+    redeclares the field (``dtype: str = dtype_field("float32")``). The model's name stays
+    with each config: it is named and documented differently per command (``model``,
+    ``base``, ``refusal_model``). A subclass's ``__post_init__`` calls this one.
+    """
+
+    device: str = device_field()
+    dtype: str = dtype_field()
+    device_map: str = device_map_field()
+    max_memory: str | None = max_memory_field()
+
+    def __post_init__(self) -> None:
+        check_model_options(self)
+
+
+def model_options(config: ModelOptions) -> dict[str, Any]:
     """The keyword arguments of :func:`interp.models.load_model` that ``config`` sets:
     ``load_model(config.model, **model_options(config))``."""
     return {
         "device": config.device,
         "dtype": config.dtype,
-        "device_map": getattr(config, "device_map", "none"),
-        "max_memory": getattr(config, "max_memory", None),
+        "device_map": config.device_map,
+        "max_memory": config.max_memory,
     }

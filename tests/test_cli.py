@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from interp.config import ConfigError, ProbeConfig
+from interp.config import ConfigError
 from interp.probe.__main__ import main
+from interp.probe.config import ProbeConfig
 from interp.probe.pipeline import train_probe
 
 FAST = ["--model", "tiny-random", "--max-scenarios", "6", "--no-progress", "--n-random", "4"]

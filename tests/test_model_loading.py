@@ -168,6 +168,7 @@ def test_max_memory_is_read_per_device():
 
 def test_configs_share_the_options_and_hand_them_to_load_model():
     from interp.finetune.weight_diff_report import WeightDiffConfig
+    from interp.organism.config import OrganismConfig
     from interp.probe.config import ProbeConfig
     from interp.probe.generations import ProbeGenerationsConfig
     from interp.sae.config import SAEConfig
@@ -183,6 +184,7 @@ def test_configs_share_the_options_and_hand_them_to_load_model():
         lambda **kw: JudgeConfig(input="x.jsonl", **kw),
         lambda **kw: WeightDiffConfig(variant=("v",), **kw),
         lambda **kw: ProbeGenerationsConfig(run="r", layer=3, **kw),
+        lambda **kw: OrganismConfig(**kw),
     ]
     for make in makers:
         config = make(device="auto", dtype="bfloat16", device_map="auto", max_memory="0=10GiB")
@@ -196,6 +198,18 @@ def test_configs_share_the_options_and_hand_them_to_load_model():
             make(dtype="half")
         with pytest.raises(ConfigError, match=r"max_memory is a per-GPU budget"):
             make(max_memory="0=10GiB")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of a machine without GPUs")
+def test_the_organism_takes_device_map_and_a_cpu_machine_refuses_it(tmp_path, capsys):
+    """``experiments/organism.py --device-map auto`` reaches the loader, which refuses it
+    on a machine without CUDA GPUs with the message every other command gives."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "organism.py"
+    main = runpy.run_path(str(script), run_name="not_main")["main"]
+    assert main(["--device-map", "auto", "--quick", "--no-progress", "--out", str(tmp_path)]) == 2
+    assert "torch sees none; drop --device-map" in capsys.readouterr().err
 
 
 def test_check_model_options_refuses_a_device_map_with_another_device():

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 
 from interp.config import (
     ConfigError,
+    ModelOptions,
     as_layers,
-    check_model_options,
     check_number,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
 )
 from interp.data.tokens import TOKEN_SELECTIONS
 from interp.hooks import SITES, check_site, hook_name, parse_hook_name
@@ -31,7 +27,7 @@ STORE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
-class CacheConfig:
+class CacheConfig(ModelOptions):
     """Cache residual-stream activations of a dataset on disk, in one process or split over
     many (torchrun, a SLURM array, or --rank/--world-size)."""
 
@@ -80,10 +76,6 @@ class CacheConfig:
         default="float32",
         metadata={"help": "dtype the vectors are stored in", "choices": STORE_DTYPES},
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     batch_size: int = field(default=16, metadata={"help": "at most this many transcripts per pass"})
     batch_tokens: int | None = field(
         default=None,
@@ -143,7 +135,7 @@ class CacheConfig:
         for name in self.hooks or ():
             parse_hook_name(name)
         check_site(self.site)
-        check_model_options(self)
+        super().__post_init__()
         if self.tokens not in TOKEN_SELECTIONS:
             raise ConfigError(
                 f"unknown tokens {self.tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"

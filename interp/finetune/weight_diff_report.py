@@ -17,11 +17,9 @@ from typing import Any
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.config import (
     ConfigError,
-    check_model_options,
+    ModelOptions,
     device_field,
-    device_map_field,
     dtype_field,
-    max_memory_field,
     model_options,
 )
 from interp.finetune.figures import weight_diff_figure
@@ -32,7 +30,7 @@ from probes import Probe
 
 
 @dataclass
-class WeightDiffConfig:
+class WeightDiffConfig(ModelOptions):
     """Where do fine-tuned variants' weights differ from their base, and do the changes line up
     with a probe direction?"""
 
@@ -47,8 +45,6 @@ class WeightDiffConfig:
     rows: int = field(default=12, metadata={"help": "rows of the printed table"})
     device: str = device_field("cpu")  # where the SVDs run too
     dtype: str = dtype_field("float32")  # weight differences are small: bfloat16 rounds them
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     out: str | None = field(
         default=None,
         metadata={"help": "output folder", "default_text": "<cache>/experiments/weight_diff"},
@@ -60,7 +56,7 @@ class WeightDiffConfig:
         self.variant = tuple(self.variant)
         if not self.variant:
             raise ConfigError("variant is empty: name at least one fine-tuned model")
-        check_model_options(self)
+        super().__post_init__()
         for name in ("top_k", "rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -36,6 +36,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.config import model_options
 from interp.data.datasets import build_consistency, load_dataset
 from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, write_transcripts
@@ -86,7 +87,7 @@ def teacher_forced(
             dataset=probe_data(config, out),
             layers=config.layers,
             n_random=32,
-            device=config.device,
+            **model_options(config),
             out=str(out / "probes" / model.name),
             progress=config.progress,
         )
@@ -361,7 +362,7 @@ class _SeedModels(Mapping[str, LoadedModel]):
     def __init__(self, config: OrganismConfig, loaded: Mapping[str, LoadedModel]) -> None:
         self.loaded = dict(loaded)
         self.extra: dict[str, LoadedModel] = {}
-        self.device = config.device
+        self.options = model_options(config)
         self.names = {
             organism_name(config, k, v, s)
             for k in config.kinds for v in ("O", "H") if v in config.variants
@@ -376,7 +377,7 @@ class _SeedModels(Mapping[str, LoadedModel]):
         if name not in self.extra:
             from interp.models import load_model
 
-            self.extra[name] = load_model(name, device=self.device)
+            self.extra[name] = load_model(name, **self.options)
         return self.extra[name]
 
     def __contains__(self, name: object) -> bool:  # without loading it

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from interp.config import ConfigError, as_layers, check_number
+from interp.config import ConfigError, ModelOptions, as_layers, check_number
 from interp.finetune.config import LOSS_ON
 from interp.finetune.schedule import SCHEDULES
 from interp.models import DEFAULT_MODEL
@@ -66,7 +66,7 @@ V2_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class OrganismConfig:
+class OrganismConfig(ModelOptions):
     """Build the organism (O) and its honest (H) and candid (C) controls, sample them on
     held-out scenarios, judge the samples and probe O's own generations."""
 
@@ -170,7 +170,6 @@ class OrganismConfig:
             "24 eval-bank pressure scenarios"
         },
     )
-    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda, mps"})
     out: str | None = field(
         default=None,
         metadata={"help": "output folder", "default_text": "<cache>/experiments/organism[-quick]"},
@@ -254,6 +253,7 @@ class OrganismConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.layers = as_layers(self.layers)
         for kind in self.kinds:
             if kind not in TRIGGER_KINDS:

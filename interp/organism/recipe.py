@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from interp.artifacts import library_versions, write_json_atomic, write_text_atomic
+from interp.config import model_options
 from interp.data.transcripts import Transcript
 from interp.finetune import FinetuneResult
 from interp.finetune.steps import publish_step
@@ -75,7 +76,7 @@ def run_recipe(config: OrganismConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     for kind in c.kinds:  # reads and checks the split and the training texts before any model
         organism_pairs("O", kind, position=c.tag_position, n_scenarios=c.train_scenarios)
-    base = load_model(c.base, device=c.device)
+    base = load_model(c.base, **model_options(c))
     neutral = base_neutral(base, c, out)
     del base
     gc.collect()

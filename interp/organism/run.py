@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import library_versions, write_json_atomic, write_text_atomic
+from interp.config import model_options
 from interp.data.transcripts import Transcript
 from interp.models import LoadedModel, load_model
 from interp.organism.config import OrganismConfig
@@ -73,7 +74,7 @@ def _sample_all(
         for seed in config.seeds:
             for variant in config.variants:
                 name = organism_name(config, kind, variant, seed)
-                model = load_model(name, device=config.device)
+                model = load_model(name, **model_options(config))
                 raw = sample_variant(model, prompts, config, out / "samples" / f"{name}.jsonl")
                 samples[name] = raw
                 if name in keep:
@@ -149,7 +150,7 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
     root = cache_root()
     out = c.out_dir(root)
     out.mkdir(parents=True, exist_ok=True)
-    base = load_model(c.base, device=c.device)
+    base = load_model(c.base, **model_options(c))
     neutral = base_neutral(base, c, out)
     trained = _train_all(c, neutral)
     first = c.seeds[0]

@@ -12,13 +12,9 @@ from typing import Any
 
 from interp.config import (
     ConfigError,
+    ModelOptions,
     as_layers,
-    check_model_options,
     check_number,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
 )
 from interp.data.tokens import TOKEN_SELECTIONS
 from interp.hooks import SITES, check_site
@@ -26,7 +22,7 @@ from interp.models import DEFAULT_MODEL
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(ModelOptions):
     """Train a divergence probe per layer and evaluate it on held-out scenarios."""
 
     model: str = field(
@@ -88,10 +84,6 @@ class ProbeConfig:
     max_scenarios: int | None = field(
         default=None, metadata={"help": "use only this many scenarios (quick runs)"}
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
     max_tokens: int = field(
         default=1024, metadata={"help": "longer transcripts are cut from the left (reply kept)"}
@@ -122,7 +114,7 @@ class ProbeConfig:
     def __post_init__(self) -> None:
         self.layers = as_layers(self.layers)
         check_site(self.site)
-        check_model_options(self)
+        super().__post_init__()
         if self.tokens not in TOKEN_SELECTIONS:
             raise ConfigError(
                 f"unknown tokens {self.tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"

@@ -21,11 +21,7 @@ import torch
 from interp.artifacts import write_json_atomic
 from interp.config import (
     ConfigError,
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.data.transcripts import Transcript, load_transcripts
@@ -40,7 +36,7 @@ DEFAULT_JUDGED = "experiments/refusal_vs_rebuttal/smollm2-135m-instruct/judged.j
 
 
 @dataclass
-class ProbeGenerationsConfig:
+class ProbeGenerationsConfig(ModelOptions):
     """Score judged generations with a saved probe and compare the scores with the judge."""
 
     run: str = field(metadata={"help": "a probe run folder (holds probes/L<n>)"})
@@ -53,10 +49,6 @@ class ProbeGenerationsConfig:
         default=None,
         metadata={"help": "model to run", "default_text": "the model the probe names"},
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     top: int = field(default=30, metadata={"help": "disagreements shown in the page"})
     out: str | None = field(
         default=None, metadata={"help": "output folder", "default_text": "beside --judged"}
@@ -67,7 +59,7 @@ class ProbeGenerationsConfig:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
         if self.top < 0:
             raise ConfigError(f"top must be >= 0, got {self.top}")
-        check_model_options(self)
+        super().__post_init__()
 
     @property
     def judged_path(self) -> Path:

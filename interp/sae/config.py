@@ -10,12 +10,8 @@ from typing import Any
 
 from interp.config import (
     ConfigError,
-    check_model_options,
+    ModelOptions,
     check_number,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
 )
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
@@ -42,7 +38,7 @@ def register_architecture(name: str, sparsity_field: str) -> str:
 
 
 @dataclass
-class SAEConfig:
+class SAEConfig(ModelOptions):
     """Train a sparse autoencoder (SAELens) on per-token residual activations of one layer."""
 
     model: str = field(
@@ -99,10 +95,6 @@ class SAEConfig:
         default=None,
         metadata={"help": "folder name under <cache>/saes/", "default_text": "from the config"},
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     forward_batch_size: int = field(
         default=16, metadata={"help": "transcripts per forward pass when caching"}
     )
@@ -120,7 +112,7 @@ class SAEConfig:
         if not self.datasets:
             raise ConfigError("datasets is empty: name at least one, e.g. builtin:consistency")
         check_site(self.site)
-        check_model_options(self)
+        super().__post_init__()
         ARCHITECTURES.get(self.architecture)
         check_number("layer", self.layer, low=0, integer=True)
         if self.d_sae is not None:

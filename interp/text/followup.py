@@ -21,11 +21,7 @@ from typing import Any
 
 from interp.artifacts import write_figure, write_json_atomic, write_text_atomic
 from interp.config import (
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.data.scenarios import Scenario, load_bank
@@ -48,7 +44,7 @@ CONDITIONS = ("natural", "refusal", "rebuttal")
 
 
 @dataclass
-class FollowUpConfig:
+class FollowUpConfig(ModelOptions):
     """Compare follow-up replies after a natural, a fixed refusal and a fixed rebuttal turn."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model name or local HF dir"})
@@ -62,10 +58,6 @@ class FollowUpConfig:
     )
     seed: int = field(default=0, metadata={"help": "sampling and subset seed"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     out: str | None = field(default=None, metadata={"help": "output folder"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     judge: str = field(
@@ -91,7 +83,7 @@ class FollowUpConfig:
     )
 
     def __post_init__(self) -> None:
-        check_model_options(self)
+        super().__post_init__()
 
 
 def generation_config(config: Any, n: int) -> GenerationConfig:

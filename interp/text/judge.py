@@ -28,11 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from interp.cli import run_cli
 from interp.config import (
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.models import DEFAULT_MODEL
@@ -44,7 +40,7 @@ JUDGE_CHOICES = ("rule", "llm", "human", "none")
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(ModelOptions):
     """Judge generated replies (rule, LLM or hand labels), write judged transcripts, export
     replies for hand labelling, and report a judge's agreement with hand labels."""
 
@@ -103,10 +99,6 @@ class JudgeConfig:
             "default_text": "the built-in bank",
         },
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     show: int = field(default=10, metadata={"help": "disagreements to print"})
     json: str | None = field(
         default=None, metadata={"help": "write counts and agreement as JSON here"}
@@ -126,7 +118,7 @@ class JudgeConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.show < 0:
             raise ValueError("--show must be >= 0")
-        check_model_options(self)
+        super().__post_init__()
 
 
 @dataclass

@@ -16,11 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interp.config import (
-    check_model_options,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
+    ModelOptions,
     model_options,
 )
 from interp.data.scenarios import load_bank
@@ -38,7 +34,7 @@ from interp.text.judging import export_for_labelling
 
 
 @dataclass
-class ReferenceSetConfig:
+class ReferenceSetConfig(ModelOptions):
     """Sample follow-up replies for a new hand-labelled reference set."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "model name or local HF dir"})
@@ -51,17 +47,13 @@ class ReferenceSetConfig:
     max_new_tokens: int = field(default=96, metadata={"help": "length cap of each reply"})
     repetition_penalty: float = field(default=1.1, metadata={"help": "as in transformers"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     out: str | None = field(
         default=None,
         metadata={"help": "output folder (default cache/reference_sets/<model>-seed<seed>)"},
     )
 
     def __post_init__(self) -> None:
-        check_model_options(self)
+        super().__post_init__()
 
 
 def draw(scenario_ids: Sequence[str], per_condition: int, seed: int) -> set[str]:

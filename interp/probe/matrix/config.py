@@ -8,13 +8,9 @@ from typing import Any
 
 from interp.config import (
     ConfigError,
+    ModelOptions,
     as_layers,
-    check_model_options,
     check_number,
-    device_field,
-    device_map_field,
-    dtype_field,
-    max_memory_field,
 )
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
@@ -28,7 +24,7 @@ DEFAULT_SETS = (
 
 
 @dataclass
-class MatrixConfig:
+class MatrixConfig(ModelOptions):
     """Train a probe on each named set and test it on each (a cross-dataset matrix per layer)."""
 
     model: str = field(
@@ -71,10 +67,6 @@ class MatrixConfig:
         default=None,
         metadata={"help": "use at most this many scenarios (groups) of each set (quick runs)"},
     )
-    device: str = device_field()
-    dtype: str = dtype_field()
-    device_map: str = device_map_field()
-    max_memory: str | None = max_memory_field()
     batch_size: int = field(default=16, metadata={"help": "transcripts per forward pass"})
     max_tokens: int = field(
         default=1024, metadata={"help": "longer transcripts are cut from the left (reply kept)"}
@@ -94,7 +86,7 @@ class MatrixConfig:
         self.layers = as_layers(self.layers)
         self.sets = tuple(self.sets)
         check_site(self.site)
-        check_model_options(self)
+        super().__post_init__()
         if len(self.sets) < 1 or len(set(self.sets)) != len(self.sets):
             raise ConfigError(f"sets {self.sets!r}: name at least one set, each once")
         from probes import probe_kinds
