@@ -133,6 +133,7 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_finetune.py::test_manifest_records_the_run_and_a_rerun_skips_training",
         "test_finetune.py::test_resumed_run_equals_uninterrupted_run",
         "test_finetune.py::test_short_run_lowers_the_loss",
+        "test_bad_inputs.py::test_damaged_state_is_named_and_rebuilt[finetune-latest-json]",
         "test_organism_recipe.py::test_checkpoint_with_the_largest_validation_gap_is_chosen_and_published",
         "test_safe_loading.py::test_checkpoint_of_the_old_pickle_format_is_never_unpickled",
         "test_safe_loading.py::test_pickles_planted_beside_a_checkpoint_are_ignored",
