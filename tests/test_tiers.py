@@ -1,6 +1,7 @@
 """The fast tier (``pytest -m "not slow"``) stays honest: every test that ``tests/conftest.py``
-names as slow exists, and every package of ``interp/`` (and ``probes/``) is still imported by
-tests that the fast tier runs.
+names as slow exists (its function; a parameter id such as ``[gemma2]`` is not checked), and
+every package of ``interp/`` (and ``probes/``) is still imported by tests that the fast tier
+runs.
 
 Read statically (``ast``), without importing the test modules: a test counts as fast unless its
 module sets ``pytestmark`` to ``slow`` or ``real_model``, it is decorated so, or
