@@ -70,8 +70,8 @@ from interp.data.datasets import build_consistency
 from interp.data.transcripts import dataset_hash
 from interp.hooks import hook_name
 from interp.models import DEFAULT_MODEL
+from interp.models.placement import resolve_device
 from interp.paths import cache_root
-from interp.placement import resolve_device
 
 # Submodules, not the package: an editable install made before probes/__init__.py existed
 # maps ``probes`` to a namespace package when the script's folder, not the repo, is on path.

@@ -26,10 +26,10 @@ from interp.models import (
     load_model,
     register_model,
 )
+from interp.models.tiny import CONFIGS, SLIDING_WINDOW
 from interp.patching import LogProbDiff, PatchInput, patch_sweep
 from interp.probe import ProbeConfig, train_probe
 from interp.sae import SAEConfig, train_sae
-from interp.tiny_models import CONFIGS, SLIDING_WINDOW
 
 ARCHS = list(CONFIGS)
 TOLERANCE = 1e-4

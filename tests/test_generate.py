@@ -9,6 +9,7 @@ from interp.data.datasets import build_consistency
 from interp.data.transcripts import load_transcripts, transcript_from_dict
 from interp.hooks import hook_name
 from interp.models import build_tiny_random
+from interp.models.plain import active_hooks, plain_model
 from interp.text.generation import (
     GenerationConfig,
     GenerationError,
@@ -17,7 +18,6 @@ from interp.text.generation import (
     sidecar_path,
     stop_token_ids,
 )
-from interp.text.plain_model import active_hooks, plain_model
 
 SAMPLED = GenerationConfig(max_new_tokens=6, temperature=1.0, top_p=0.9, n=2, batch_size=2)
 

@@ -19,14 +19,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import interp.checkpoints as checkpoints
-import interp.placement as placement
+import interp.models.checkpoints as checkpoints
+import interp.models.placement as placement
 from interp.cache import cache_activations
-from interp.checkpoints import checkpoint_fingerprint, cut_config, kept_blocks
 from interp.config import ConfigError, check_model_options, model_options, parse_max_memory
 from interp.hooks import HookError, hook_name
 from interp.models import LoadedModel, build_tiny, build_tiny_random, load_model
-from interp.placement import Placement, PlacementError, plan_device_map, refuse_offload
+from interp.models.checkpoints import checkpoint_fingerprint, cut_config, kept_blocks
+from interp.models.placement import Placement, PlacementError, plan_device_map, refuse_offload
 from interp.probe.results import MODEL_DTYPE, ModelDtypeWarning, check_model_dtype
 from interp.probe.score import score_transcripts
 from probes import LogisticProbe, Probe, ProbeMeta
@@ -98,7 +98,7 @@ def test_a_device_map_without_cuda_is_refused_before_anything_loads(monkeypatch)
     def never(spec):
         raise AssertionError("the model was looked up before the options were checked")
 
-    monkeypatch.setattr("interp.models._locate", never)
+    monkeypatch.setattr("interp.models.load.locate", never)
     with pytest.raises(PlacementError, match=r"torch sees none; drop --device-map .*--device cpu"):
         load_model("tiny-random", device_map="auto")
 

@@ -152,7 +152,7 @@ def test_list_models_and_register_model(monkeypatch):
     assert interp.list_models() == models.list_models() == models.MODEL_BUILDERS.names()
     assert {"smollm2-135m-instruct", "tiny-random"} <= set(models.list_models())
     fresh: Registry = Registry("model", ModelError)
-    monkeypatch.setattr(models, "MODEL_BUILDERS", fresh)
+    monkeypatch.setattr(models.registry, "MODEL_BUILDERS", fresh)
     models.register_model("tiny-seed2", lambda dtype: build_tiny_random(dtype, seed=2))
     fresh.alias("tiny2", "tiny-seed2")
     assert models.list_models() == ["tiny-seed2"]

@@ -290,7 +290,7 @@ def test_non_utf8_input_names_file_line_and_fix(tmp_path):
 @pytest.mark.parametrize("device", ["gpu0", "cuda0", "tpu", "cuda:x", ""])
 def test_unknown_device_strings_are_refused_up_front(device):
     from interp.models import load_model
-    from interp.placement import PlacementError
+    from interp.models.placement import PlacementError
 
     with pytest.raises(
         PlacementError, match=r"unknown device .*use auto, cpu, cuda, cuda:N or mps"
@@ -300,7 +300,7 @@ def test_unknown_device_strings_are_refused_up_front(device):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_cuda_without_a_gpu_names_the_fix():
-    from interp.placement import PlacementError, resolve_device
+    from interp.models.placement import PlacementError, resolve_device
 
     for device in ("cuda", "cuda:1"):
         with pytest.raises(PlacementError, match=r"no CUDA GPU \(this machine has: cpu.*'cpu' or"):

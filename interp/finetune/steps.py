@@ -59,7 +59,7 @@ def model_at_step(
     is the run's (its manifest's ``identity``): a checkpoint of other settings is refused.
     ``base``: the base ``(hf_model, tokenizer)`` already loaded (:func:`load_base`), copied
     instead of loaded again when several steps are read."""
-    from interp.placement import resolve_device
+    from interp.models.placement import resolve_device
 
     folder = checkpoint_dir(config.model_name) / f"step-{step:06d}"
     if not folder.is_dir():

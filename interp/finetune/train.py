@@ -38,7 +38,6 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.artifacts import check_same, library_versions, publish_folder, read_json
-from interp.checkpoints import checkpoint_fingerprint
 from interp.data.scenarios import load_bank
 from interp.data.split import split_bank
 from interp.data.transcripts import Transcript, dataset_hash
@@ -58,8 +57,9 @@ from interp.finetune.data import (
 )
 from interp.finetune.schedule import lr_factor
 from interp.models import load_hf_model, model_fingerprint
+from interp.models.checkpoints import checkpoint_fingerprint
+from interp.models.placement import resolve_device
 from interp.paths import cache_root
-from interp.placement import resolve_device
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MANIFEST = "finetune.json"

@@ -154,3 +154,26 @@ def dropped_block_key(key: str, kept: int) -> bool:
     truncated load leaves unread on purpose)."""
     match = _BLOCK_KEY.search(f".{key}")
     return match is not None and int(match.group(1)) >= kept
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the weights of a model in memory (the fingerprint of models a builder
+    makes: tiny test models, :func:`interp.models.register_model`); a checkpoint on disk is
+    fingerprinted from its files instead (:func:`checkpoint_fingerprint`), without loading it.
+
+    Per tensor it hashes the name, shape, dtype, the float64 sum and sum of squares and a
+    strided sample of up to 4096 values. Any fine-tuning step, merge or re-initialisation
+    changes the sums.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = flat[::step].to("cpu", torch.float32).contiguous().numpy()
+        # numpy's sums, not torch's: torch splits a CPU reduction over its threads, so the
+        # float64 rounding (and the fingerprint) changed with the thread count
+        as64 = flat.to("cpu", torch.float64).numpy()
+        stats = (float(as64.sum()), float((as64 * as64).sum()))
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{stats}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()

@@ -2,10 +2,10 @@
 
 This module holds their transformers configs (:data:`CONFIGS`, :func:`tiny_config`): a
 2-layer model (hidden 64, 4 heads, 2 KV heads where the architecture has them, intermediate
-128) whose vocabulary is SmolLM2's tokenizer's. :func:`interp.models.build_tiny` builds one
-with seeded random weights and that tokenizer (it lives there, beside the tokenizer, so this
-module imports nothing of the toolkit). Nothing is downloaded. :mod:`interp.models` registers
-them as ``tiny-random-<arch>``
+128) whose vocabulary is SmolLM2's tokenizer's. :func:`interp.models.registry.build_tiny` builds
+one with seeded random weights and that tokenizer (it lives there, beside the tokenizer, so
+this module imports nothing of the toolkit). Nothing is downloaded.
+:mod:`interp.models.registry` registers them as ``tiny-random-<arch>``
 (``tiny-random-llama3``, ``tiny-random-qwen2``, ``tiny-random-qwen3``, ``tiny-random-gemma2``,
 ``tiny-random-gemma3``, ``tiny-random-mistral``, ``tiny-random-phi3``, ``tiny-random-gpt2``),
 so ``--model tiny-random-qwen3`` works wherever a model name is taken.

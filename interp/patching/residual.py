@@ -3,7 +3,7 @@
 :func:`residual_hooks` is a ``with`` block that registers torch forward(-pre) hooks on the
 Hugging Face decoder layers behind the bridge's blocks. Those modules run in the bridge's
 own forward pass and in the plain Hugging Face model that :func:`interp.text.generation.generate`
-samples from (:mod:`interp.text.plain_model`), so one edit acts on teacher-forced passes and
+samples from (:mod:`interp.models.plain`), so one edit acts on teacher-forced passes and
 on every decoding step alike, and generation keeps its fast hook-free path (the hooks are
 not on the bridge's hook points). Every hook is removed on exit, also after an error.
 
@@ -34,7 +34,7 @@ from torch import Tensor
 from interp.data.padding import pad_left
 from interp.hooks import check_layer
 from interp.models import LoadedModel
-from interp.text.plain_model import needs_bridge, plain_model
+from interp.models.plain import needs_bridge, plain_model
 from probes.directions import project_out, unit
 
 #: Where an edit acts: entering (``resid_pre``) or leaving (``resid_post``) a decoder layer.
@@ -153,7 +153,7 @@ def addition(
 
 def plain_route(model: LoadedModel) -> Any:
     """A ``with`` block yielding the Hugging Face model to run: the plain modules
-    (:func:`~interp.text.plain_model.plain_model`), or the bridge's model when a hook point
+    (:func:`~interp.models.plain.plain_model`), or the bridge's model when a hook point
     is active, as generation chooses."""
     bridge = model.bridge
     return nullcontext(bridge.original_model) if needs_bridge(bridge) else plain_model(bridge)

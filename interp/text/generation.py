@@ -7,7 +7,7 @@ length with left padding and samples ``config.n`` replies per prompt with Huggin
 :class:`~interp.data.transcripts.Transcript` whose last message is the assistant's reply, so the
 output file is an ordinary transcript JSONL file (``label`` is absent: nothing is labelled).
 
-Generation runs on the plain Hugging Face model (:func:`interp.text.plain_model.plain_model`:
+Generation runs on the plain Hugging Face model (:func:`interp.models.plain.plain_model`:
 the bridge's components are swapped back for the modules they wrap, sharing their weights), so
 decoding pays no hook overhead and does not depend on the bridge's attention handling the
 cache. When hooks are active on the bridge (``with model.bridge.hooks(fwd_hooks=...)``, e.g.
@@ -61,7 +61,7 @@ from interp.config import check_number
 from interp.data.padding import pad_left
 from interp.data.transcripts import ROLES, Transcript, transcript_from_dict
 from interp.models import LoadedModel
-from interp.text.plain_model import needs_bridge, plain_model
+from interp.models.plain import needs_bridge, plain_model
 
 FORMAT_VERSION = 1
 END_OF_TURN = "<|im_end|>"  # ChatML's end of turn (SmolLM2, Qwen, ...)
