@@ -23,6 +23,7 @@ from interp.data.transcripts import Transcript
 from interp.hooks import CONTROL_HOOK  # noqa: F401 (the layer-0 control's hook, named in hooks)
 from interp.probe.results import SetReport
 from probes import auroc, evaluate
+from probes.directions import random_directions
 
 
 def stance_auroc(
@@ -65,13 +66,6 @@ def report_set(
         n_answer_missing=int((~acts.answer_found[rows]).sum()),
         n_truncated=int(acts.truncated[rows].sum()),
     )
-
-
-def random_directions(d: int, n: int, seed: int) -> Float[Tensor, "d n"]:
-    """The ``n`` random directions of the control (Gaussian: uniform once normalised; their
-    length does not change an AUROC)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(d, n, generator=gen)
 
 
 def random_direction_aurocs(
