@@ -25,6 +25,7 @@ from interp.cache import (
     CacheIncompleteError,
     CacheMemoryError,
     CacheRepairWarning,
+    CacheRequest,
     cache_activations,
     finalize,
     load_activation_set,
@@ -84,7 +85,7 @@ def assert_same(folder: Path, clean) -> None:
 
 
 def job(model, data, root: Path, **kwargs):
-    return make_job(model, data, HOOKS, cache_dir=root, **{**KW, **kwargs})
+    return make_job(model, data, HOOKS, CacheRequest(cache_dir=root, **{**KW, **kwargs}))
 
 
 # --- workers and finalize --------------------------------------------------------------------

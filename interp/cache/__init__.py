@@ -1,6 +1,7 @@
 """The on-disk activation cache.
 
-``cache_activations(model, transcripts, hooks, tokens)`` runs only the requested hooks, stops
+``cache_activations(model, transcripts, hooks, tokens)`` (further settings: keyword options
+or one :class:`CacheRequest`) runs only the requested hooks, stops
 the forward pass after the deepest requested block, batches transcripts of similar length
 with left padding, pools each transcript's selected tokens (mean) and streams shards of
 ``shard_size`` transcripts to disk as safetensors. A JSON manifest records what made the
@@ -64,6 +65,7 @@ from interp.cache.key import (
     Verify,
 )
 from interp.cache.parallel import finalize, run_cache, write_share
+from interp.cache.request import CacheRequest
 from interp.cache.shards import ShardRecord
 from interp.cache.writer import CacheJob, cache_activations, make_job
 
@@ -83,6 +85,7 @@ __all__ = [
     "CacheMemoryError",
     "CacheMismatchError",
     "CacheRepairWarning",
+    "CacheRequest",
     "ShardRecord",
     "Verify",
     "cache_activations",

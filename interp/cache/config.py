@@ -11,7 +11,9 @@ without a forward pass. ``__post_init__`` only validates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from interp.cache.request import STORE_DTYPES, CacheRequest
 from interp.config import (
     ConfigError,
     ModelOptions,
@@ -21,9 +23,7 @@ from interp.config import (
 from interp.data.tokens import TOKEN_SELECTIONS
 from interp.hooks import SITES, check_site, hook_name, parse_hook_name
 from interp.models import DEFAULT_MODEL
-
-#: Dtypes the cached vectors can be stored in.
-STORE_DTYPES = ("float32", "bfloat16", "float16")
+from interp.paths import cache_root
 
 
 @dataclass
@@ -158,3 +158,21 @@ class CacheConfig(ModelOptions):
             return list(self.hooks)
         names = [hook_name(layer, self.site) for layer in self.layers or ()]
         return [*names, control_hook] if self.control else names
+
+    def request(self, progress: bool = True) -> CacheRequest:
+        """How this config caches, as :func:`interp.cache.make_job` takes it (the activations
+        folder under ``cache_dir``; a progress bar only if ``progress`` and ``--progress``)."""
+        root = Path(self.cache_dir) if self.cache_dir else cache_root()
+        return CacheRequest(
+            tokens=self.tokens,
+            batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens,
+            max_tokens=self.max_tokens,
+            per_token=self.per_token,
+            dtype=self.store_dtype,
+            shard_size=self.shard_size,
+            shard_tokens=self.shard_tokens,
+            cache_dir=root / "activations",
+            progress=self.progress and progress,
+            verify=self.verify,
+        )

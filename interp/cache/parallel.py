@@ -43,7 +43,6 @@ from interp.data.transcripts import Transcript
 from interp.hooks import CONTROL_HOOK, parse_hook_name
 from interp.locks import folder_lock
 from interp.models import load_model
-from interp.paths import cache_root
 from interp.workers import WorkerSplit, barrier, close, under_torchrun, worker_split
 
 #: How long torchrun workers wait at the barrier for the slowest one (a resumed run's workers
@@ -114,23 +113,7 @@ def job_for(config: CacheConfig, split: WorkerSplit) -> CacheJob:
     deepest = max(parse_hook_name(h)[0] for h in hooks)
     options = {**model_options(config), "device": worker_device(config)}
     model = load_model(config.model, **options, max_layer=deepest)
-    root = Path(config.cache_dir) if config.cache_dir else cache_root()
-    return make_job(
-        model,
-        transcripts,
-        hooks,
-        config.tokens,
-        batch_size=config.batch_size,
-        batch_tokens=config.batch_tokens,
-        max_tokens=config.max_tokens,
-        per_token=config.per_token,
-        dtype=getattr(torch, config.store_dtype),
-        shard_size=config.shard_size,
-        shard_tokens=config.shard_tokens,
-        cache_dir=root / "activations",
-        progress=config.progress and split.is_main,
-        verify=config.verify,
-    )
+    return make_job(model, transcripts, hooks, config.request(progress=split.is_main))
 
 
 def _as_worker(job: CacheJob, split: WorkerSplit) -> CacheOutcome:

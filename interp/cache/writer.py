@@ -7,7 +7,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from interp.cache.key import (
     check_key,
     verify_mode,
 )
+from interp.cache.request import CacheRequest
 from interp.cache.shards import (
     Damage,
     Layout,
@@ -445,26 +446,15 @@ def make_job(
     model: LoadedModel,
     transcripts: Sequence[Transcript],
     hooks: Sequence[str],
-    tokens: str = "answer",
-    *,
-    batch_size: int = 16,
-    batch_tokens: int | None = None,
-    max_tokens: int = 1024,
-    per_token: bool = False,
-    dtype: torch.dtype = torch.float32,
-    shard_size: int = 256,
-    shard_tokens: int | None = None,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    verify: bool | None = None,
+    request: CacheRequest | None = None,
 ) -> CacheJob:
-    """The :class:`CacheJob` of a request (arguments as :func:`cache_activations`), checked
-    before any work: its key, and so its folder, and how batches are cut."""
-    tokens, hooks = _check_request(transcripts, hooks, tokens)
-    for name, value in (("shard_size", shard_size), ("shard_tokens", shard_tokens)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    """The :class:`CacheJob` of caching ``hooks`` of ``transcripts`` through ``model`` as
+    ``request`` says (the defaults of :class:`CacheRequest` when None), checked before any
+    work: its key, and so its folder, and how batches are cut."""
+    request = request or CacheRequest()
+    tokens, hooks = _check_request(transcripts, hooks, request.tokens)
     stop = stop_layer(hooks, model.n_layers)
+    store_dtype = str(request.dtype)  # a name: CacheRequest reads a torch.dtype as its name
     key = CacheKey(
         model_name=model.name,
         model_fingerprint=model.fingerprint,
@@ -472,23 +462,24 @@ def make_job(
         n_transcripts=len(transcripts),
         hooks=hooks,
         tokens=tokens,
-        max_tokens=max_tokens,
-        per_token=per_token,
-        dtype=str(dtype).removeprefix("torch."),
+        max_tokens=request.max_tokens,
+        per_token=request.per_token,
+        dtype=store_dtype,
         model_dtype=str(model.dtype).removeprefix("torch."),
         model_blocks=model.n_layers,
     )
-    folder = (cache_dir or cache_root() / "activations") / key.digest()
-    capture = Capture(model, hooks, stop, Budget(batch_size, batch_tokens), per_token, dtype)
+    folder = (Path(request.cache_dir or cache_root() / "activations")) / key.digest()
+    budget = Budget(request.batch_size, request.batch_tokens)
+    capture = Capture(model, hooks, stop, budget, request.per_token, getattr(torch, store_dtype))
     return CacheJob(
         model,
         transcripts,
         key,
         folder,
         capture,
-        ShardCut(shard_size, shard_tokens),
-        verify_mode(verify),
-        progress,
+        ShardCut(request.shard_size, request.shard_tokens),
+        verify_mode(request.verify),
+        request.progress,
     )
 
 
@@ -496,24 +487,22 @@ def cache_activations(
     model: LoadedModel,
     transcripts: Sequence[Transcript],
     hooks: Sequence[str],
-    tokens: TokenSelection = "answer",
+    tokens: TokenSelection | None = None,
     *,
-    batch_size: int = 16,
-    batch_tokens: int | None = None,
-    max_tokens: int = 1024,
-    per_token: bool = False,
-    dtype: torch.dtype = torch.float32,
-    shard_size: int = 256,
-    shard_tokens: int | None = None,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    verify: bool | None = None,
+    request: CacheRequest | None = None,
+    **options: Any,
 ) -> ActivationSet:
     """Cache pooled (and optionally per-token) activations of ``hooks`` for ``transcripts``.
 
     ``hooks`` is required and names residual hooks (:func:`interp.hooks.hook_name`); only
     those are captured and the pass stops after the deepest one. Returns the cached set,
     reusing an existing complete cache of the same inputs without running the model.
+
+    How to cache is one :class:`CacheRequest` (``request=``; its defaults when None);
+    ``tokens`` and keyword ``options`` (its fields: ``batch_size``, ``per_token``,
+    ``cache_dir``, ``progress``, ...) replace the request's, so
+    ``cache_activations(model, data, hooks, tokens="reply", progress=False)`` needs no
+    request. An unknown option is a ``TypeError``.
 
     A forward pass holds at most ``batch_size`` transcripts and, with ``batch_tokens``, at
     most that many padded tokens; after an out-of-memory error both are halved and the run
@@ -530,22 +519,9 @@ def cache_activations(
     process at a time writes a folder (:func:`interp.locks.folder_lock`); another waits, then
     reuses it. To split the work over processes, see :mod:`interp.cache.parallel`.
     """
-    job = make_job(
-        model,
-        transcripts,
-        hooks,
-        tokens,
-        batch_size=batch_size,
-        batch_tokens=batch_tokens,
-        max_tokens=max_tokens,
-        per_token=per_token,
-        dtype=dtype,
-        shard_size=shard_size,
-        shard_tokens=shard_tokens,
-        cache_dir=cache_dir,
-        progress=progress,
-        verify=verify,
-    )
+    if tokens is not None:
+        options["tokens"] = tokens
+    job = make_job(model, transcripts, hooks, replace(request or CacheRequest(), **options))
     with folder_lock(job.folder, shared=True):
         reused = _reuse(job.folder, job.key, job.verify)
     if reused is not None and not find_orphans(job.folder):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from interp.artifacts import check_same
-from interp.cache import ActivationSet, cache_activations
+from interp.cache import ActivationSet, CacheRequest, cache_activations
 from interp.config import ConfigError, model_options
 from interp.data.datasets import load_dataset, subset_groups
 from interp.data.split import split_transcripts
@@ -530,14 +530,14 @@ def fit_run(config: ProbeConfig, model: LoadedModel, data: Datasets, root: Path)
     """Cache the activations, fit and evaluate every layer's probe (twice with
     ``erase_stances``): the run :func:`train_probe` saves."""
     hooks = [hook_name(layer, config.site) for layer in config.layers]
-    cache_kwargs: dict[str, Any] = dict(
+    request = CacheRequest(
         tokens=config.tokens,
         batch_size=config.batch_size,
         max_tokens=config.max_tokens,
         cache_dir=root / "activations",
         progress=config.progress,
     )
-    acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], **cache_kwargs)
+    acts = cache_activations(model, data.train, [*hooks, CONTROL_HOOK], request=request)
     s = Scored(
         data,
         acts,
@@ -545,9 +545,11 @@ def fit_run(config: ProbeConfig, model: LoadedModel, data: Datasets, root: Path)
         data.train_rows,
         data.test_rows,
         control_acts=(
-            cache_activations(model, data.control, hooks, **cache_kwargs) if data.control else None
+            cache_activations(model, data.control, hooks, request=request) if data.control else None
         ),
-        eval_acts=cache_activations(model, data.eval, hooks, **cache_kwargs) if data.eval else None,
+        eval_acts=(
+            cache_activations(model, data.eval, hooks, request=request) if data.eval else None
+        ),
         budget=MAX_IN_MEMORY_BYTES,  # read at call time, so a caller (or test) can lower it
     )
     fitted, before = fit_and_evaluate(config, model, s, hooks), None

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp.cache import ActivationSet, cache_activations
+from interp.cache import ActivationSet, CacheRequest, cache_activations
 from interp.config import ConfigError, model_options
 from interp.data.datasets import BUILTIN_PREFIX, DATASETS, load_dataset, subset_groups
 from interp.data.external import ExternalSet
@@ -204,7 +204,7 @@ def run_matrix(config: MatrixConfig, model: LoadedModel | None = None) -> Matrix
     for layer in config.layers:
         model.check_layer(layer)
     hooks = [hook_name(layer, config.site) for layer in config.layers]
-    kwargs: dict[str, Any] = dict(
+    request = CacheRequest(
         batch_size=config.batch_size,
         max_tokens=config.max_tokens,
         cache_dir=root / "activations",
@@ -212,10 +212,10 @@ def run_matrix(config: MatrixConfig, model: LoadedModel | None = None) -> Matrix
     )
     for s in sets:
         s.acts = cache_activations(
-            model, s.transcripts, [*hooks, CONTROL_HOOK], tokens=s.tokens, **kwargs
+            model, s.transcripts, [*hooks, CONTROL_HOOK], s.tokens, request=request
         )
     control_acts = {
-        t: cache_activations(model, control, hooks, tokens=t, **kwargs)
+        t: cache_activations(model, control, hooks, t, request=request)
         for t in {s.tokens for s in sets}
     }
     cells, chosen_c = [], {}
