@@ -255,13 +255,13 @@ ROWS = [
         "probe-unknown-dataset",
         PROBE,
         [*FAST, "--dataset", "builtin:nope"],
-        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:benign",
+        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:apollo-ai-liar, .*builtin:benign",
     ),
     Row(
         "probe-unknown-control",
         PROBE,
         [*FAST, "--control-dataset", "builtin:nope"],
-        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:benign",
+        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:apollo-ai-liar, .*builtin:benign",
     ),
     Row(
         "probe-bad-eval-file",
