@@ -255,13 +255,15 @@ ROWS = [
         "probe-unknown-dataset",
         PROBE,
         [*FAST, "--dataset", "builtin:nope"],
-        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:apollo-ai-liar, .*builtin:benign",
+        r"unknown built-in dataset 'builtin:nope'; choose one of "
+        r"builtin:apollo-ai-liar, .*builtin:benign",
     ),
     Row(
         "probe-unknown-control",
         PROBE,
         [*FAST, "--control-dataset", "builtin:nope"],
-        r"unknown built-in dataset 'builtin:nope'; choose one of builtin:apollo-ai-liar, .*builtin:benign",
+        r"unknown built-in dataset 'builtin:nope'; choose one of "
+        r"builtin:apollo-ai-liar, .*builtin:benign",
     ),
     Row(
         "probe-bad-eval-file",

@@ -198,8 +198,8 @@ def teacher_forced_acts(
     """The teacher-forced probe data and ``model``'s pooled answer-token activations of it
     per layer: the probe pipeline's cache, reused, not recomputed."""
     from interp.cache import cache_activations
+    from interp.hooks import CONTROL_HOOK
     from interp.paths import cache_root
-    from interp.probe.controls import CONTROL_HOOK
 
     data = load_dataset(probe_data(config, folder))
     hooks = [hook_name(layer, "resid_post") for layer in config.layers]

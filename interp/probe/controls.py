@@ -20,7 +20,6 @@ from torch import Tensor
 
 from interp.cache import ActivationSet
 from interp.data.transcripts import Transcript
-from interp.hooks import CONTROL_HOOK  # noqa: F401 (the layer-0 control's hook, named in hooks)
 from interp.probe.results import SetReport
 from probes import auroc, evaluate
 from probes.directions import random_directions

@@ -36,18 +36,12 @@ from interp.config import ConfigError, model_options
 from interp.data.datasets import load_dataset, subset_groups
 from interp.data.split import split_transcripts
 from interp.data.transcripts import Transcript, dataset_hash
-from interp.hooks import hook_name
+from interp.hooks import CONTROL_HOOK, hook_name
 from interp.locks import folder_lock
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
-from interp.probe.controls import (
-    CONTROL_HOOK,
-    direction_aurocs,
-    random_direction_aurocs,
-    random_directions,
-    report_set,
-)
+from interp.probe.controls import direction_aurocs, random_direction_aurocs, report_set
 from interp.probe.erased_probe import ErasedProbe
 from interp.probe.erasure import (
     ErasureError,
@@ -58,6 +52,7 @@ from interp.probe.erasure import (
 from interp.probe.results import MODEL_DTYPE, BeforeErasure, LayerResult, ProbeRun, SetReport
 from probes import Probe, ProbeMeta, auroc, fit_per_layer, make_probe
 from probes.batched import select_c_many
+from probes.directions import random_directions
 from probes.metrics import threshold_at_fpr
 from probes.streaming import fit_streaming, select_c_streaming
 

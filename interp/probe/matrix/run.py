@@ -26,11 +26,11 @@ from interp.config import ConfigError, model_options
 from interp.data.datasets import BUILTIN_PREFIX, DATASETS, load_dataset, subset_groups
 from interp.data.external import ExternalSet
 from interp.data.transcripts import Transcript
-from interp.hooks import hook_name
+from interp.hooks import CONTROL_HOOK, hook_name
 from interp.models import LoadedModel, load_model
 from interp.paths import cache_root
 from interp.probe.config import ProbeConfig
-from interp.probe.controls import CONTROL_HOOK, random_direction_aurocs, report_set, stance_auroc
+from interp.probe.controls import random_direction_aurocs, report_set, stance_auroc
 from interp.probe.matrix.config import MatrixConfig
 from interp.probe.matrix.results import MatrixCell, MatrixRun, SetSummary
 from interp.probe.pipeline import ProbeFitter, scores_of, split_trainable
