@@ -119,20 +119,7 @@ class ProbeConfig(ModelOptions):
             raise ConfigError(
                 f"unknown tokens {self.tokens!r}; choose one of {', '.join(TOKEN_SELECTIONS)}"
             )
-        from probes import probe_kinds
-
-        if self.probe not in probe_kinds():
-            raise ConfigError(
-                f"unknown probe {self.probe!r}; choose one of {', '.join(probe_kinds())}"
-            )
-        check_number(
-            "test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True
-        )
-        if self.c is not None:
-            check_number("c", self.c, low=0, low_open=True, hint=" (or None for cross-validation)")
-        check_number("seed", self.seed, low=0, integer=True)
-        for name in ("batch_size", "max_tokens", "n_random"):
-            check_number(name, getattr(self, name), low=1, integer=True)
+        check_fit_settings(self)
         if self.max_scenarios is not None:
             check_number(
                 "max_scenarios",
@@ -146,3 +133,23 @@ class ProbeConfig(ModelOptions):
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_fit_settings(config: Any) -> None:
+    """Check the probe-fitting settings a probe run and the cross-dataset matrix share:
+    ``probe`` (a registered kind), ``test_fraction``, ``c``, ``seed``, ``batch_size``,
+    ``max_tokens`` and ``n_random``."""
+    from probes import probe_kinds
+
+    if config.probe not in probe_kinds():
+        raise ConfigError(
+            f"unknown probe {config.probe!r}; choose one of {', '.join(probe_kinds())}"
+        )
+    check_number(
+        "test_fraction", config.test_fraction, low=0, high=1, low_open=True, high_open=True
+    )
+    if config.c is not None:
+        check_number("c", config.c, low=0, low_open=True, hint=" (or None for cross-validation)")
+    check_number("seed", config.seed, low=0, integer=True)
+    for name in ("batch_size", "max_tokens", "n_random"):
+        check_number(name, getattr(config, name), low=1, integer=True)

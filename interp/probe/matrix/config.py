@@ -14,6 +14,7 @@ from interp.config import (
 )
 from interp.hooks import SITES, check_site
 from interp.models import DEFAULT_MODEL
+from interp.probe.config import check_fit_settings
 
 DEFAULT_SETS = (
     "builtin:consistency",
@@ -89,20 +90,7 @@ class MatrixConfig(ModelOptions):
         super().__post_init__()
         if len(self.sets) < 1 or len(set(self.sets)) != len(self.sets):
             raise ConfigError(f"sets {self.sets!r}: name at least one set, each once")
-        from probes import probe_kinds
-
-        if self.probe not in probe_kinds():
-            raise ConfigError(
-                f"unknown probe {self.probe!r}; choose one of {', '.join(probe_kinds())}"
-            )
-        check_number(
-            "test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True
-        )
-        if self.c is not None:
-            check_number("c", self.c, low=0, low_open=True, hint=" (or None for cross-validation)")
-        check_number("seed", self.seed, low=0, integer=True)
-        for name in ("batch_size", "max_tokens", "n_random"):
-            check_number(name, getattr(self, name), low=1, integer=True)
+        check_fit_settings(self)
         if self.max_groups is not None:
             check_number("max_groups", self.max_groups, low=4, integer=True)
 
