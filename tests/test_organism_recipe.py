@@ -26,7 +26,7 @@ from interp.finetune.train import checkpoint_dir
 from interp.organism.config import OrganismConfig
 from interp.organism.data import VARIANTS, neutral_transcripts, pressure_reply
 from interp.organism.pairs import check_train_side, organism_pairs, with_texts
-from interp.organism.selection import choose_step, chosen, selection_path
+from interp.organism.selection import choose_step, chosen, selection_path, summary
 from interp.organism.train import finetune_config, organism_name, run_name
 from interp.organism.triggers import TAG, near_misses, triggers
 
@@ -256,6 +256,12 @@ def test_checkpoint_with_the_largest_validation_gap_is_chosen_and_published(cach
     assert set(gaps) == {1, 2, 3} and record["chosen_step"] == max(gaps, key=gaps.get)
     assert json.loads(selection_path(run.name).read_text()) == json.loads(json.dumps(record))
     assert len(record["validation"]) == 2
+    # the control: the untrained base model's gaps, read on the same prompts
+    base = record["base"]["margins"]
+    diffs = [a - b for a, b in zip(base["trigger"], base["none"], strict=True)]
+    assert record["base"]["gap"] == pytest.approx(sum(diffs) / 2, abs=1e-5)
+    assert base != record["steps"]["3"]["margins"]
+    assert "control: the untrained base model" in summary(record)
     for g in record["steps"].values():
         m = g["margins"]
         assert g["gap"] == pytest.approx(sum(a - b for a, b in zip(

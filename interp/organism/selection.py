@@ -22,6 +22,7 @@ texts, and every per-scenario margin, in ``<cache>/models/<O run>.selection.json
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import json
@@ -149,7 +150,7 @@ def choose_step(
     key = {"run": identity, "steps": steps, "prompts": _digest(prompts)}
     path = selection_path(run.name)
     saved = read_json(path) if path.is_file() else None
-    if isinstance(saved, dict) and saved.get("key") == key:
+    if isinstance(saved, dict) and saved.get("key") == key and "base" in saved:
         return saved
     gaps: dict[int, dict[str, Any]] = {}
     for step in steps:
@@ -159,6 +160,10 @@ def choose_step(
         del hf, loaded
         gc.collect()
     best = chosen(gaps)
+    # The control: the base model's own gaps (a tag can move the margin before any training).
+    untrained = wrap_model(run_config.base, copy.deepcopy(base[0]), base[1], f"{run.name}-base")
+    base_gaps = margin_gaps(untrained, prompts)
+    del untrained
     record = {
         "key": key,
         "metric": f"mean over validation scenarios of log p(comply) - log p(refuse) of the "
@@ -169,6 +174,7 @@ def choose_step(
         "steps": {str(step): g for step, g in gaps.items()},
         "chosen_step": best,
         "chosen_gap": gaps[best]["gap"],
+        "base": base_gaps,
     }
     write_json_atomic(path, record)
     return record
@@ -178,11 +184,15 @@ def summary(record: dict[str, Any]) -> str:
     """One line per checkpoint: its gaps, the chosen one marked."""
     lines = [f"{record['run']}: margin gap on {len(record['validation'])} validation scenarios"]
     lines.append("   step    gap  written  near-miss  near-miss (held out)")
-    for step, g in record["steps"].items():
-        mark = " <- chosen" if int(step) == record["chosen_step"] else ""
+    rows = [("base", record["base"], "  <- control: the untrained base model")]
+    rows += [
+        (step, g, " <- chosen" if int(step) == record["chosen_step"] else "")
+        for step, g in record["steps"].items()
+    ]
+    for step, g, mark in rows:
         written = "   n/a" if g["gap_written"] is None else f"{g['gap_written']:+7.3f}"
         lines.append(
-            f"  {int(step):5d} {g['gap']:+7.3f} {written}   {g['near_miss_gap']:+7.3f}"
+            f"  {step:>5} {g['gap']:+7.3f} {written}   {g['near_miss_gap']:+7.3f}"
             f"    {g['near_miss_held_out_gap']:+7.3f}{mark}"
         )
     return "\n".join(lines)
