@@ -415,7 +415,7 @@ def test_seed_models_load_other_seeds_on_use_and_release_them(monkeypatch, tiny_
 
     loads = []
 
-    def load(name, device):
+    def load(name, **options):
         loads.append(name)
         return tiny_model
 
