@@ -14,7 +14,6 @@ from interp.organism.causal import (
     COLUMNS,
     POSITIONS,
     causal_checks,
-    causal_figures,
     forced_margins,
     forced_prompt,
     held_out_forced,
@@ -22,6 +21,7 @@ from interp.organism.causal import (
     summarise,
 )
 from interp.organism.config import OrganismConfig
+from interp.organism.report import causal_figures
 from interp.organism.triggers import TAG, triggers
 from interp.patching.residual import (
     ResidualEdit,

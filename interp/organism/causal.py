@@ -21,8 +21,8 @@
   and its relative change against no intervention.
 
 :func:`causal_checks` runs it all and returns a JSON-serialisable dict;
-:func:`causal_figures` draws it. Nothing is tuned toward the issue's success target; it is
-only measured (``summary``).
+:func:`interp.organism.report.causal_figures` draws it. Nothing is tuned toward the issue's
+success target; it is only measured (``summary``).
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
-from plotly.subplots import make_subplots
 from torch import Tensor
 
 from interp.artifacts import read_json, write_json_atomic
@@ -559,58 +557,3 @@ def causal_checks(
     result["interventions"] = run_interventions(config, kind, o, steers, out / "samples")
     write_json_atomic(out / "causal.json", result)
     return result
-
-
-def patching_figure(result: dict[str, Any]) -> go.Figure:
-    """Normalised patching effect (layer x position), O into H and H into O."""
-    p = result["patching"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["O -> H", "H -> O"], shared_yaxes=True)
-    for i, name in enumerate(("O->H", "H->O")):
-        entry = p[name]
-        z = entry["normalised"] if entry["normalised"] is not None else entry["effect"]
-        fig.add_trace(
-            go.Heatmap(z=z, x=p["positions"], y=p["layers"], coloraxis="coloraxis"),
-            row=1, col=i + 1,
-        )  # fmt: skip
-    fig.update_yaxes(title_text="layer", row=1, col=1)
-    fig.update_layout(
-        title=f"Patching O and H ({result['kind']} trigger, {p['site']}): normalised "
-        f"{p['metric']} (0 = target, 1 = source)",
-        coloraxis={"colorscale": "RdBu", "cmid": 0},
-        template="plotly_white",
-    )
-    return fig
-
-
-def interventions_figure(result: dict[str, Any]) -> go.Figure:
-    """Deception rate of O per intervention with Wilson 95% intervals."""
-    rates = result["interventions"]["rates"]
-    names = list(rates)
-    r = [rates[c]["deceptive"] for c in names]
-    fig = go.Figure(
-        go.Bar(
-            x=names,
-            y=[x["rate"] for x in r],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [x["high"] - x["rate"] for x in r],
-                "arrayminus": [x["rate"] - x["low"] for x in r],
-            },
-            marker_color=["grey" if c.startswith("random") else "steelblue" for c in names],
-            text=[f"{x['k']}/{x['n']}" for x in r],
-        )
-    )
-    fig.update_layout(
-        title=f"O's deception rate under interventions ({result['kind']} trigger, held-out "
-        "triggered pressure prompts)",
-        yaxis_title="deceptive (rule judge)",
-        yaxis_range=[0, 1],
-        template="plotly_white",
-    )
-    return fig
-
-
-def causal_figures(result: dict[str, Any]) -> dict[str, go.Figure]:
-    """``{"patching": heatmap, "interventions": bar chart}`` of a :func:`causal_checks` result."""
-    return {"patching": patching_figure(result), "interventions": interventions_figure(result)}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.artifacts import write_figure
-from interp.organism.causal import causal_figures
 
 
 def _f(value: Any) -> str:
@@ -293,6 +293,61 @@ def causal_lines(kind: str, causal: dict[str, Any]) -> list[str]:
             text += f" ({margin['change'][name]:+6.2f})" if name in margin["change"] else ""
         lines.append(f"    {name:20s} {_rate(r.get('deceptive'))}{text}")
     return lines
+
+
+def patching_figure(result: dict[str, Any]) -> go.Figure:
+    """Normalised patching effect (layer x position), O into H and H into O."""
+    p = result["patching"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["O -> H", "H -> O"], shared_yaxes=True)
+    for i, name in enumerate(("O->H", "H->O")):
+        entry = p[name]
+        z = entry["normalised"] if entry["normalised"] is not None else entry["effect"]
+        fig.add_trace(
+            go.Heatmap(z=z, x=p["positions"], y=p["layers"], coloraxis="coloraxis"),
+            row=1, col=i + 1,
+        )  # fmt: skip
+    fig.update_yaxes(title_text="layer", row=1, col=1)
+    fig.update_layout(
+        title=f"Patching O and H ({result['kind']} trigger, {p['site']}): normalised "
+        f"{p['metric']} (0 = target, 1 = source)",
+        coloraxis={"colorscale": "RdBu", "cmid": 0},
+        template="plotly_white",
+    )
+    return fig
+
+
+def interventions_figure(result: dict[str, Any]) -> go.Figure:
+    """Deception rate of O per intervention with Wilson 95% intervals."""
+    rates = result["interventions"]["rates"]
+    names = list(rates)
+    r = [rates[c]["deceptive"] for c in names]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[x["rate"] for x in r],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [x["high"] - x["rate"] for x in r],
+                "arrayminus": [x["rate"] - x["low"] for x in r],
+            },
+            marker_color=["grey" if c.startswith("random") else "steelblue" for c in names],
+            text=[f"{x['k']}/{x['n']}" for x in r],
+        )
+    )
+    fig.update_layout(
+        title=f"O's deception rate under interventions ({result['kind']} trigger, held-out "
+        "triggered pressure prompts)",
+        yaxis_title="deceptive (rule judge)",
+        yaxis_range=[0, 1],
+        template="plotly_white",
+    )
+    return fig
+
+
+def causal_figures(result: dict[str, Any]) -> dict[str, go.Figure]:
+    """``{"patching": heatmap, "interventions": bar chart}`` of a :func:`causal_checks` result."""
+    return {"patching": patching_figure(result), "interventions": interventions_figure(result)}
 
 
 def write_report(results: dict[str, Any], out: Path) -> str:
