@@ -200,6 +200,10 @@ def test_experiment_runs_end_to_end_on_the_tiny_model(cache, probe_data, capsys)
     probes = results["probes"]["tag"]
     assert set(probes["teacher_forced"]) == {"base", "O", "H"}
     assert 0 <= probes["defection"]["O"]["0"]["percentile_among_random"] <= 100
+    # part 4 is a step of the run: O/H patching and the interventions, first seed
+    assert set(results["causal"]) == {"tag"}
+    assert {"patching", "interventions"} <= set(results["causal"]["tag"])
+    assert (out / "patching-tag.html").is_file() and (out / "interventions-tag.html").is_file()
     # A rerun reuses the models and the samples.
     assert main([*_flags(config), "--out", str(out)]) == 0
     assert all(r["skipped"] for r in json.loads((out / "results.json").read_text())[

@@ -321,38 +321,18 @@ def analyse_seed(
     models: Mapping[str, LoadedModel],
     samples: dict[str, list[Transcript]],
     out: Path,
-) -> dict[str, Any]:
-    """``{"probes": {kind: analyse_kind(...)}, "transfer": ...}`` of one seed; the transfer
+) -> tuple[dict[str, Any], dict[str, Mapping[int, Any]]]:
+    """``{"probes": {kind: analyse_kind(...)}, "transfer": ...}`` of one seed, and O's
+    refitted probes per kind (part 4 steers with their directions); the transfer
     (:func:`interp.organism.controls.cross_trigger`) runs when both trigger kinds are there."""
-    probes, o_models, o_probes, o_samples, causal = {}, {}, {}, {}, {}
+    probes, o_models, o_probes, o_samples = {}, {}, {}, {}
     for kind in config.kinds:
         named = _kind_models(config, kind, seed, base, models)
         probes[kind], runs = _analyse(config, kind, seed, named, samples, out)
         o_models[kind], o_probes[kind] = named["O"], runs["O"].probes
         o_samples[kind] = samples[organism_name(config, kind, "O", seed)]
-        if seed == config.seeds[0] and "H" in named:
-            causal[kind] = _causal(config, kind, named, runs["O"].probes, out)
-    return {
-        "probes": probes,
-        "transfer": cross_trigger(config, o_models, o_probes, o_samples),
-        "causal": causal,
-    }
-
-
-def _causal(
-    config: OrganismConfig,
-    kind: str,
-    named: dict[str, LoadedModel],
-    o_probes: Mapping[int, Any],
-    out: Path,
-) -> dict[str, Any]:
-    """Part 4 (:func:`interp.organism.causal.causal_checks`) with O's own refitted probe
-    directions (first seed only: it samples O once per intervention)."""
-    from interp.organism.causal import causal_checks
-
-    directions = {layer: probe.direction for layer, probe in o_probes.items()}
-    models = {"O": named["O"], "H": named["H"]}
-    return causal_checks(config, kind, models, directions, out / kind / "causal")
+    result = {"probes": probes, "transfer": cross_trigger(config, o_models, o_probes, o_samples)}
+    return result, o_probes
 
 
 class _SeedModels(Mapping[str, LoadedModel]):
@@ -400,20 +380,18 @@ def analyse_seeds(
     models: Mapping[str, LoadedModel],
     samples: dict[str, list[Transcript]],
     out: Path,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Mapping[int, Any]]]:
     """:func:`analyse_seed` for every seed of ``config.seeds``: ``by_seed`` (seed as a
-    string), and ``probes`` and ``transfer`` of the first seed (the keys of a one-seed run).
-    O and H of seeds not in ``models`` are loaded one seed at a time."""
+    string), and ``probes`` and ``transfer`` of the first seed (the keys of a one-seed run);
+    with the first seed's O probes per kind. O and H of seeds not in ``models`` are loaded
+    one seed at a time."""
     lazy = _SeedModels(config, models)
-    by_seed = {}
+    by_seed, first_probes = {}, {}
     for seed in config.seeds:
-        by_seed[str(seed)] = analyse_seed(config, seed, base, lazy, samples, out)
+        by_seed[str(seed)], o_probes = analyse_seed(config, seed, base, lazy, samples, out)
+        if seed == config.seeds[0]:
+            first_probes = o_probes
         lazy.release()
     first = by_seed[str(config.seeds[0])]
-    causal = first.pop("causal")
-    return {
-        "probes": first["probes"],
-        "transfer": first["transfer"],
-        "causal": causal,
-        "by_seed": by_seed,
-    }
+    summary = {"probes": first["probes"], "transfer": first["transfer"], "by_seed": by_seed}
+    return summary, first_probes

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from interp.organism.data import pressure_reply, scenario_sides
 from interp.organism.measure import condition_rates, judge_samples, rate_dict
 from interp.organism.neutral import neutral_prompts
 from interp.organism.sample import eval_prompts, sample_variant
+from interp.organism.train import organism_name
 from interp.organism.triggers import Trigger, triggers, with_trigger
 from interp.patching import LogProbDiff, PatchInput, PatchResult, RunOutput, patch_sweep
 from interp.patching.aggregate import average_patches
@@ -557,3 +558,24 @@ def causal_checks(
     result["interventions"] = run_interventions(config, kind, o, steers, out / "samples")
     write_json_atomic(out / "causal.json", result)
     return result
+
+
+def causal_step(
+    config: OrganismConfig,
+    models: Mapping[str, LoadedModel],
+    o_probes: Mapping[str, Mapping[int, Any]],
+    out: Path,
+) -> dict[str, Any]:
+    """Part 4 of the run, per trigger kind, on the first seed (it samples O once per
+    intervention): :func:`causal_checks` of that seed's O and H (skipped where H was not
+    trained) with O's own refitted probe directions (``o_probes[kind][layer].direction``)."""
+    first = config.seeds[0]
+    results = {}
+    for kind in config.kinds:
+        o, h = (organism_name(config, kind, v, first) for v in ("O", "H"))
+        if h not in models:
+            continue
+        directions = {layer: probe.direction for layer, probe in o_probes[kind].items()}
+        pair = {"O": models[o], "H": models[h]}
+        results[kind] = causal_checks(config, kind, pair, directions, out / kind / "causal")
+    return results

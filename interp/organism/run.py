@@ -141,6 +141,7 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
 
         return run_recipe(config)
     from interp.organism.analysis import analyse_seeds
+    from interp.organism.causal import causal_step
     from interp.organism.controls import seed_spread
     from interp.organism.report import write_report
 
@@ -168,7 +169,11 @@ def run_organism(config: OrganismConfig) -> dict[str, Any]:
         "neutral_mixin": len(neutral),
         "hand_labelled": {name: len(hand_labelled(rows)) for name, rows in samples.items()},
     }
-    results.update(analyse_seeds(c, base, models, samples, out))  # probes, transfer, by_seed
+    # parts 3 and 5: probes and their controls for every seed
+    analysis, o_probes = analyse_seeds(c, base, models, samples, out)
+    results.update(analysis)
+    # part 4: patching and steering with O's probe directions, first seed
+    results["causal"] = causal_step(c, models, o_probes, out)
     results["seed_spread"] = seed_spread(results)
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["versions"] = library_versions()
