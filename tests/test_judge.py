@@ -610,3 +610,11 @@ def test_apply_verdicts(sales):
     assert rbd_decided(Verdict(False, "unclear", "yes", "x"))
     with pytest.raises(JudgeError, match="'c'"):
         apply_verdicts(data, {"a": verdicts[0], "b": verdicts[1]})
+
+
+@pytest.mark.parametrize("name", ["labels.jsonl", "labels.csv"])
+def test_import_labels_names_a_file_that_is_not_utf8(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(JudgeError, match=r"labels\.(jsonl|csv).*not UTF-8.*save the file as UTF-8"):
+        import_labels(path)

@@ -61,13 +61,7 @@ def read_hand_labels(folder: str | Path) -> tuple[dict[str, str], dict[str, Verd
     folder = Path(folder)
     replies = {t.id: t.reply for t in load_transcripts(folder / "replies.jsonl")}
     path = folder / "labels.jsonl"
-    try:
-        labelled = import_labels(path)
-    except UnicodeDecodeError as err:
-        raise JudgeError(
-            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-            f"{err.start}); save the file as UTF-8"
-        ) from None
+    labelled = import_labels(path)  # names the file, also for a file that is not UTF-8
     orphans = sorted(set(labelled) - set(replies))
     if orphans:
         raise JudgeError(

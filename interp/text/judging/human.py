@@ -135,7 +135,14 @@ def import_labels(path: str | Path) -> dict[str, Verdict]:
     if not path.is_file():
         raise JudgeError(f"{path}: no such label file")
     out: dict[str, Verdict] = {}
-    for where, row in _label_rows(path):
+    try:
+        rows = list(_label_rows(path))
+    except UnicodeDecodeError as err:
+        raise JudgeError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}); save the file as UTF-8"
+        ) from None
+    for where, row in rows:
         tid = row.get("id")
         if not isinstance(tid, str) or not tid.strip():
             raise JudgeError(f"{where}: missing transcript id")
