@@ -54,3 +54,19 @@ def test_bad_input_is_an_error_not_a_traceback(tmp_path, capsys):
     main = runpy.run_path(str(SCRIPT))["main"]
     assert main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_the_study_package_picks_held_out_prompts_and_tabulates():
+    from interp.data.scenarios import load_bank
+    from interp.data.split import split_bank
+    from interp.rebuttal.finetune import held_out_prompts, table
+    from interp.rebuttal.patching import PatchExperimentConfig
+
+    prompts = held_out_prompts(4)
+    _, held = split_bank(load_bank())
+    assert len(prompts) == 4 and {p.id for p in prompts} <= set(held)
+    assert len({p.meta["domain"] for p in prompts}) == 4  # one per domain while they last
+    text = table({"base": {"L3": 0.61, "layer0": 0.5}, "refusal": {"L3": None, "layer0": 0.5}}, [3])
+    assert text.splitlines()[2].split("|")[1].strip() == "0.610"
+    assert "-" in text.splitlines()[3].split("|")[1]
+    assert PatchExperimentConfig().metric == "logprob"
