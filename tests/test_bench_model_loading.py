@@ -18,9 +18,12 @@ def test_bench_model_loading_tiny(tmp_path, capsys):
     assert script["main"]([*args, "--device", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "RATIO truncated/full load_s = " in printed
-    assert "activations: max abs difference 0" in printed
+    assert "activations: max abs difference" in printed
     data = json.loads(out.read_text())
-    assert data["benchmark"] == "model_loading" and data["max_abs_diff"] == 0.0
+    # The same blocks on the same input: equal up to float32 rounding. Exactly 0 on most runs;
+    # a fresh-clone CI run once gave 4.5e-08 (the CPU GEMM's reduction order can depend on
+    # where the weights lie in memory), so the check allows rounding, not a real difference.
+    assert data["benchmark"] == "model_loading" and data["max_abs_diff"] < 1e-6
     full, cut = data["variants"]["full"], data["variants"]["truncated"]
     assert (full["blocks_loaded"], cut["blocks_loaded"]) == (2, 1)
     assert (full["stop_at_layer"], cut["stop_at_layer"]) == (1, None)
